@@ -1,0 +1,25 @@
+# jetfm: simulation -> preprocessing -> (pre)training -> scaling -> FPGA.
+# Each stage is a rule family in workflow/rules/<stage>.smk with a <stage>_all target; logic lives in src/jetfm.
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "config/config.yaml"
+
+
+report: "workflow/report/workflow.rst"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/simulate.smk"
+include: "workflow/rules/resimulate.smk"
+include: "workflow/rules/preprocess.smk"
+include: "workflow/rules/train.smk"
+include: "workflow/rules/report.smk"
+
+
+rule all:
+    default_target: True
+    input:
+        ALL_TARGETS,

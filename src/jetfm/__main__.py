@@ -1,0 +1,3 @@
+from jetfm.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,1 @@
+# resimulate stage: rules owned by the resimulate stage (filled in by its issue).
