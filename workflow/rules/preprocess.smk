@@ -1,1 +1,81 @@
-# preprocess stage: rules owned by the preprocess stage (filled in by its issue).
+# preprocess stage: a coffea processor on Dask turns the ROOT jets into padded HDF5 shards
+# (logic in src/jetfm/preprocess; `jetfm preprocess` runs the same function without Snakemake).
+PREPROCESS_DIR = f"{RESULTS}/h5/{DATASET}"
+PREPROCESS_SHARDS = expand(
+    "{dir}/{split}/{shard}.h5",
+    dir=PREPROCESS_DIR,
+    split=["train", "val", "test"],
+    shard=shard_ids(config["preprocess"]["shards_per_split"]),
+)
+
+
+def preprocess_inputs():
+    """Nominal simulation, the re-simulation views when enabled, and any user-given ROOT files."""
+    files = sim_files("nominal")
+    if config["resimulate"]["enabled"]:
+        files += sim_files("views")
+    return files + list(config["preprocess"]["input_files"])
+
+
+def preprocess_threads():
+    """A local Dask cluster uses workers x threads cores; Slurm or in-process drivers need one."""
+    dask = config["preprocess"]["dask"]
+    if dask["cluster"] == "local":
+        return dask["workers"] * dask["threads_per_worker"]
+    return 1
+
+
+rule preprocess:
+    input:
+        preprocess_inputs(),
+    output:
+        shards=PREPROCESS_SHARDS,
+        summary=report(
+            f"{PREPROCESS_DIR}/summary.json",
+            caption="../report/preprocess_summary.rst",
+            category="Preprocessing",
+        ),
+    log:
+        f"{LOGS}/preprocess/{DATASET}.log",
+    conda:
+        # `-e ../` installs jetfm with coffea, dask, dask-jobqueue, uproot and h5py
+        "../../envs/sim.yaml"
+    threads: preprocess_threads()
+    resources:
+        # local cluster: ~2 GB per worker (one chunk in memory) + the driver; Slurm workers are separate jobs
+        mem_mb=lambda wildcards, threads: 2000 * threads + 1000,
+        runtime=240,
+    script:
+        "../../scripts/preprocess.py"
+
+
+rule preprocess_plot:
+    input:
+        shards=PREPROCESS_SHARDS,
+        summary=f"{PREPROCESS_DIR}/summary.json",
+    output:
+        report(
+            f"{RESULTS}/plots/{DATASET}/preprocess_features.png",
+            caption="../report/preprocess_features.rst",
+            category="Preprocessing",
+        ),
+    log:
+        f"{LOGS}/preprocess/{DATASET}_plot.log",
+    conda:
+        "../../envs/sim.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=15,
+    script:
+        "../../scripts/preprocess_plot.py"
+
+
+rule preprocess_all:
+    input:
+        PREPROCESS_SHARDS,
+        f"{PREPROCESS_DIR}/summary.json",
+        f"{RESULTS}/plots/{DATASET}/preprocess_features.png",
+
+
+ALL_TARGETS.extend(rules.preprocess_all.input)

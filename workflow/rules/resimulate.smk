@@ -1,1 +1,45 @@
-# resimulate stage: rules owned by the resimulate stage (filled in by its issue).
+# resimulate stage: K re-simulation views (RS3L) of the same hard events, one job per class x shard
+# (logic in src/jetfm/simulate/resim.py; `jetfm resimulate` runs the same function without Snakemake).
+# Independent of the nominal sample: own seeds (seed, "resim", class, shard, view) and event-id stream.
+RESIM_FILES = sim_files("views") if config["resimulate"]["enabled"] else []
+
+
+rule resimulate:
+    output:
+        f"{RESULTS}/sim/{{dataset}}/{{cls}}/{{shard}}.views.root",
+    log:
+        f"{LOGS}/resimulate/{{dataset}}/{{cls}}/{{shard}}.log",
+    params:
+        mode=lookup(dpath="resimulate/mode", within=config),
+        views=lookup(dpath="resimulate/views", within=config),
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=60,
+    script:
+        "../../scripts/resimulate.py"
+
+
+rule resimulate_plot:
+    input:
+        RESIM_FILES,
+    output:
+        figure=report(
+            f"{RESULTS}/plots/{DATASET}/resim_spread.png",
+            caption="../report/resim_spread.rst",
+            category="Re-simulation",
+        ),
+        summary=f"{RESULTS}/plots/{DATASET}/resim_spread.json",
+    log:
+        f"{LOGS}/resimulate/{DATASET}_plot.log",
+    script:
+        "../../scripts/resimulate_plot.py"
+
+
+rule resimulate_all:
+    input:
+        RESIM_FILES,
+        rules.resimulate_plot.output if RESIM_FILES else [],
+
+
+ALL_TARGETS.extend(rules.resimulate_all.input)

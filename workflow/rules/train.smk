@@ -1,1 +1,80 @@
-# train stage: rules owned by the train stage (filled in by its issue).
+# train stage: supervised taggers (ParT, Deep Sets/PFN, jet MLP) on the preprocessed shards, and their
+# test-split comparison. Logic: src/jetfm/train/ (same functions as `jetfm train`).
+
+TRAIN_MODELS = config["train"]["models"]
+
+
+TRAIN_H5 = {
+    split: expand(
+        f"{RESULTS}/h5/{DATASET}/{split}/{{shard}}.h5",
+        shard=shard_ids(config["preprocess"]["shards_per_split"]),
+    )
+    for split in ("train", "val", "test")
+}
+
+
+rule train:
+    input:
+        train=TRAIN_H5["train"],
+        val=TRAIN_H5["val"],
+        test=TRAIN_H5["test"],
+    output:
+        checkpoint=f"{RESULTS}/models/{{dataset}}_{{model}}/checkpoint.pt",
+        history=f"{RESULTS}/models/{{dataset}}_{{model}}/history.csv",
+        metrics=f"{RESULTS}/models/{{dataset}}_{{model}}/metrics.json",
+        loss=report(
+            f"{RESULTS}/models/{{dataset}}_{{model}}/loss.png",
+            caption="../report/train_loss.rst",
+            category="Training",
+            subcategory="{model}",
+        ),
+        roc=report(
+            f"{RESULTS}/models/{{dataset}}_{{model}}/roc.png",
+            caption="../report/train_roc.rst",
+            category="Training",
+            subcategory="{model}",
+        ),
+        confusion=report(
+            f"{RESULTS}/models/{{dataset}}_{{model}}/confusion.png",
+            caption="../report/train_confusion.rst",
+            category="Training",
+            subcategory="{model}",
+        ),
+    params:
+        out_dir=lambda wc: f"{RESULTS}/models/{wc.dataset}_{wc.model}",
+    log:
+        f"{LOGS}/train/{{dataset}}_{{model}}.log",
+    wildcard_constraints:
+        model="part|pfn|mlp",
+    threads: 2
+    resources:
+        mem_mb=4000,
+    conda:
+        "../../envs/ml.yaml"
+    script:
+        "../../scripts/train.py"
+
+
+rule train_compare:
+    input:
+        metrics=expand(f"{RESULTS}/models/{DATASET}_{{model}}/metrics.json", model=TRAIN_MODELS),
+    output:
+        table=report(
+            f"{RESULTS}/models/{{dataset}}_comparison.csv",
+            caption="../report/train_comparison.rst",
+            category="Training",
+        ),
+    log:
+        f"{LOGS}/train/{{dataset}}_comparison.log",
+    conda:
+        "../../envs/ml.yaml"
+    script:
+        "../../scripts/train_compare.py"
+
+
+rule train_all:
+    input:
+        f"{RESULTS}/models/{DATASET}_comparison.csv",
+
+
+ALL_TARGETS.append(f"{RESULTS}/models/{DATASET}_comparison.csv")

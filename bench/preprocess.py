@@ -1,0 +1,122 @@
+"""Benchmark of the preprocessing stage, with baselines measured in the same run.
+
+1. The coffea processor (in-process IterativeExecutor; features + sort + padding + part files) against a
+   bare `uproot.iterate` + awkward/numpy padding of the same particle branches: jets/s and ratio
+   (target >= 0.8).
+2. The full stage on a Dask LocalCluster with 2 workers against 1 worker (processing phase and end to end;
+   target >= 1.7x on the processing phase). Needs 2 free cores to mean anything.
+
+Usage: .venv/bin/python bench/preprocess.py [--files 8] [--jets 25000] [--workdir /tmp/x]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import awkward as ak
+import numpy as np
+import uproot
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+
+from preprocess_fixtures import write_jetclass_file
+
+from jetfm import CLASSES
+from jetfm.config import validate_config
+from jetfm.jetclass import JET_BRANCHES, LABEL_BRANCHES, PARTICLE_BRANCHES, TREE_NAME
+from jetfm.preprocess.inputs import validate_inputs
+from jetfm.preprocess.processor import JetProcessor
+from jetfm.preprocess.run import _run_processor, preprocess
+
+P = 128
+
+
+def baseline(files: list[str], step: int) -> float:
+    """Bare reading + padding: uproot.iterate the same branches, pad to P, stack -> jets/s."""
+    t = time.perf_counter()
+    n = 0
+    branches = [*PARTICLE_BRANCHES, *JET_BRANCHES, *LABEL_BRANCHES, "event_id"]
+    for batch in uproot.iterate([{f: TREE_NAME} for f in files], branches, step_size=step, library="ak"):
+        cols = [ak.to_numpy(ak.fill_none(ak.pad_none(batch[b], P, clip=True), 0)) for b in PARTICLE_BRANCHES]
+        padded = np.stack(cols, axis=-1).astype(np.float32)
+        jets = np.stack([ak.to_numpy(batch[b]) for b in JET_BRANCHES], axis=1)
+        assert padded.shape[1] == P and len(jets) == len(padded)
+        n += len(padded)
+    return n / (time.perf_counter() - t)
+
+
+def processor_rate(files: list[str], step: int, parts: Path) -> float:
+    good, _ = validate_inputs(files, False)
+    proc = JetProcessor(files={f.path: f for f in good}, parts_dir=str(parts), max_particles=P)
+    t = time.perf_counter()
+    chunks = _run_processor(proc, [f.path for f in good], None, step, progress=False)
+    dt = time.perf_counter() - t
+    assert not any(c.get("error") for c in chunks)
+    return sum(c["n_out"] for c in chunks) / dt
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--files", type=int, default=8)
+    ap.add_argument("--jets", type=int, default=25000, help="jets per file")
+    ap.add_argument("--chunksize", type=int, default=25000)
+    ap.add_argument("--repeat", type=int, default=2, help="take the best of this many timings")
+    ap.add_argument("--workdir", default=None)
+    ap.add_argument("--compression", default="gzip", choices=["gzip", "lzf", "none"], help="shard filter")
+    args = ap.parse_args()
+    work = Path(args.workdir or tempfile.mkdtemp(prefix="jetfm-bench-preprocess-"))
+    files = []
+    for i in range(args.files):
+        path = work / "in" / f"{CLASSES[i % len(CLASSES)]}_{i:04d}.root"
+        if not path.exists():
+            write_jetclass_file(
+                path, CLASSES[i % len(CLASSES)], args.jets, 1000 + i, shard=i, max_particles=90
+            )
+        files.append(str(path))
+    n_jets = args.files * args.jets
+    n_part = sum(int(uproot.open(f)[TREE_NAME]["npart"].array(library="np").sum()) for f in files)
+    print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f} at start")
+    print(f"input: {len(files)} files, {n_jets} jets, {n_part / n_jets:.1f} particles/jet, P = {P}")
+
+    base = max(baseline(files, args.chunksize) for _ in range(args.repeat))
+    proc = max(processor_rate(files, args.chunksize, work / f"parts{r}") for r in range(args.repeat))
+    print(f"bare uproot.iterate + padding : {base:10.0f} jets/s")
+    print(f"coffea processor (in-process) : {proc:10.0f} jets/s")
+    print(f"ratio processor / bare        : {proc / base:10.2f}   (target >= 0.8)")
+
+    results = {}
+    for workers in (1, 2):
+        dask = {"cluster": "local", "workers": workers}
+        pre = {
+            "max_particles": P,
+            "chunksize": args.chunksize // 2,
+            "shards_per_split": 2,
+            "dask": dask,
+            "compression": args.compression,
+        }
+        cfg = validate_config({"preprocess": pre})
+        best = None
+        for _ in range(args.repeat):
+            s = preprocess(cfg, files, str(work / f"out{workers}"), progress=False)
+            assert s["counts"]["jets_out"] == n_jets
+            if best is None or s["timing"]["process_s"] < best["timing"]["process_s"]:
+                best = s
+        results[workers] = best
+        t = best["timing"]
+        rate = n_jets / t["process_s"]
+        print(f"dask {workers} worker(s): process {t['process_s']:6.2f} s ({rate:8.0f} jets/s), "
+              f"merge {t['merge_s']:5.2f} s, cluster start {t['startup_s']:5.2f} s, "
+              f"total {best['wall_time_s']:6.2f} s")  # fmt: skip
+    sp = results[1]["timing"]["process_s"] / results[2]["timing"]["process_s"]
+    se = results[1]["wall_time_s"] / results[2]["wall_time_s"]
+    print(f"load average now {os.getloadavg()[0]:.2f}")
+    print(f"speed-up 2 vs 1 worker        : {sp:10.2f}x processing, {se:.2f}x end to end   (target >= 1.7)")
+
+
+if __name__ == "__main__":
+    main()

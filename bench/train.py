@@ -1,0 +1,174 @@
+"""Training throughput on CPU: loader jets/s vs training-step jets/s, and jets/s + peak memory per model size.
+
+Data: HDF5 shards in the preprocessing layout, padded to 128 particles, JetClass-like multiplicities (mean
+~45, 30-60 typical). Each model size runs in its own subprocess so its peak RSS is its own. Baselines measured
+in this same run: (1) the loader, (2) the JetClass-full ParT without per-batch padding trimming (P = 128).
+External reference (shared/reference.md): weaver-core ParT, same config, ~52 jets/s on this 2-core machine.
+
+    .venv/bin/python bench/train.py [--steps 8] [--jets 4096]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads libgomp; see jetfm/train/__init__.py
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from train_fixtures import make_jets, write_shard
+
+from jetfm.models import build_model, count_parameters, flops_per_jet
+from jetfm.train.config import TrainConfig
+from jetfm.train.data import H5JetStream
+from jetfm.train.loop import make_optimizer
+
+REFERENCE_JETS_PER_S = 52.0
+SIZES = [
+    ("mlp", {}),
+    ("pfn", {"preset": "jetclass"}),
+    ("part", {"preset": "tiny"}),
+    ("part", {"preset": "small"}),
+    ("part", {"preset": "jetclass"}),
+]
+
+
+def make_data(root: Path, n: int) -> list[str]:
+    rng = np.random.default_rng(1)
+    arrays = make_jets(n, rng, max_particles=128, classes=(0, 1, 4, 8))
+    # Rescale multiplicities towards JetClass (fixture: ~17-27 per jet): repeat particles with jitter.
+    # Chunks of 256 jets with gzip-1 + shuffle, as the preprocessing stage writes them.
+    return [str(write_shard(root / "0000.h5", widen(arrays, rng), chunk=256, compression="gzip"))]
+
+
+def widen(a: dict[str, np.ndarray], rng: np.random.Generator) -> dict[str, np.ndarray]:
+    n, p, _ = a["part_features"].shape
+    target = np.clip(rng.normal(45, 12, n).astype(int), 10, p)
+    for i in range(n):
+        k = int(a["part_mask"][i].sum())
+        idx = np.r_[np.arange(k), rng.integers(0, k, max(target[i] - k, 0))][: target[i]]
+        for key in ("part_features", "part_vectors"):
+            src = a[key][i, idx] * rng.uniform(0.9, 1.1, (len(idx), 1)).astype(np.float32)
+            a[key][i] = 0
+            a[key][i, : len(idx)] = src
+        a["part_mask"][i] = False
+        a["part_mask"][i, : len(idx)] = True
+    return a
+
+
+def pad_to(v: torch.Tensor, p: int) -> torch.Tensor:
+    """Zero-pad the particle axis (dim 1) back to p slots."""
+    pad = (0, 0, 0, p - v.shape[1]) if v.dim() == 3 else (0, p - v.shape[1])
+    return torch.nn.functional.pad(v, pad)
+
+
+def loader_rate(files: list[str], batch: int) -> float:
+    stream = H5JetStream(files, batch, seed=0, block_size=256, shuffle_buffer=4096)
+    t = time.perf_counter()
+    n = sum(len(b["label"]) for b in stream)
+    return n / (time.perf_counter() - t)
+
+
+def one(name: str, size: dict, files: list[str], steps: int, batch: int, trim: bool) -> dict:
+    """Train `steps` timed steps (after 2 warm-up) in this process; jets/s and peak RSS."""
+    torch.set_num_threads(2)
+    torch.manual_seed(0)
+    stream = H5JetStream(files, batch, seed=0, block_size=256, shuffle_buffer=4096)
+    batches = []
+    for b in stream:
+        if not trim:  # the untrimmed baseline: every batch padded to the full 128 slots
+            with __import__("h5py").File(files[0]) as f:
+                p = f["part_mask"].shape[1]
+            b = {k: pad_to(v, p) if k.startswith("part_") else v for k, v in b.items()}
+        batches.append(b)
+        if len(batches) == steps + 2:
+            break
+    model = build_model(name, 17, 8, 10, **size)
+    opt = make_optimizer(model, TrainConfig(), torch.device("cpu"))
+    model.train()
+    rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    for i, b in enumerate(batches):
+        if i == 2:
+            t = time.perf_counter()
+        out = model(b["part_features"], b["part_vectors"], b["part_mask"], b["jet_features"])
+        loss = torch.nn.functional.cross_entropy(out, b["label"])
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+    dt = time.perf_counter() - t
+    n_part = float(np.mean([b["part_mask"].sum(1).float().mean() for b in batches]))
+    return {
+        "model": name, "size": size.get("preset", "default"), "trim": trim,
+        "parameters": count_parameters(model), "gflops_fwd_per_jet": flops_per_jet(model, n_part) / 1e9,
+        "jets_per_s": steps * batch / dt,
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "rss_before_model_mb": rss0 / 1024, "mean_particles": n_part,
+    }  # fmt: skip
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--steps", type=int, default=8)
+    ap.add_argument("--batch", type=int, default=64)
+    ap.add_argument("--jets", type=int, default=4096)
+    ap.add_argument("--one", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.one:
+        spec = json.loads(args.one)
+        print(
+            json.dumps(one(spec["name"], spec["size"], spec["files"], args.steps, args.batch, spec["trim"]))
+        )
+        return
+    torch.set_num_threads(2)
+    with tempfile.TemporaryDirectory() as tmp:
+        files = make_data(Path(tmp), args.jets)
+        load = loader_rate(files, args.batch)
+        print(
+            f"loader: {load:,.0f} jets/s (1 process, no workers, batch {args.batch}, trim + shuffle buffer)"
+        )
+        rows = []
+        for (name, size), trim in [*((s, True) for s in SIZES), (SIZES[-1], False)]:
+            spec = json.dumps({"name": name, "size": size, "files": files, "trim": trim})
+            cmd = [
+                sys.executable,
+                __file__,
+                "--one",
+                spec,
+                "--steps",
+                str(args.steps),
+                "--batch",
+                str(args.batch),
+            ]
+            r = json.loads(
+                subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.splitlines()[-1]
+            )
+            rows.append(r)
+            print(
+                f"{r['model']:>4} {r['size']:>8} trim={r['trim']!s:5} params {r['parameters']:>9,} "
+                f"fwd {r['gflops_fwd_per_jet'] * 1e3:7.1f} MFLOP/jet  {r['jets_per_s']:8.1f} jets/s  "
+                f"peak RSS {r['peak_rss_mb']:6.0f} MB  (<P> = {r['mean_particles']:.1f})"
+            )
+    full = next(r for r in rows if r["size"] == "jetclass" and r["model"] == "part" and r["trim"])
+    untrimmed = rows[-1]
+    print(f"\nloader / JetClass-ParT training: {load / full['jets_per_s']:.1f}x (target >= 10x)")
+    print(f"JetClass-ParT trimmed / untrimmed (P=128): {full['jets_per_s'] / untrimmed['jets_per_s']:.2f}x")
+    ratio = full["jets_per_s"] / REFERENCE_JETS_PER_S
+    print(
+        f"JetClass-ParT vs weaver-core reference {REFERENCE_JETS_PER_S} jets/s: {ratio:.2f}x (target >= 1.5x)"
+    )
+    print("(the 2 cores are shared with other jobs while this runs: numbers are lower bounds)")
+
+
+if __name__ == "__main__":
+    main()

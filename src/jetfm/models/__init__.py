@@ -1,0 +1,114 @@
+"""Model registry: `build_model(name, num_features, num_jet_features, num_classes, **size)`.
+
+Every model has the same call signature, `model(part_features, part_vectors, part_mask, jet_features)`
+-> logits, so the training loop, pretraining and distillation never branch on the model type.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any
+
+from torch import nn
+
+from jetfm.models.baselines import JetMLP, JetMLPSize, ParticleFlowNetwork, PFNSize
+from jetfm.models.part import ParticleTransformer, ParTSize
+
+__all__ = [
+    "MODELS",
+    "JetMLP",
+    "ParTSize",
+    "ParticleFlowNetwork",
+    "ParticleTransformer",
+    "build_model",
+    "count_parameters",
+    "flops_per_jet",
+    "make_size",
+]
+
+# name -> (size dataclass, constructor(num_features, num_jet_features, num_classes, size))
+MODELS: dict[str, tuple[type, Callable[[int, int, int, Any], nn.Module]]] = {
+    "part": (ParTSize, lambda f, j, c, s: ParticleTransformer(f, c, s)),
+    "pfn": (PFNSize, lambda f, j, c, s: ParticleFlowNetwork(f, c, s)),
+    "mlp": (JetMLPSize, lambda f, j, c, s: JetMLP(j, c, s)),
+}
+
+# Named sizes; `jetclass` is the JetClass-full ParT of the paper (2.14M parameters).
+PRESETS: dict[str, dict[str, dict[str, Any]]] = {
+    "part": {
+        "jetclass": {},
+        "small": {"embed_dim": 64, "depth": 4, "heads": 4, "cls_depth": 2, "pair_dims": (32, 32, 32)},
+        "tiny": {"embed_dim": 32, "depth": 2, "heads": 4, "cls_depth": 1, "pair_dims": (16, 16)},
+    },
+    "pfn": {"jetclass": {}, "small": {"phi_dims": (64, 64, 64), "f_dims": (64, 64)}},
+    "mlp": {"jetclass": {}, "small": {"dims": (64, 64, 64)}},
+}
+
+
+def make_size(name: str, size: dict[str, Any] | None = None) -> Any:
+    """The size dataclass of model `name`; `size` may name a preset (`{"preset": "small", ...}`)."""
+    if name not in MODELS:
+        raise ValueError(f"unknown model {name!r}; known models: {sorted(MODELS)}")
+    size_cls, _ = MODELS[name]
+    size = dict(size or {})
+    preset = size.pop("preset", None)
+    if preset is not None:
+        if preset not in PRESETS[name]:
+            raise ValueError(f"unknown preset {preset!r} for model {name!r}; known: {sorted(PRESETS[name])}")
+        size = {**PRESETS[name][preset], **size}
+    fields = {f.name for f in dataclasses.fields(size_cls)}
+    unknown = sorted(set(size) - fields)
+    if unknown:
+        raise ValueError(f"unknown size key(s) {unknown} for model {name!r}; allowed: {sorted(fields)}")
+    size = {k: tuple(v) if isinstance(v, list) else v for k, v in size.items()}
+    return size_cls(**size)
+
+
+def build_model(
+    name: str, num_features: int, num_jet_features: int, num_classes: int, **size: Any
+) -> nn.Module:
+    """Instantiate a registered model; `size` are fields of its size dataclass (or `preset=`)."""
+    spec = make_size(name, size)  # raises for unknown names
+    return MODELS[name][1](num_features, num_jet_features, num_classes, spec)
+
+
+def count_parameters(model: nn.Module) -> int:
+    """Trainable parameters (the N of scaling laws; embeddings included, there is no vocabulary)."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def _linear_macs(module: nn.Module) -> int:
+    return sum(m.in_features * m.out_features for m in module.modules() if isinstance(m, nn.Linear))
+
+
+def flops_per_jet(model: nn.Module, n_particles: float) -> float:
+    """Analytic forward FLOPs (2 x multiply-accumulates of Linear layers and attention matmuls) per jet.
+
+    Norms, activations and softmax are left out (< 2 % here). `n_particles` is the (mean) number of
+    particles attended over; training costs about 3x the forward pass.
+    """
+    p = float(n_particles)
+    if isinstance(model, ParticleTransformer):
+        d = model.size.embed_dim
+        macs = p * _linear_macs(model.embed)
+        if model.pair_embed is not None:
+            macs += p * (p + 1) / 2 * _linear_macs(model.pair_embed)
+        for blk in model.blocks:
+            per_token = _linear_macs(blk.attn) + blk.fc1.in_features * blk.fc1.out_features * 2
+            macs += p * per_token + 2 * p * p * d
+        for blk in model.cls_blocks:
+            a = blk.attn
+            macs += (
+                d * d * 2 + (p + 1) * 2 * d * d + 2 * (p + 1) * d
+            )  # q, proj; kv over cls+particles; QK, AV
+            macs += blk.fc1.in_features * blk.fc1.out_features * 2
+            del a
+        macs += _linear_macs(model.head)
+    elif isinstance(model, ParticleFlowNetwork):
+        macs = p * _linear_macs(model.phi) + _linear_macs(model.f)
+    elif isinstance(model, JetMLP):
+        macs = _linear_macs(model.net)
+    else:
+        raise TypeError(f"no FLOPs formula for {type(model).__name__}")
+    return 2.0 * macs

@@ -1,0 +1,251 @@
+"""HDF5 shard loader: contiguous chunk-aligned block reads, seeded shard + buffer shuffling, DDP sharding.
+
+Why not a map-style Dataset with random row indices: HDF5 reads whole chunks, so random single rows read each
+chunk ~chunk-length times. Here an epoch is a permutation (seeded by seed and epoch) of blocks of whole
+chunks; rank r of W takes blocks r, r+W, ... (no overlap), its DataLoader workers split those again; each
+worker pools `shuffle_buffer` rows, permutes them and cuts batches. Each batch is trimmed to its longest jet
+(the shards are padded to e.g. 128 particles; a JetClass jet has ~30-60), which is most of the CPU speed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, IterableDataset, get_worker_info
+
+ARRAYS = ("part_features", "part_vectors", "part_mask", "jet_features", "label")
+EXPECTED = {
+    "part_features": (3, np.floating),
+    "part_vectors": (3, np.floating),
+    "part_mask": (2, np.bool_),
+    "jet_features": (2, np.floating),
+    "label": (1, np.integer),
+    "view": (1, np.integer),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class ShardMeta:
+    """What the model needs to know about the data, checked to agree across all shards."""
+
+    num_features: int
+    num_jet_features: int
+    max_particles: int
+    classes: tuple[str, ...]
+    feature_names: Any
+
+
+def _check_file(path: Path, f: h5py.File) -> int:
+    missing = [k for k in EXPECTED if k not in f]
+    if missing:
+        raise ValueError(f"HDF5 shard {path} lacks dataset(s) {missing}; expected {sorted(EXPECTED)}")
+    n = f["label"].shape[0]
+    for name, (ndim, kind) in EXPECTED.items():
+        ds = f[name]
+        if ds.ndim != ndim or ds.shape[0] != n:
+            raise ValueError(
+                f"HDF5 shard {path}: dataset {name!r} has shape {ds.shape}, "
+                f"expected {ndim} dims with {n} rows"
+            )
+        if not np.issubdtype(ds.dtype, kind):
+            raise ValueError(
+                f"HDF5 shard {path}: dataset {name!r} has dtype {ds.dtype}, expected {kind.__name__}"
+            )
+    if f["part_vectors"].shape[2] != 4:
+        raise ValueError(f"HDF5 shard {path}: part_vectors must be (N, P, 4), got {f['part_vectors'].shape}")
+    return n
+
+
+def _decode(value: Any) -> Any:
+    if isinstance(value, bytes):
+        value = value.decode()
+    if isinstance(value, str):
+        try:
+            return json.loads(value)
+        except json.JSONDecodeError:
+            return value
+    if isinstance(value, np.ndarray):
+        return [_decode(v) for v in value.tolist()]
+    return value
+
+
+def read_meta(paths: list[str | Path]) -> ShardMeta:
+    """Shapes and class list of the shards; raise if any file is missing, malformed or disagrees."""
+    if not paths:
+        raise ValueError("no HDF5 shards given")
+    metas = []
+    for path in map(Path, paths):
+        if not path.is_file():
+            raise FileNotFoundError(f"HDF5 shard {path} does not exist")
+        try:
+            f = h5py.File(path, "r")
+        except OSError as exc:
+            raise ValueError(f"HDF5 shard {path} is unreadable: {exc}") from exc
+        with f:
+            _check_file(path, f)
+            classes = _decode(f.attrs.get("classes"))
+            if classes is None:
+                from jetfm import CLASSES
+
+                classes = list(CLASSES)
+            metas.append(
+                ShardMeta(
+                    num_features=f["part_features"].shape[2],
+                    num_jet_features=f["jet_features"].shape[1],
+                    max_particles=f["part_features"].shape[1],
+                    classes=tuple(classes),
+                    feature_names=_decode(f.attrs.get("feature_names")),
+                )
+            )
+    first = metas[0]
+    for path, m in zip(paths[1:], metas[1:], strict=True):
+        for key in ("num_features", "num_jet_features", "classes"):
+            if getattr(m, key) != getattr(first, key):
+                raise ValueError(
+                    f"HDF5 shard {path}: {key} = {getattr(m, key)} differs from "
+                    f"{paths[0]} ({getattr(first, key)})"
+                )
+    return first
+
+
+@dataclasses.dataclass(frozen=True)
+class Block:
+    shard: int
+    start: int
+    stop: int
+
+
+def trim_padding(batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Cut the particle axis to the last slot any jet of the batch uses (at least 1)."""
+    used = np.flatnonzero(batch["part_mask"].any(axis=0))
+    n = int(used[-1]) + 1 if used.size else 1
+    for key in ("part_features", "part_vectors", "part_mask"):
+        batch[key] = batch[key][:, :n]
+    return batch
+
+
+def to_torch(batch: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
+    return {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in batch.items()}
+
+
+class H5JetStream(IterableDataset):
+    """Infinite-free, epoch-wise stream of trimmed batches for one DDP rank (set `epoch` before iterating)."""
+
+    def __init__(
+        self,
+        paths: list[str | Path],
+        batch_size: int,
+        *,
+        seed: int = 0,
+        shuffle: bool = True,
+        block_size: int = 256,
+        shuffle_buffer: int = 4096,
+        nominal_only: bool = True,
+        rank: int = 0,
+        world_size: int = 1,
+        drop_last: bool = True,
+    ) -> None:
+        super().__init__()
+        self.paths = [str(p) for p in paths]
+        self.meta = read_meta(self.paths)
+        self.batch_size = batch_size
+        self.seed, self.shuffle, self.drop_last = seed, shuffle, drop_last
+        self.shuffle_buffer = shuffle_buffer if shuffle else 0
+        self.nominal_only = nominal_only
+        self.rank, self.world_size = rank, world_size
+        self.epoch = 0
+        self.blocks: list[Block] = []
+        self.rows = 0  # usable rows (nominal-only filter applied)
+        for i, path in enumerate(self.paths):
+            with h5py.File(path, "r") as f:
+                n = f["label"].shape[0]
+                chunk = (f["part_features"].chunks or (block_size,))[0]
+                view = f["view"][:]
+            step = max(chunk, -(-block_size // chunk) * chunk)  # whole chunks only
+            self.blocks += [Block(i, s, min(s + step, n)) for s in range(0, n, step)]
+            self.rows += int((view == -1).sum()) if nominal_only else n
+        if self.rows == 0:
+            raise ValueError(f"no usable rows in {self.paths} (nominal_only={nominal_only})")
+
+    def epoch_blocks(self, epoch: int, worker: int = 0, num_workers: int = 1) -> list[Block]:
+        """This rank's (and worker's) blocks for `epoch`: a seeded permutation, then strided."""
+        order = np.arange(len(self.blocks))
+        if self.shuffle:
+            order = np.random.default_rng([self.seed, epoch]).permutation(order)
+        mine = order[self.rank :: self.world_size][worker::num_workers]
+        return [self.blocks[i] for i in mine]
+
+    def _read(self, files: dict[int, h5py.File], block: Block) -> dict[str, np.ndarray]:
+        f = files.get(block.shard)
+        if f is None:
+            f = files[block.shard] = h5py.File(self.paths[block.shard], "r")
+        out = {k: f[k][block.start : block.stop] for k in ARRAYS}
+        if self.nominal_only:
+            keep = f["view"][block.start : block.stop] == -1
+            if not keep.all():
+                out = {k: v[keep] for k, v in out.items()}
+        return out
+
+    def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
+        info = get_worker_info()
+        worker, num_workers = (info.id, info.num_workers) if info else (0, 1)
+        blocks = self.epoch_blocks(self.epoch, worker, num_workers)
+        rng = np.random.default_rng([self.seed, self.epoch, self.rank, worker, 1])
+        files: dict[int, h5py.File] = {}
+        pool: list[dict[str, np.ndarray]] = []
+        pooled = 0
+        bs = self.batch_size
+        try:
+            for i, block in enumerate(blocks):
+                part = self._read(files, block)
+                pool.append(part)
+                pooled += len(part["label"])
+                last = i == len(blocks) - 1
+                if pooled < max(self.shuffle_buffer, bs) and not last:
+                    continue
+                rows = {k: np.concatenate([p[k] for p in pool]) for k in ARRAYS}
+                if self.shuffle_buffer:
+                    perm = rng.permutation(pooled)
+                    rows = {k: v[perm] for k, v in rows.items()}
+                n_full = pooled // bs
+                for b in range(n_full):
+                    yield to_torch(trim_padding({k: v[b * bs : (b + 1) * bs] for k, v in rows.items()}))
+                rest = {k: v[n_full * bs :] for k, v in rows.items()}
+                pool, pooled = [rest], len(rest["label"])
+            if pooled and not self.drop_last:
+                yield to_torch(trim_padding({k: np.concatenate([p[k] for p in pool]) for k in ARRAYS}))
+        finally:
+            for f in files.values():
+                f.close()
+
+
+def make_loader(stream: H5JetStream, num_workers: int = 0, pin_memory: bool = False) -> DataLoader:
+    """DataLoader over a stream that already batches (batch_size=None); workers split the rank's blocks."""
+    return DataLoader(
+        stream,
+        batch_size=None,
+        num_workers=num_workers,
+        pin_memory=pin_memory,
+        persistent_workers=False,
+        prefetch_factor=4 if num_workers else None,
+    )
+
+
+def read_arrays(
+    paths: list[str | Path], keys: tuple[str, ...], nominal_only: bool = True
+) -> dict[str, np.ndarray]:
+    """Whole columns of all shards (small ones: labels, jet features), nominal rows only if asked."""
+    parts: dict[str, list[np.ndarray]] = {k: [] for k in keys}
+    for path in paths:
+        with h5py.File(path, "r") as f:
+            keep = f["view"][:] == -1 if nominal_only else slice(None)
+            for k in keys:
+                parts[k].append(f[k][:][keep])
+    return {k: np.concatenate(v) for k, v in parts.items()}

@@ -1,0 +1,129 @@
+"""DDP setup from the environment: the same script runs under `torchrun` or Slurm's `srun`.
+
+torchrun sets RANK / WORLD_SIZE / LOCAL_RANK / MASTER_ADDR / MASTER_PORT. Under `srun` (one task per GPU or
+per CPU slot) the rank comes from SLURM_PROCID / SLURM_NTASKS / SLURM_LOCALID and the master is the first host
+of SLURM_JOB_NODELIST, on a port derived from the job id so two jobs sharing a node do not collide.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import shutil
+import subprocess
+from typing import Any
+
+import torch
+import torch.distributed as dist
+
+
+@dataclasses.dataclass(frozen=True)
+class DistEnv:
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+    master_addr: str = "127.0.0.1"
+    master_port: int = 29500
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def distributed(self) -> bool:
+        return self.world_size > 1
+
+
+def first_host(nodelist: str) -> str:
+    """First hostname of a Slurm nodelist ('gpu[03-05,07],cpu01' -> 'gpu03'); scontrol when available."""
+    if shutil.which("scontrol"):
+        try:
+            out = subprocess.run(
+                ["scontrol", "show", "hostnames", nodelist],
+                capture_output=True,
+                text=True,
+                check=True,
+                timeout=10,
+            ).stdout.split()
+            if out:
+                return out[0]
+        except (OSError, subprocess.SubprocessError):
+            pass
+    head = re.split(r",(?![^\[]*\])", nodelist)[0]
+    m = re.fullmatch(r"([^\[]+)\[([^\]]+)\](.*)", head)
+    if not m:
+        return head
+    first = re.split(r"[,-]", m.group(2))[0]
+    return f"{m.group(1)}{first}{m.group(3)}"
+
+
+def env_from_environ(environ: dict[str, str] | None = None) -> DistEnv:
+    """Rank, world size, local rank and rendezvous address from torchrun or Slurm variables."""
+    env = dict(os.environ if environ is None else environ)
+    if "RANK" in env and "WORLD_SIZE" in env:
+        rank, world = int(env["RANK"]), int(env["WORLD_SIZE"])
+        local = int(env.get("LOCAL_RANK", rank))
+    elif int(env.get("SLURM_NTASKS", "1")) > 1 and "SLURM_PROCID" in env:
+        rank, world = int(env["SLURM_PROCID"]), int(env["SLURM_NTASKS"])
+        local = int(env.get("SLURM_LOCALID", 0))
+    else:
+        return DistEnv()
+    addr = env.get("MASTER_ADDR") or (
+        first_host(env["SLURM_JOB_NODELIST"]) if "SLURM_JOB_NODELIST" in env else "127.0.0.1"
+    )
+    port = int(env.get("MASTER_PORT") or 20000 + int(env.get("SLURM_JOB_ID", "9500")) % 20000)
+    if not 0 <= rank < world:
+        raise ValueError(
+            f"rank {rank} outside world size {world} (check RANK/WORLD_SIZE or SLURM_* variables)"
+        )
+    return DistEnv(rank, world, local, addr, port)
+
+
+def setup(device: str) -> tuple[DistEnv, torch.device]:
+    """Initialise the process group if launched with >1 ranks (gloo on CPU, nccl on GPU)."""
+    env = env_from_environ()
+    use_cuda = device == "cuda" or (device == "auto" and torch.cuda.is_available())
+    if use_cuda:
+        torch.cuda.set_device(env.local_rank % max(torch.cuda.device_count(), 1))
+        dev = torch.device("cuda", torch.cuda.current_device())
+    else:
+        dev = torch.device("cpu")
+    if env.distributed and not dist.is_initialized():
+        os.environ["MASTER_ADDR"], os.environ["MASTER_PORT"] = env.master_addr, str(env.master_port)
+        dist.init_process_group(
+            backend="nccl" if use_cuda else "gloo",
+            init_method="env://",
+            rank=env.rank,
+            world_size=env.world_size,
+        )
+    return env, dev
+
+
+def teardown() -> None:
+    if dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def all_gather(obj: Any, env: DistEnv) -> list[Any]:
+    """Every rank's `obj` (picklable) on every rank; [obj] without DDP."""
+    if not env.distributed:
+        return [obj]
+    out: list[Any] = [None] * env.world_size
+    dist.all_gather_object(out, obj)
+    return out
+
+
+def mean_over_ranks(value: float, env: DistEnv) -> float:
+    if not env.distributed:
+        return value
+    t = torch.tensor([value], dtype=torch.float64)
+    if dist.get_backend() == "nccl":
+        t = t.cuda()
+    dist.all_reduce(t)
+    return float(t.item()) / env.world_size
+
+
+def barrier(env: DistEnv) -> None:
+    if env.distributed:
+        dist.barrier()

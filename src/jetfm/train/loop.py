@@ -1,0 +1,277 @@
+"""The training loop: one flat function in the spirit of nanoGPT's train.py.
+
+Set the LR, accumulate micro-batches (DDP syncs gradients on the last one only), clip, step, log; evaluate
+and checkpoint on rank 0; stop at max_steps. The same code runs on 1 CPU process, under torchrun or srun.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import math
+import random
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.nn.parallel import DistributedDataParallel as DDP
+from tqdm import tqdm
+
+from jetfm.atomic import write_json_atomic, write_text_atomic
+from jetfm.models import build_model, count_parameters, flops_per_jet
+from jetfm.provenance import make_provenance
+from jetfm.train import ddp
+from jetfm.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from jetfm.train.config import TrainConfig
+from jetfm.train.data import H5JetStream, make_loader, read_arrays
+from jetfm.train.metrics import classification_metrics
+from jetfm.train.plots import plot_confusion, plot_loss, plot_roc
+
+HISTORY_COLUMNS = (
+    "step",
+    "epoch",
+    "lr",
+    "train_loss",
+    "grad_norm",
+    "val_loss",
+    "val_accuracy",
+    "jets",
+    "time_s",
+)
+
+
+def lr_at(step: int, cfg: TrainConfig) -> float:
+    """Linear warmup to cfg.lr, then cosine decay to cfg.lr * min_lr_ratio at max_steps."""
+    if step < cfg.warmup_steps:
+        return cfg.lr * (step + 1) / cfg.warmup_steps
+    progress = (step - cfg.warmup_steps) / max(1, cfg.max_steps - cfg.warmup_steps)
+    floor = cfg.lr * cfg.min_lr_ratio
+    return floor + 0.5 * (cfg.lr - floor) * (1 + math.cos(math.pi * min(progress, 1.0)))
+
+
+def make_optimizer(model: torch.nn.Module, cfg: TrainConfig, device: torch.device) -> torch.optim.Optimizer:
+    """AdamW with weight decay on matrices only (biases, norms, head scales and tokens are not decayed)."""
+    decay = [p for p in model.parameters() if p.requires_grad and p.dim() >= 2 and p.shape[0] > 1]
+    ids = {id(p) for p in decay}
+    no_decay = [p for p in model.parameters() if p.requires_grad and id(p) not in ids]
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), foreach=device.type == "cuda")
+
+
+def forward(model: torch.nn.Module, batch: dict[str, torch.Tensor], device: torch.device) -> torch.Tensor:
+    b = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+    return model(b["part_features"], b["part_vectors"], b["part_mask"], b["jet_features"])
+
+
+@torch.no_grad()
+def predict(
+    model: torch.nn.Module, paths: list[str], cfg: TrainConfig, device: torch.device, max_batches: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """Softmax probabilities and labels over a split, in file order (no shuffling, nothing dropped)."""
+    stream = H5JetStream(
+        paths, cfg.eval_batch_size, shuffle=False, block_size=cfg.block_size, nominal_only=cfg.nominal_only,
+        drop_last=False,
+    )  # fmt: skip
+    was_training = model.training
+    model.eval()
+    probs, labels = [], []
+    for i, batch in enumerate(make_loader(stream)):
+        if max_batches and i >= max_batches:
+            break
+        probs.append(torch.softmax(forward(model, batch, device).float(), dim=-1).cpu().numpy())
+        labels.append(batch["label"].numpy())
+    model.train(was_training)
+    return np.concatenate(probs), np.concatenate(labels)
+
+
+def write_history(path: Path, history: list[dict[str, Any]]) -> None:
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=HISTORY_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    for row in history:
+        writer.writerow({k: row.get(k, "") for k in HISTORY_COLUMNS})
+    write_text_atomic(path, buf.getvalue())
+
+
+def train(
+    cfg: TrainConfig,
+    train_files: list[str],
+    val_files: list[str],
+    test_files: list[str] | None,
+    out_dir: str | Path,
+    *,
+    resume: bool = False,
+    workflow_config: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Train `cfg.model` on the shards; write checkpoint.pt, history.csv, metrics.json, plots to out_dir."""
+    t_start = time.time()
+    out = Path(out_dir)
+    ckpt_path = out / "checkpoint.pt"
+    env, device = ddp.setup(cfg.device)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and device.type == "cuda")
+    autocast = (
+        torch.autocast(device_type=device.type, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
+    )
+
+    # Same init on every rank (DDP also broadcasts it); dropout and the like then get per-rank streams.
+    torch.manual_seed(cfg.seed)
+    train_stream = H5JetStream(
+        train_files, cfg.batch_size, seed=cfg.seed, block_size=cfg.block_size,
+        shuffle_buffer=cfg.shuffle_buffer,
+        nominal_only=cfg.nominal_only, rank=env.rank, world_size=env.world_size,
+    )  # fmt: skip
+    meta = train_stream.meta
+    model = build_model(cfg.model, meta.num_features, meta.num_jet_features, len(meta.classes), **cfg.size)
+    if hasattr(model, "fit_input"):  # jet MLP: standardise inputs with training-set statistics
+        model.fit_input(
+            torch.from_numpy(read_arrays(train_files, ("jet_features",), cfg.nominal_only)["jet_features"])
+        )
+    model.to(device)
+    optimizer = make_optimizer(model, cfg, device)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_at(s, cfg) / cfg.lr)
+    torch.manual_seed(cfg.seed + 1 + env.rank)
+    np.random.seed((cfg.seed + env.rank) % 2**32)  # noqa: NPY002 - seed the global RNG libraries use
+    random.seed(cfg.seed + env.rank)
+
+    step, epoch, batch_in_epoch, jets = 0, 0, 0, 0
+    history: list[dict[str, Any]] = []
+    if resume and ckpt_path.exists():
+        ckpt = load_checkpoint(ckpt_path, cfg, env.world_size)
+        model.load_state_dict(ckpt["model"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        scheduler.load_state_dict(ckpt["scheduler"])
+        step, history = int(ckpt["step"]), list(ckpt["history"])
+        mine = ckpt["ranks"][env.rank]
+        epoch, batch_in_epoch, jets = int(mine["epoch"]), int(mine["batch_in_epoch"]), int(ckpt["jets"])
+        set_rng_state(mine["rng"])
+        if env.is_main:
+            print(f"resumed {ckpt_path} at step {step} (epoch {epoch}, batch {batch_in_epoch})")
+    elif resume and env.is_main:
+        print(f"--resume: no checkpoint at {ckpt_path}, starting from scratch")
+
+    raw_model = model
+    if cfg.compile:
+        model = torch.compile(model)
+    if env.distributed:
+        model = DDP(model, device_ids=[device.index] if device.type == "cuda" else None)
+
+    position = {"epoch": epoch, "batch_in_epoch": batch_in_epoch}
+
+    def batches() -> Iterator[dict[str, torch.Tensor]]:
+        """Endless epochs; replays (reads, no compute) the current epoch up to the saved position."""
+        skip = position["batch_in_epoch"]
+        while True:
+            train_stream.epoch = position["epoch"]
+            n = 0
+            for batch in make_loader(train_stream, cfg.num_workers, pin_memory=device.type == "cuda"):
+                n += 1
+                if n <= skip:
+                    continue
+                position["batch_in_epoch"] = n
+                yield batch
+            if n == 0:
+                raise RuntimeError(
+                    f"rank {env.rank} got no batch of {cfg.batch_size} jets from {train_files}: too "
+                    "little data "
+                    "for this batch size and number of ranks"
+                )
+            skip = 0
+            position["epoch"] += 1
+            position["batch_in_epoch"] = 0
+
+    def save() -> None:
+        ranks = ddp.all_gather({**position, "rng": rng_state()}, env)
+        if env.is_main:
+            save_checkpoint(ckpt_path, {
+                "config": cfg.to_dict(), "model": raw_model.state_dict(), "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(), "step": step, "jets": jets, "ranks": ranks,
+                "history": history, "world_size": env.world_size, "classes": list(meta.classes),
+                "num_features": meta.num_features, "num_jet_features": meta.num_jet_features,
+            })  # fmt: skip
+            write_history(out / "history.csv", history)
+        ddp.barrier(env)
+
+    stream = batches()
+    model.train()
+    bar = tqdm(total=cfg.max_steps, initial=step, disable=not (cfg.progress and env.is_main), desc=cfg.model)
+    t_last = time.time()
+    while step < cfg.max_steps:
+        loss_sum = 0.0
+        for micro in range(cfg.grad_accum):
+            batch = next(stream)
+            sync = not env.distributed or micro == cfg.grad_accum - 1
+            with contextlib.nullcontext() if sync else model.no_sync(), autocast:
+                logits = forward(model, batch, device)
+                loss = F.cross_entropy(
+                    logits.float(), batch["label"].to(device), label_smoothing=cfg.label_smoothing
+                )
+                (loss / cfg.grad_accum).backward()  # inside no_sync: only the last micro-batch all-reduces
+            loss_sum += loss.item() / cfg.grad_accum
+            jets += len(batch["label"]) * env.world_size
+        grad_norm = torch.nn.utils.clip_grad_norm_(
+            raw_model.parameters(), cfg.grad_clip if cfg.grad_clip > 0 else float("inf")
+        )
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        step += 1
+        bar.update(1)
+
+        last = step == cfg.max_steps
+        if step % cfg.log_every == 0 or last or step % cfg.eval_every == 0:
+            row: dict[str, Any] = {
+                "step": step, "epoch": position["epoch"], "lr": f"{scheduler.get_last_lr()[0]:.6g}",
+                "train_loss": f"{ddp.mean_over_ranks(loss_sum, env):.6f}",
+                "grad_norm": f"{float(grad_norm):.4f}",
+                "jets": jets, "time_s": f"{time.time() - t_last:.2f}",
+            }  # fmt: skip
+            if step % cfg.eval_every == 0 or last:
+                if env.is_main:
+                    probs, labels = predict(raw_model, val_files, cfg, device, cfg.eval_batches)
+                    p = torch.from_numpy(probs).clamp_min(1e-12).log()
+                    row["val_loss"] = f"{F.nll_loss(p, torch.from_numpy(labels)).item():.6f}"
+                    row["val_accuracy"] = f"{float((probs.argmax(1) == labels).mean()):.4f}"
+                    bar.set_postfix(train=row["train_loss"], val=row["val_loss"])
+                ddp.barrier(env)
+            history.append(row)
+            t_last = time.time()
+        if step % cfg.checkpoint_every == 0 or last:
+            save()
+    bar.close()
+
+    result: dict[str, Any] = {"step": step}
+    if env.is_main:
+        write_history(out / "history.csv", history)
+        plot_loss(history, out / "loss.png", title=f"{cfg.model}: loss")
+        if test_files:
+            probs, labels = predict(raw_model, test_files, cfg, device)
+            classes = list(meta.classes)
+            metrics = classification_metrics(probs, labels, classes)
+            n_mean = float(
+                read_arrays(test_files, ("part_mask",), cfg.nominal_only)["part_mask"].sum(1).mean()
+            )
+            metrics.update(
+                model=cfg.model, parameters=count_parameters(raw_model), mean_particles=n_mean,
+                flops_per_jet=flops_per_jet(raw_model, n_mean), steps=step, jets_seen=jets,
+                provenance=make_provenance(
+                    "train", workflow_config or {}, cfg.seed,
+                    counts={"test_jets": len(labels), "train_rows": train_stream.rows,
+                            "world_size": env.world_size},
+                    wall_time_s=time.time() - t_start, train_config=cfg.to_dict(),
+                    inputs={"train": train_files, "val": val_files, "test": test_files},
+                ),
+            )  # fmt: skip
+            plot_roc(probs, labels, classes, out / "roc.png", title=f"{cfg.model}: X vs QCD")
+            plot_confusion(metrics["confusion_matrix"], metrics["confusion_classes"], out / "confusion.png",
+                           title=f"{cfg.model}: test confusion")  # fmt: skip
+            write_json_atomic(out / "metrics.json", metrics)
+            result["metrics"] = metrics
+    ddp.barrier(env)
+    return result
