@@ -34,6 +34,28 @@ from jetfm.train.data import H5JetStream
 from jetfm.train.loop import make_optimizer
 
 REFERENCE_JETS_PER_S = 52.0
+# weaver-core's own ParticleTransformer, measured in this run as the same-conditions baseline when installed:
+#   pip install --no-deps --target /tmp/weaver_pkg weaver-core      (its model file needs only torch)
+WEAVER_PATH = os.environ.get("WEAVER_PATH", "/tmp/weaver_pkg")
+
+
+class WeaverParT(torch.nn.Module):
+    """weaver-core ParticleTransformer, JetClass-full config, behind jetfm's call signature."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        sys.path.insert(0, WEAVER_PATH)
+        from weaver.nn.model.ParticleTransformer import ParticleTransformer
+
+        self.net = ParticleTransformer(
+            input_dim=17, num_classes=10, pair_input_dim=4, embed_dims=[128, 512, 128],
+            pair_embed_dims=[64, 64, 64], num_heads=8, num_layers=8, num_cls_layers=2, fc_params=[],
+        )  # fmt: skip
+
+    def forward(self, x, v, mask, jet):  # type: ignore[no-untyped-def]
+        return self.net(x.transpose(1, 2), v.transpose(1, 2), mask.unsqueeze(1).float())
+
+
 SIZES = [
     ("mlp", {}),
     ("pfn", {"preset": "jetclass"}),
@@ -79,7 +101,9 @@ def loader_rate(files: list[str], batch: int) -> float:
     return n / (time.perf_counter() - t)
 
 
-def one(name: str, size: dict, files: list[str], steps: int, batch: int, trim: bool) -> dict:
+def one(
+    name: str, size: dict, files: list[str], steps: int, batch: int, trim: bool, bf16: bool = False
+) -> dict:
     """Train `steps` timed steps (after 2 warm-up) in this process; jets/s and peak RSS."""
     torch.set_num_threads(2)
     torch.manual_seed(0)
@@ -93,15 +117,17 @@ def one(name: str, size: dict, files: list[str], steps: int, batch: int, trim: b
         batches.append(b)
         if len(batches) == steps + 2:
             break
-    model = build_model(name, 17, 8, 10, **size)
+    model = WeaverParT() if name == "weaver" else build_model(name, 17, 8, 10, **size)
     opt = make_optimizer(model, TrainConfig(), torch.device("cpu"))
+    ours = model if name != "weaver" else build_model("part", 17, 8, 10)  # same FLOPs by construction
     model.train()
     rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     for i, b in enumerate(batches):
         if i == 2:
             t = time.perf_counter()
-        out = model(b["part_features"], b["part_vectors"], b["part_mask"], b["jet_features"])
-        loss = torch.nn.functional.cross_entropy(out, b["label"])
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            out = model(b["part_features"], b["part_vectors"], b["part_mask"], b["jet_features"])
+        loss = torch.nn.functional.cross_entropy(out.float(), b["label"])
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
@@ -109,12 +135,48 @@ def one(name: str, size: dict, files: list[str], steps: int, batch: int, trim: b
     dt = time.perf_counter() - t
     n_part = float(np.mean([b["part_mask"].sum(1).float().mean() for b in batches]))
     return {
-        "model": name, "size": size.get("preset", "default"), "trim": trim,
-        "parameters": count_parameters(model), "gflops_fwd_per_jet": flops_per_jet(model, n_part) / 1e9,
+        "model": name, "size": size.get("preset", "default"), "trim": trim, "bf16": bf16,
+        "parameters": count_parameters(model),
+        "gflops_fwd_per_jet": flops_per_jet(ours, n_part) / 1e9,
         "jets_per_s": steps * batch / dt,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "rss_before_model_mb": rss0 / 1024, "mean_particles": n_part,
     }  # fmt: skip
+
+
+def interleaved(files: list[str], steps: int, batch: int) -> dict[str, float]:
+    """jets/s of jetfm ParT fp32 / bf16 and weaver-core ParT (if installed), alternating step by step on the
+    same batches, so load from other jobs hits all three alike (a fair ratio on a shared machine).
+
+    weaver-core's SequenceTrimmer also drops particles beyond a random 90-102 % quantile of the batch's
+    multiplicities while training (an augmentation); jetfm keeps every particle, so it does a bit more work.
+    """
+    torch.set_num_threads(2)
+    batches = []
+    for b in H5JetStream(files, batch, seed=0, block_size=256, shuffle_buffer=4096):
+        batches.append(b)
+        if len(batches) == steps + 2:
+            break
+    contenders: dict[str, tuple[torch.nn.Module, bool]] = {}
+    torch.manual_seed(0)
+    contenders["jetfm fp32"] = (build_model("part", 17, 8, 10, preset="jetclass"), False)
+    contenders["jetfm bf16"] = (build_model("part", 17, 8, 10, preset="jetclass"), True)
+    if Path(WEAVER_PATH, "weaver").is_dir():
+        contenders["weaver-core fp32"] = (WeaverParT(), False)
+    opts = {k: make_optimizer(m, TrainConfig(), torch.device("cpu")) for k, (m, _) in contenders.items()}
+    spent = dict.fromkeys(contenders, 0.0)
+    for i, b in enumerate(batches):
+        for key, (model, bf16) in contenders.items():
+            t = time.perf_counter()
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                out = model(b["part_features"], b["part_vectors"], b["part_mask"], b["jet_features"])
+            torch.nn.functional.cross_entropy(out.float(), b["label"]).backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opts[key].step()
+            opts[key].zero_grad(set_to_none=True)
+            if i >= 2:  # first two steps warm up allocators and weaver's trimmer
+                spent[key] += time.perf_counter() - t
+    return {k: steps * batch / v for k, v in spent.items()}
 
 
 def main() -> None:
@@ -123,12 +185,14 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--jets", type=int, default=4096)
     ap.add_argument("--one", help=argparse.SUPPRESS)
+    ap.add_argument(
+        "--ab-steps", type=int, default=12, help="steps of the interleaved jetfm/weaver comparison"
+    )
     args = ap.parse_args()
     if args.one:
         spec = json.loads(args.one)
-        print(
-            json.dumps(one(spec["name"], spec["size"], spec["files"], args.steps, args.batch, spec["trim"]))
-        )
+        r = one(spec["name"], spec["size"], spec["files"], args.steps, args.batch, spec["trim"], spec["bf16"])
+        print(json.dumps(r))
         return
     torch.set_num_threads(2)
     with tempfile.TemporaryDirectory() as tmp:
@@ -138,8 +202,12 @@ def main() -> None:
             f"loader: {load:,.0f} jets/s (1 process, no workers, batch {args.batch}, trim + shuffle buffer)"
         )
         rows = []
-        for (name, size), trim in [*((s, True) for s in SIZES), (SIZES[-1], False)]:
-            spec = json.dumps({"name": name, "size": size, "files": files, "trim": trim})
+        # Every size trimmed in fp32; then the JetClass ParT untrimmed (baseline) and with bf16 autocast.
+        runs = [*((s, True, False) for s in SIZES), (SIZES[-1], False, False), (SIZES[-1], True, True)]
+        if Path(WEAVER_PATH, "weaver").is_dir():
+            runs.append((("weaver", {"preset": "jetclass"}), True, False))
+        for (name, size), trim, bf16 in runs:
+            spec = json.dumps({"name": name, "size": size, "files": files, "trim": trim, "bf16": bf16})
             cmd = [
                 sys.executable,
                 __file__,
@@ -155,14 +223,25 @@ def main() -> None:
             )
             rows.append(r)
             print(
-                f"{r['model']:>4} {r['size']:>8} trim={r['trim']!s:5} params {r['parameters']:>9,} "
+                f"{r['model']:>4} {r['size']:>8} trim={r['trim']!s:5} {'bf16' if r['bf16'] else 'fp32'} "
+                f"params {r['parameters']:>9,} "
                 f"fwd {r['gflops_fwd_per_jet'] * 1e3:7.1f} MFLOP/jet  {r['jets_per_s']:8.1f} jets/s  "
                 f"peak RSS {r['peak_rss_mb']:6.0f} MB  (<P> = {r['mean_particles']:.1f})"
             )
+        ab = interleaved(files, args.ab_steps, args.batch)
+    print("\ninterleaved, same batches (JetClass-full ParT, batch 64, AdamW, 2 threads):")
+    for key, rate in ab.items():
+        print(f"  {key:>17}: {rate:6.1f} jets/s")
     full = next(r for r in rows if r["size"] == "jetclass" and r["model"] == "part" and r["trim"])
-    untrimmed = rows[-1]
+    untrimmed, bf16_row = rows[len(SIZES)], rows[len(SIZES) + 1]
     print(f"\nloader / JetClass-ParT training: {load / full['jets_per_s']:.1f}x (target >= 10x)")
     print(f"JetClass-ParT trimmed / untrimmed (P=128): {full['jets_per_s'] / untrimmed['jets_per_s']:.2f}x")
+    bf16_gain = bf16_row["jets_per_s"] / full["jets_per_s"]
+    print(f"JetClass-ParT bf16 autocast / fp32 on this CPU (has avx512_bf16): {bf16_gain:.2f}x")
+    if "weaver-core fp32" in ab:
+        w = ab["weaver-core fp32"]
+        print(f"jetfm fp32 / weaver-core fp32 (interleaved): {ab['jetfm fp32'] / w:.2f}x")
+        print(f"jetfm bf16 / weaver-core fp32 (interleaved): {ab['jetfm bf16'] / w:.2f}x")
     ratio = full["jets_per_s"] / REFERENCE_JETS_PER_S
     print(
         f"JetClass-ParT vs weaver-core reference {REFERENCE_JETS_PER_S} jets/s: {ratio:.2f}x (target >= 1.5x)"

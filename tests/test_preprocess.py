@@ -309,3 +309,20 @@ def test_cli_runs_the_same_function(inputs: list[str], tmp_path: Path) -> None:
     bad = tmp_path / "zero.root"
     bad.write_bytes(b"")
     assert main(["preprocess", "--config", str(cfg), "--out-dir", str(tmp_path / "p"), str(bad)]) == 1
+
+
+def test_flat_helpers_on_a_handmade_example() -> None:
+    from jetfm.preprocess import features as F
+
+    counts = np.array([3, 0, 2])
+    flat = np.arange(5, dtype=np.float32)[:, None]  # particle k carries value k
+    assert F.particle_index(counts, np.array([2, 0])).tolist() == [3, 4, 0, 1, 2]
+    assert F.truncation_mask(counts, 3) is None
+    assert F.truncation_mask(counts, 2).tolist() == [True, True, False, True, True]
+    padded = F.pad_particles(counts, flat, np.repeat(flat, 4, axis=1), 2)
+    assert padded.part_mask.tolist() == [[True, True], [False, False], [True, True]]
+    assert padded.part_features[..., 0].tolist() == [[0, 1], [0, 0], [3, 4]]
+    assert padded.n_truncated.tolist() == [1, 0, 0]
+    # unsorted jets are reordered by descending pT, stable within ties; sorted input costs no permutation
+    assert F.pt_order(np.array([2, 2]), np.array([5.0, 4.0, 1.0, 3.0])).tolist() == [0, 1, 3, 2]
+    assert F.pt_order(np.array([2, 2]), np.array([5.0, 4.0, 3.0, 1.0])) is None

@@ -14,6 +14,7 @@ from jetfm.ids import RESIM_STREAM, decode_event_id
 from jetfm.jetclass import PARTICLE_BRANCHES, TREE_NAME
 from jetfm.simulate.resim import resimulate_shard
 from jetfm.simulate.resim_plot import plot_view_spread
+from jetfm.simulate.resim_views import ViewJets, common_truth_object, take_jets
 
 K = 3
 EVENTS = 4
@@ -141,3 +142,26 @@ def test_cli_help():
     with pytest.raises(SystemExit) as exc:
         cli_main(["resimulate", "--help"])
     assert exc.value.code == 0
+
+
+def _view(events: list[int], keys: list[int]) -> ViewJets:
+    n = len(events)
+    jets = {"jet_pt": np.arange(n, dtype=np.float32) + 100 * np.asarray(events, dtype=np.float32)}
+    return ViewJets(jets, np.asarray(events, np.int64), np.asarray(keys, np.int64), {})
+
+
+def test_lost_views_are_counted_per_view_and_never_written():
+    # Event 0: object 1 in all views (object 0 only in view 0). Event 1: object 0 lost in view 2.
+    # Event 2: no jet anywhere. Event 3: unmatched jets only (key -1).
+    views = [
+        _view([0, 0, 1, 3], [0, 1, 0, -1]),
+        _view([0, 1], [1, 0]),
+        _view([0, 3], [1, -1]),
+    ]
+    chosen, info = common_truth_object(views, n_events=4)
+    assert chosen.tolist() == [1, -1, -1, -1]
+    assert info == {"events_no_jet_any_view": 2, "events_dropped_lost_view": 1, "views_lost_match": [0, 0, 1]}
+    rows = [take_jets(v, np.array([0]), chosen[:1]) for v in views]
+    assert [float(r["jet_pt"][0]) for r in rows] == [1.0, 0.0, 0.0]
+    with pytest.raises(RuntimeError, match="no jet"):
+        take_jets(views[2], np.array([1]), np.array([0]))

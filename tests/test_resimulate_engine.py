@@ -137,3 +137,18 @@ def test_good_settings_are_normalised():
     )
     assert spec.settings_for_view(1) == ("TimeShower:alphaSvalue = 0.1365",)
     assert spec.settings_for_view(2) == ()
+
+
+def test_reshower_view_settings_take_effect(hard_processes):
+    """FSR renormalisation scale x0.5 (alpha_s up) gives more final-state shower emissions than x2, event by
+    event on the same hard processes (Pythia status 51/52 = FSR products)."""
+    up = Reshowerer([*PROCESS, "TimeShower:renormMultFac = 0.25"], seed=31, e_cm=13600.0)
+    down = Reshowerer([*PROCESS, "TimeShower:renormMultFac = 4.0"], seed=32, e_cm=13600.0)
+    hard = list(hard_processes) * 3  # 12 showers per setting
+
+    def fsr_emissions(batch: ak.Array) -> np.ndarray:
+        status = abs(batch.prt.status)
+        return ak.to_numpy(ak.sum((status == 51) | (status == 52), axis=1))
+
+    n_up, n_down = fsr_emissions(up.run(hard)[0]), fsr_emissions(down.run(hard)[0])
+    assert n_up.mean() > 1.2 * n_down.mean()

@@ -89,9 +89,13 @@ def test_requested_jets_written_one_label_window_and_ids(hbb: tuple[Path, dict])
     assert (labels.sum(axis=1) == 1).all() and (labels.argmax(axis=1) == class_index("Hbb")).all()
     pt, eta = np.asarray(data["jet_pt"]), np.asarray(data["jet_eta"])
     assert ((pt > 500) & (pt < 1000) & (np.abs(eta) < 2.0)).all()
-    assert (np.asarray(data["aux_truth_match"]) == 1).all() and (
-        np.asarray(data["aux_genpart_pid"]) == 25
-    ).all()
+    assert (np.asarray(data["aux_truth_match"]) == 1).all()
+    assert (np.asarray(data["aux_genpart_pid"]) == 25).all()
+    # Substructure is sane: tau_N falls with N, grooming only removes mass.
+    taus = np.stack([np.asarray(data[f"jet_tau{k}"]) for k in range(1, 5)], axis=1)
+    assert (taus > 0).all() and (np.diff(taus, axis=1) <= 1e-6).all()
+    mass = np.sqrt(np.maximum(np.asarray(data["jet_energy"]) ** 2 - (pt * np.cosh(eta)) ** 2, 0))
+    assert (np.asarray(data["jet_sdmass"]) <= mass * 1.001 + 0.1).all()
     decoded = [decode_event_id(e) for e in np.asarray(data[EVENT_ID_BRANCH])]
     assert {(d["stream"], d["class_index"], d["shard"]) for d in decoded} == {(NOMINAL_STREAM, 1, 0)}
     prov = read_provenance(path)
@@ -249,3 +253,102 @@ def test_truth_level_detector_keeps_visible_particles() -> None:
     # Inefficiency, acceptance and thresholds lose particles; charged ones keep their per-track errors.
     assert ak.sum(ak.num(cms)) < n_visible
     assert ak.all(cms.d0err[cms.charge != 0] > 0) and ak.all(truth.d0err == 0)
+
+
+def test_snakemake_simulate_all(tmp_path: Path) -> None:
+    """The rule family end to end in a scratch directory: shards, validation figure and its JSON."""
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    (tmp_path / "config").mkdir()
+    (tmp_path / "config" / "config.yaml").write_text(
+        "dataset: smk\nseed: 7\nclasses: [Hbb, Wqq]\n"
+        "simulate: {shards: 1, jets_per_shard: 4, batch_size: 20}\nresimulate: {enabled: false}\n"
+    )
+    snakemake = Path(sys.executable).with_name("snakemake")
+    proc = subprocess.run(
+        [str(snakemake), "-s", str(root / "Snakefile"), "--cores", "2", "simulate_all"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    for cls in ("Hbb", "Wqq"):
+        assert len(read(tmp_path / "results" / "sim" / "smk" / cls / "0000.root")["jet_pt"]) == 4
+    summary = json.loads((tmp_path / "results" / "plots" / "smk" / "sim_validation.json").read_text())
+    assert set(summary) == {"Hbb", "Wqq"} and summary["Wqq"]["jets"] == 4
+    assert (tmp_path / "results" / "plots" / "smk" / "sim_validation.png").stat().st_size > 10_000
+
+
+def _single_particles(
+    pid: int, charge: float, pt: float, eta: float, n: int, vertex=(0.0, 0.0, 0.0)
+) -> ak.Array:
+    """n events with one particle each (so calorimeter towers never merge), moving along phi = pi/2."""
+    mass = 0.13957 if abs(pid) == 211 else 0.0
+    pz = pt * np.sinh(eta)
+    cols = {
+        "px": np.zeros(n), "py": np.full(n, pt), "pz": np.full(n, pz),
+        "energy": np.full(n, np.sqrt(pt**2 + pz**2 + mass**2)), "pid": np.full(n, pid, np.int32),
+        "charge": np.full(n, charge, np.float32), "vx": np.full(n, vertex[0]), "vy": np.full(n, vertex[1]),
+        "vz": np.full(n, vertex[2]),
+    }  # fmt: skip
+    return ak.unflatten(ak.zip(cols, depth_limit=1), np.ones(n, dtype=np.int64))
+
+
+def test_detector_reproduces_delphes_cms_card_numbers() -> None:
+    rng = np.random.default_rng(11)
+    n = 20_000
+    # Charged pions, pT 10 GeV, barrel: 95 % tracked, sigma(pT)/pT = sqrt(0.06^2 + (10 * 1.3e-3)^2).
+    out = detector_response(
+        _single_particles(211, 1.0, 10.0, 0.2, n, vertex=(1.0, 0.0, 0.0)), "delphes_cms", rng
+    )
+    flat = ak.flatten(out)
+    tracks = flat[flat.isChargedHadron == 1]
+    assert abs(len(tracks) / n - 0.95) < 0.01
+    rel = np.hypot(ak.to_numpy(tracks.px), ak.to_numpy(tracks.py)) / 10.0 - 1.0
+    assert abs(np.std(rel) / np.hypot(0.06, 10 * 1.3e-3) - 1) < 0.05
+    # A track from x = 1 mm moving along y has d0 = 1 mm; the smearing matches the per-track error.
+    d0 = ak.to_numpy(tracks.d0val)
+    assert abs(np.mean(d0) - 1.0) < 0.01
+    assert abs(np.std(d0) / float(np.mean(ak.to_numpy(tracks.d0err))) - 1) < 0.05
+    # Untracked pions reach the HCAL as neutral hadrons (energy flow), none are lost below 5 %.
+    assert abs(len(flat) / n - 1.0) < 0.05 and ak.all(flat.isNeutralHadron[flat.charge == 0] == 1)
+    # Photons, 50 GeV at eta = 0: ECAL sigma(E) = sqrt((0.008 E)^2 + 0.11^2 E + 0.40^2).
+    photons = ak.flatten(detector_response(_single_particles(22, 0.0, 50.0, 0.0, n), "delphes_cms", rng))
+    assert ak.all(photons.isPhoton == 1) and ak.all(photons.charge == 0)
+    e = ak.to_numpy(photons.energy)
+    assert abs(np.mean(e) / 50.0 - 1) < 0.002
+    assert abs(np.std(e) / np.sqrt((0.008 * 50) ** 2 + 0.11**2 * 50 + 0.40**2) - 1) < 0.05
+    # Neutrinos are invisible; soft neutral hadrons below the HCAL threshold vanish.
+    assert (
+        ak.sum(ak.num(detector_response(_single_particles(14, 0.0, 50.0, 0.0, 10), "delphes_cms", rng))) == 0
+    )
+    soft = detector_response(_single_particles(130, 0.0, 0.5, 0.0, 1000), "delphes_cms", rng)
+    assert ak.sum(ak.num(soft)) < 100
+
+
+@pytest.mark.parametrize(("cls", "low", "high"), [("Wqq", 65, 95), ("Zqq", 75, 105), ("Tbqq", 140, 195)])
+def test_soft_drop_mass_peaks_where_physics_puts_them(
+    cls: str, low: float, high: float, tmp_path: Path
+) -> None:
+    out = tmp_path / f"{cls}.root"
+    sim_run.simulate_shard(small_config(jets_per_shard=30), cls, 0, out, progress=False)
+    masses = np.asarray(read(out)["jet_sdmass"])
+    assert low < np.median(masses) < high, (cls, np.median(masses))
+
+
+def test_streaming_writer_baskets_and_empty_shard(hbb: tuple[Path, dict], tmp_path: Path) -> None:
+    from jetfm.simulate.writer import JetClassWriter
+
+    jets = read(hbb[0])
+    with JetClassWriter(tmp_path / "stream.root", flush_every=5) as writer:
+        for lo in range(0, 12, 4):  # 3 appends of 4 jets, flushed in baskets of >= 5
+            writer.append({k: v[lo : lo + 4] for k, v in jets.items()})
+        writer.provenance = {"stage": "test"}
+    again = read(tmp_path / "stream.root")
+    for name in jets:
+        assert ak.all(ak.Array(jets[name]) == again[name]), name
+    with uproot.open(tmp_path / "stream.root") as f:
+        assert f[TREE_NAME]["jet_pt"].num_baskets == 2
+    write_jetclass_root(tmp_path / "empty.root", {k: v[:0] for k, v in jets.items()}, {"stage": "test"})
+    with uproot.open(tmp_path / "empty.root") as f:
+        assert f[TREE_NAME].num_entries == 0 and set(JETCLASS_BRANCHES) <= set(f[TREE_NAME].keys())

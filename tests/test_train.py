@@ -65,6 +65,7 @@ def _cli(config: Path, h5_root: Path, out: Path, *extra: str) -> list[str]:
             *extra]  # fmt: skip
 
 
+@pytest.mark.slow
 def test_kill_and_resume_reproduces_the_uninterrupted_run(data: dict[str, list[str]], tmp_path: Path) -> None:
     h5_root = Path(data["train"][0]).parents[1]
     # Enough steps that the kill lands mid-run; dropout-free PFN keeps it quick, the RNG states still matter

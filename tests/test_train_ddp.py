@@ -34,6 +34,7 @@ def _run(cmd_prefix: list[str], tmp: Path, h5: Path, out: str, batch: int) -> di
     return torch.load(tmp / out / "checkpoint.pt", weights_only=True)
 
 
+@pytest.mark.slow
 def test_two_gloo_ranks_equal_one_process_on_the_global_batch(tmp_path: Path) -> None:
     files = make_dataset(tmp_path / "h5", n_train=320, n_val=64, n_test=64, chunk=B)
     h5 = Path(files["train"][0]).parents[1]

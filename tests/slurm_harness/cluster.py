@@ -69,12 +69,16 @@ class SlurmCluster:
         return [dict(zip(names, r.split("|"), strict=True)) for r in rows if r.strip()]
 
     def wait(self, job_id: str, timeout: float = 300) -> list[dict[str, str]]:
-        """Poll sacct until the job's allocation row has a final state; returns its rows (steps too)."""
+        """Poll sacct until the job's allocation row has a final state; returns its rows (steps too).
+
+        slurmdbd can record a short job's end before its start record (which carries the partition), so
+        this also waits for the partition to appear.
+        """
         deadline = time.monotonic() + timeout
         while True:
             rows = self.sacct([job_id], allocations=False)
             top = [r for r in rows if r["JobID"] == job_id]
-            if top and top[0]["State"].split()[0] in FINAL_STATES:
+            if top and top[0]["State"].split()[0] in FINAL_STATES and top[0]["Partition"]:
                 return rows
             if time.monotonic() > deadline:
                 self.run("scancel", job_id, check=False)

@@ -172,6 +172,19 @@ PartitionName=gpu Nodes=$NODE Default=NO MaxTime=INFINITE State=UP DefMemPerCPU=
 PartitionName=fpga Nodes=$NODE Default=NO MaxTime=INFINITE State=UP DefMemPerCPU=1000
 EOF
 
+# --- /run/slurm/conf: where Slurm clients look when SLURM_CONF is unset and /etc/slurm/slurm.conf is absent
+# (on configless clusters slurmd puts its config cache there). Needed because
+# snakemake-executor-plugin-slurm-jobstep 0.6 removes SLURM_CONF from the environment of the `srun` it runs
+# inside every job. Only created if free (or a stale link of an earlier harness); stop.sh removes it.
+if [[ -e /etc/slurm/slurm.conf ]]; then
+    log "WARNING: /etc/slurm/slurm.conf exists: srun inside snakemake jobs will read it, not this cluster's"
+elif [[ -L /run/slurm/conf && ! -e /run/slurm/conf/slurm.conf ]] || [[ ! -e /run/slurm/conf ]]; then
+    mkdir -p /run/slurm
+    ln -sfn "$HOME_DIR/etc" /run/slurm/conf
+else
+    log "WARNING: /run/slurm/conf belongs to another Slurm: srun inside snakemake jobs will read it"
+fi
+
 # --- slurmdbd, then the accounting entities, then the controller and the node daemon.
 slurmdbd </dev/null >"$HOME_DIR/log/slurmdbd.stdout" 2>&1 || die "slurmdbd did not start"
 wait_for 60 slurmdbd sacctmgr -n list cluster

@@ -19,5 +19,7 @@ for d in slurmd slurmctld slurmdbd mariadbd munged; do
     done
     kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" 2>/dev/null
 done
+# The client config link start.sh made, if it is still ours.
+[[ $(readlink /run/slurm/conf 2>/dev/null) == "$HOME_DIR/etc" ]] && rm -f /run/slurm/conf
 rm -rf "$HOME_DIR"
 echo "slurm_harness: stopped"

@@ -12,6 +12,8 @@ rule resimulate:
     params:
         mode=lookup(dpath="resimulate/mode", within=config),
         views=lookup(dpath="resimulate/views", within=config),
+    conda:
+        "../../envs/sim.yaml"
     threads: 1
     resources:
         mem_mb=2000,
@@ -32,6 +34,12 @@ rule resimulate_plot:
         summary=f"{RESULTS}/plots/{DATASET}/resim_spread.json",
     log:
         f"{LOGS}/resimulate/{DATASET}_plot.log",
+    conda:
+        "../../envs/sim.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=15,
     script:
         "../../scripts/resimulate_plot.py"
 

@@ -30,13 +30,13 @@ def run(args: argparse.Namespace) -> int:
     from jetfm.preprocess.run import default_inputs, preprocess
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    config = load_config(args.config, parse_overrides(args.overrides))
-    inputs = args.inputs or default_inputs(config, args.results)
-    out_dir = args.out_dir or str(Path(args.results) / "h5" / config["dataset"])
     try:
+        config = load_config(args.config, parse_overrides(args.overrides))
+        inputs = args.inputs or default_inputs(config, args.results)
+        out_dir = args.out_dir or str(Path(args.results) / "h5" / config["dataset"])
         summary = preprocess(config, inputs, out_dir, progress=not args.no_progress)
-    except InputFileError as exc:
-        print(f"jetfm preprocess: bad input: {exc}", file=sys.stderr)
+    except (InputFileError, ValueError, FileNotFoundError) as exc:  # bad input or config: a message
+        print(f"jetfm preprocess: {exc}", file=sys.stderr)
         return 1
     c = summary["counts"]
     print(f"{c['jets_in']} jets in, {c['jets_out']} out ({c['per_split']}), "

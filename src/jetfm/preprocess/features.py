@@ -80,7 +80,7 @@ def raw_particle_features(
     """Unstandardised features per flat particle, by name (float32, like the JetClass branches).
 
     `jet_pt`/`jet_energy` are already broadcast to particles. log of a zero pT or energy gives -inf, which
-    standardisation clips to -5 (weaver turns NaN into 0 instead; the inputs are checked to be finite).
+    standardisation clips to -5; a negative energy gives NaN, which the caller maps to 0 as weaver does.
     """
     pt = np.hypot(p["part_px"], p["part_py"])
     energy = p["part_energy"]
@@ -107,6 +107,8 @@ def standardised_particle_features(
     out = np.empty((len(jet_pt), len(PARTICLE_FEATURES)), dtype=np.float32)
     for j, (name, shift, scale, lo, hi) in enumerate(PARTICLE_FEATURES):
         out[:, j] = standardise(raw[name], shift, scale, lo, hi)
+    if np.isnan(out).any():  # log of a negative energy: weaver's np.nan_to_num, i.e. 0
+        np.nan_to_num(out, copy=False, nan=0.0)
     return out
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
 
 from jetfm import CLASSES
 from jetfm.cli import add_config_arguments
@@ -24,7 +25,12 @@ def run(args: argparse.Namespace) -> int:
     from jetfm.simulate.run import simulate_shard
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    config = load_config(args.config, parse_overrides(args.overrides))
-    counts = simulate_shard(config, args.cls, args.shard, args.out, progress=not args.no_progress)
-    print(f"wrote {counts['jets_written']} of {counts['jets_requested']} jets to {args.out}")
+    try:
+        config = load_config(args.config, parse_overrides(args.overrides))
+        counts = simulate_shard(config, args.cls, args.shard, args.out, progress=not args.no_progress)
+    except (ValueError, FileNotFoundError) as exc:  # bad config or request: a message, not a traceback
+        print(f"jetfm simulate: error: {exc}", file=sys.stderr)
+        return 2
+    print(f"wrote {counts['jets_written']} of {counts['jets_requested']} jets to {args.out}"
+          + (f" (shortfall {counts['shortfall']}, see the log)" if counts["shortfall"] else ""))  # fmt: skip
     return 0

@@ -10,15 +10,15 @@ per event, with fields `DETECTOR_FIELDS`:
 
 Model (`delphes_cms`), all vectorised over the flattened particles of a batch:
 * neutrinos are invisible; nothing outside |eta| < 2.5 is tracked, nothing outside |eta| < 5 is seen;
-* charged particles are tracked with the card's pT/eta-dependent efficiency, their pT smeared with the card's
-  sigma(pT)/pT, and their true impact parameters (from the production vertex, straight-line approximation:
-  the helix sagitta over mm-scale decay lengths is negligible) smeared with per-track errors that are written
-  as d0err / dzerr;
+* charged particles are tracked with the card's pT/eta-dependent efficiencies (hadrons, electrons, muons),
+  their pT smeared with the card's charged-hadron sigma(pT)/pT (also for e and mu), and their true impact
+  parameters (from the production vertex, straight-line approximation: the helix sagitta over mm-scale decay
+  lengths is negligible) smeared with per-track errors that are written as d0err / dzerr;
 * charged particles that are not tracked end in the calorimeters, as Delphes' energy flow does: electrons as
   photons (ECAL), hadrons as neutral hadrons (HCAL); muons leave no calorimeter energy;
-* photons -> ECAL, neutral hadrons -> HCAL: log-normal energy smearing (as Delphes) with the card's
-  resolutions, energy threshold (ECAL 0.5 GeV, HCAL 1.0 GeV) and significance E/sigma >= 2 (card values).
-  Calorimeter candidates are massless along the true direction; tower granularity is not modelled.
+* photons -> ECAL, neutral hadrons -> HCAL, summed per calorimeter cell (towers, see `_towers`), each
+  tower's energy smeared log-normally (as Delphes) with the card's resolutions, kept above the energy
+  threshold (ECAL 0.5 GeV, HCAL 1.0 GeV) and significance E/sigma >= 2 (card values); massless candidates.
 `truth`: every visible final-state particle with its true momentum and true (unsmeared) impact parameters,
 errors 0.
 """
@@ -42,12 +42,19 @@ CALO_ETA = 5.0
 ECAL_E_MIN, HCAL_E_MIN, CALO_SIGNIFICANCE_MIN = 0.5, 1.0, 2.0
 
 
-def tracking_efficiency(pt: np.ndarray, abseta: np.ndarray) -> np.ndarray:
-    """Delphes CMS charged-hadron tracking efficiency (applied to every charged particle)."""
+def tracking_efficiency(pt: np.ndarray, abseta: np.ndarray, apid: np.ndarray | None = None) -> np.ndarray:
+    """Delphes CMS tracking efficiency: charged hadrons (reference.md), electrons and muons (card values)."""
     barrel = abseta <= 1.5
-    low = np.where(barrel, 0.70, 0.60)
-    high = np.where(barrel, 0.95, 0.85)
+    low = np.where(barrel, 0.70, 0.60)  # 0.1 < pT <= 1 GeV
+    high = np.where(barrel, 0.95, 0.85)  # pT > 1 GeV
     eff = np.where(pt > 1.0, high, low)
+    if apid is not None:
+        ele = np.where(
+            pt <= 1.0, np.where(barrel, 0.73, 0.50),
+            np.where(pt <= 100.0, np.where(barrel, 0.95, 0.83), np.where(barrel, 0.99, 0.90)),
+        )  # fmt: skip
+        muo = np.where(pt <= 1.0, np.where(barrel, 0.75, 0.70), np.where(barrel, 0.99, 0.98))
+        eff = np.where(apid == 11, ele, np.where(apid == 13, muo, eff))
     return np.where((pt > 0.1) & (abseta <= TRACKER_ETA), eff, 0.0)
 
 
@@ -188,7 +195,7 @@ def detector_response(particles: ak.Array, detector: str, rng: np.random.Generat
         return _pack(event[keep], n_events, cols)
 
     # --- tracks ---
-    tracked = is_charged & (rng.random(px.shape) < tracking_efficiency(pt, abseta))
+    tracked = is_charged & (rng.random(px.shape) < tracking_efficiency(pt, abseta, apid))
     t = tracked
     res = track_pt_resolution(pt[t], abseta[t])
     scale = _lognormal(rng, np.ones_like(res), res)  # Delphes draws pT log-normally; direction kept
@@ -208,21 +215,61 @@ def detector_response(particles: ak.Array, detector: str, rng: np.random.Generat
 
     # --- calorimeters: photons, untracked electrons -> ECAL; other neutrals, untracked hadrons -> HCAL ---
     untracked = visible & ~tracked
-    to_ecal = untracked & ((apid == 22) | (apid == 11)) & (abseta <= ECAL_ETA)
-    to_hcal = untracked & ~((apid == 22) | (apid == 11) | (apid == 13)) & (abseta <= CALO_ETA)
-    calo = to_ecal | to_hcal
-    ecal = to_ecal[calo]
-    ce, cae = e[calo], abseta[calo]
-    sigma = np.where(ecal, ecal_sigma(ce, cae), hcal_sigma(ce, cae))
-    emeas = _lognormal(rng, ce, sigma)
-    passed = (emeas >= np.where(ecal, ECAL_E_MIN, HCAL_E_MIN)) & (emeas >= CALO_SIGNIFICANCE_MIN * sigma)
-    unit = emeas / np.maximum(p[calo], 1e-12)  # massless along the true direction
-    n_calo = int(passed.sum())
-    z32 = np.zeros(n_calo, dtype=np.float32)
-    cal = {
-        "px": (px[calo] * unit)[passed], "py": (py[calo] * unit)[passed], "pz": (pz[calo] * unit)[passed],
-        "energy": emeas[passed], "charge": z32, "d0val": z32, "d0err": z32, "dzval": z32, "dzerr": z32,
-        **_flags(n_calo, isPhoton=ecal[passed], isNeutralHadron=~ecal[passed]),
-    }  # fmt: skip
+    em = (apid == 22) | (apid == 11)
+    to_ecal = untracked & em & (abseta <= ECAL_ETA)
+    to_hcal = untracked & (apid != 13) & ~to_ecal & (abseta <= CALO_ETA)  # incl. forward (HF) photons
+    cal = _towers(rng, event, to_ecal, to_hcal, e, eta, np.arctan2(py, px))
     cols = {k: np.concatenate([tracks[k], cal[k]]) for k in DETECTOR_FIELDS}
-    return _pack(np.concatenate([event[t], event[calo][passed]]), n_events, cols)
+    return _pack(np.concatenate([event[t], cal["event"]]), n_events, cols)
+
+
+def _towers(
+    rng: np.random.Generator,
+    event: np.ndarray,
+    to_ecal: np.ndarray,
+    to_hcal: np.ndarray,
+    energy: np.ndarray,
+    eta: np.ndarray,
+    phi: np.ndarray,
+) -> dict[str, np.ndarray]:
+    """Deposits -> towers: energy summed per (event, calorimeter, cell), the sum smeared, thresholds applied.
+
+    As Delphes' Calorimeter module: a tower's energy is the sum of what entered its cell, smeared once with
+    the resolution of that sum, kept above the energy threshold and E/sigma >= 2, placed at a uniformly random
+    point of the cell (Delphes' SmearTowerCenter) and massless. Cells are uniform per region (ECAL 0.02 x 1
+    degree as in the CMS card's barrel, HCAL 0.087 x 5 degrees, forward 0.175 x 10 degrees): the card's
+    coarser endcap binning in eta is not reproduced.
+    """
+    dep = to_ecal | to_hcal
+    is_ecal = to_ecal[dep]
+    d_eta, d_phi = eta[dep], phi[dep]
+    forward = ~is_ecal & (np.abs(d_eta) > 3.0)
+    calo = np.where(is_ecal, 0, np.where(forward, 2, 1))
+    size_eta = np.array([0.02, 0.087, 0.175])[calo]
+    size_phi = (2 * np.pi / np.array([360.0, 72.0, 36.0]))[calo]
+    ieta = np.floor(d_eta / size_eta).astype(np.int64)
+    iphi = np.floor((d_phi + np.pi) / size_phi).astype(np.int64)
+    key = (event[dep].astype(np.int64) << 24) | (calo << 22) | ((ieta + 512) << 10) | iphi
+    cells, inverse = np.unique(key, return_inverse=True)
+    e_true = np.bincount(inverse, weights=energy[dep], minlength=len(cells))
+    c_event = cells >> 24
+    c_calo = (cells >> 22) & 0x3
+    c_ieta = ((cells >> 10) & 0xFFF) - 512
+    c_iphi = cells & 0x3FF
+    c_size_eta = np.array([0.02, 0.087, 0.175])[c_calo]
+    c_size_phi = (2 * np.pi / np.array([360.0, 72.0, 36.0]))[c_calo]
+    t_eta = (c_ieta + rng.random(len(cells))) * c_size_eta
+    t_phi = (c_iphi + rng.random(len(cells))) * c_size_phi - np.pi
+    ecal = c_calo == 0
+    abseta = np.abs(t_eta)
+    sigma = np.where(ecal, ecal_sigma(e_true, abseta), hcal_sigma(e_true, abseta))
+    e_meas = _lognormal(rng, e_true, sigma)
+    keep = (e_meas >= np.where(ecal, ECAL_E_MIN, HCAL_E_MIN)) & (e_meas >= CALO_SIGNIFICANCE_MIN * sigma)
+    e_meas, t_eta, t_phi, ecal = e_meas[keep], t_eta[keep], t_phi[keep], ecal[keep]
+    pt = e_meas / np.cosh(t_eta)
+    z32 = np.zeros(len(e_meas), dtype=np.float32)
+    return {
+        "px": pt * np.cos(t_phi), "py": pt * np.sin(t_phi), "pz": pt * np.sinh(t_eta), "energy": e_meas,
+        "charge": z32, "d0val": z32, "d0err": z32, "dzval": z32, "dzerr": z32,
+        **_flags(len(e_meas), isPhoton=ecal, isNeutralHadron=~ecal), "event": c_event[keep],
+    }  # fmt: skip

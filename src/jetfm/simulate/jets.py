@@ -144,8 +144,11 @@ def build_jets(
         "truth_objects": int(ak.sum(ak.num(truth, axis=1))),
     }
     signal = cls != "QCD"
-    tidx, _ = _match(eta, phi, truth, cuts.radius, require_products=signal)
-    keep = window & (tidx >= 0) if signal else window
+    if signal:
+        tidx, _ = _match(eta, phi, truth, cuts.radius, require_products=True)
+        keep = window & (tidx >= 0)
+    else:
+        keep = window
     counts["jets_unmatched"] = counts["jets_in_window"] - int(ak.sum(keep)) if signal else 0
     counts["jets_selected"] = int(ak.sum(keep))
     if counts["jets_selected"] == 0:
@@ -162,28 +165,27 @@ def build_jets(
     je = ak.to_numpy(ak.flatten(jets.E))[kflat]
     jpt, jeta, jphi = _kin(jpx, jpy, jpz)
 
-    # Constituents: global row = event offset + index within the event.
+    # Constituents: global row = event offset + index within the event; then flat numpy per particle.
     cand_offsets = np.concatenate([[0], np.cumsum(ak.to_numpy(ak.num(candidates, axis=1)))])
     sel_cidx = ak.flatten(cidx, axis=1)[kflat]  # jets x constituents (indices within the event)
     n_const = ak.to_numpy(ak.num(sel_cidx, axis=1))
-    rows = ak.to_numpy(ak.flatten(sel_cidx)) + np.repeat(cand_offsets[event_index], n_const)
-    flat_cands = ak.flatten(candidates, axis=1)[rows]
-    cons = ak.unflatten(flat_cands, n_const)
-    cpt = np.hypot(cons.px, cons.py)
-    cons = cons[ak.argsort(cpt, axis=1, ascending=False)]  # pT-sorted, as in JetClass
-    cpt, ceta, cphi = _kin(cons.px, cons.py, cons.pz)
+    jet_of = np.repeat(np.arange(len(n_const)), n_const)
+    rows = ak.to_numpy(ak.flatten(sel_cidx)) + cand_offsets[event_index][jet_of]
+    flat = ak.flatten(candidates, axis=1)
+    c = {f: ak.to_numpy(flat[f])[rows] for f in ak.fields(flat)}
+    cpt = np.hypot(c["px"], c["py"])
+    order = np.lexsort((-cpt, jet_of))  # pT-sorted within each jet, as in JetClass
+    c = {f: v[order] for f, v in c.items()}
+    cpt, ceta, cphi = _kin(c["px"], c["py"], c["pz"])
+    c["deta"] = np.sign(jeta)[jet_of] * (ceta - jeta[jet_of])
+    c["dphi"] = _delta_phi(cphi, jphi[jet_of])
 
     out: dict[str, Any] = {}
     for name in PARTICLE_BRANCHES:
         field = name[len("part_") :]
-        if field in ("deta", "dphi"):
-            continue
-        src = "energy" if field == "energy" else field
         dtype = np.int32 if field.startswith("is") else np.float32
-        out[name] = ak.values_astype(cons[src], dtype)
-    out["part_deta"] = ak.values_astype(np.sign(jeta) * (ceta - jeta), np.float32)
-    out["part_dphi"] = ak.values_astype(_delta_phi(cphi, jphi), np.float32)
-    out = {b: out[b] for b in PARTICLE_BRANCHES}
+        out[name] = ak.unflatten(c[field].astype(dtype), n_const)
+    cons = ak.unflatten(ak.zip({"px": c["px"], "py": c["py"], "pz": c["pz"], "energy": c["energy"]}), n_const)
 
     msd, taus = _groomed_and_taus(cons)
     jet = {

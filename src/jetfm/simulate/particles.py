@@ -74,43 +74,90 @@ def _charge(pid: int) -> float:
     return float(_particle_data().charge(int(pid)))
 
 
+_DENSE = 100_000  # |pid| below this (all hadrons and leptons) use a dense lookup table
+_charge_table = np.full(2 * _DENSE + 1, np.nan, dtype=np.float32)
+
+
 def charges(pids: np.ndarray) -> np.ndarray:
-    """Electric charge of each PDG id (float32), via Pythia's particle table; vectorised over unique ids."""
-    pids = np.asarray(pids)
-    uniq, inverse = np.unique(pids, return_inverse=True)
-    table = np.array([_charge(int(p)) for p in uniq], dtype=np.float32)
-    return table[inverse].reshape(pids.shape)
+    """Electric charge of each PDG id (float32), via Pythia's particle table, cached in a dense lookup."""
+    pids = np.asarray(pids, dtype=np.int64)
+    dense = np.abs(pids) < _DENSE
+    idx = np.where(dense, pids + _DENSE, 0)
+    out = _charge_table[idx]
+    missing = dense & np.isnan(out)
+    if missing.any():
+        for p in np.unique(pids[missing]):
+            _charge_table[p + _DENSE] = _charge(int(p))
+        out = _charge_table[idx]
+    if not dense.all():  # nuclei and exotic ids: per unique id
+        for p in np.unique(pids[~dense]):
+            out[pids == p] = _charge(int(p))
+    return out
 
 
 def _zip_particles(counts: np.ndarray, cols: Mapping[str, np.ndarray]) -> ak.Array:
     return ak.unflatten(ak.zip({k: cols[k] for k in PARTICLE_FIELDS}, depth_limit=1), counts)
 
 
-def final_state_from_batch(batch: ak.Array) -> ak.Array:
-    """Final-state particle records of every event of a `Pythia.nextBatch` result (no Python loop).
+def _flat_record(batch: ak.Array) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Counts per event and flat numpy columns of the whole event record of a `nextBatch` result.
 
-    Events that failed (None, with errorMode "none") give empty lists, so indices stay aligned.
+    Events that failed (None, with errorMode "none") become empty, so event indices stay aligned.
     """
     prt = ak.fill_none(batch.prt, [], axis=0)
-    final = prt[prt.status > 0]
-    counts = ak.to_numpy(ak.num(final, axis=1))
-    flat = ak.flatten(final, axis=1)
-    p = flat.p
-    vprod = flat.vProd
-    pid = ak.to_numpy(flat.id).astype(np.int32)
+    counts = ak.to_numpy(ak.num(prt, axis=1))
+    flat = ak.flatten(prt, axis=1)
+    p, v = flat.p, flat.vProd
     cols = {
-        "px": ak.to_numpy(p.px).astype(np.float64),
-        "py": ak.to_numpy(p.py).astype(np.float64),
-        "pz": ak.to_numpy(p.pz).astype(np.float64),
-        "energy": ak.to_numpy(p.e).astype(np.float64),
-        "pid": pid,
-        "charge": charges(pid),
-        # vProd is None where Pythia stored no vertex (prompt particles): at the origin.
-        "vx": ak.to_numpy(ak.fill_none(vprod.px, 0.0)).astype(np.float64),
-        "vy": ak.to_numpy(ak.fill_none(vprod.py, 0.0)).astype(np.float64),
-        "vz": ak.to_numpy(ak.fill_none(vprod.pz, 0.0)).astype(np.float64),
-    }
-    return _zip_particles(counts, cols)
+        "id": ak.to_numpy(flat.id), "status": ak.to_numpy(flat.status), "mother1": ak.to_numpy(flat.mother1),
+        "daughter1": ak.to_numpy(flat.daughter1), "daughter2": ak.to_numpy(flat.daughter2),
+        "px": ak.to_numpy(p.px), "py": ak.to_numpy(p.py), "pz": ak.to_numpy(p.pz), "e": ak.to_numpy(p.e),
+    }  # fmt: skip
+    # vProd is None where Pythia stored no vertex (prompt particles): at the origin.
+    for name, comp in (("vx", "px"), ("vy", "py"), ("vz", "pz")):
+        cols[name] = ak.to_numpy(ak.fill_none(v[comp], 0.0))
+    return counts, cols
+
+
+def _final_state(counts: np.ndarray, cols: Mapping[str, np.ndarray]) -> ak.Array:
+    final = cols["status"] > 0
+    event = np.repeat(np.arange(len(counts)), counts)
+    pid = cols["id"][final].astype(np.int32)
+    out = {
+        "px": cols["px"][final], "py": cols["py"][final], "pz": cols["pz"][final], "energy": cols["e"][final],
+        "pid": pid, "charge": charges(pid),
+        "vx": cols["vx"][final], "vy": cols["vy"][final], "vz": cols["vz"][final],
+    }  # fmt: skip
+    return _zip_particles(np.bincount(event[final], minlength=len(counts)), out)
+
+
+def _truth(counts: np.ndarray, cols: Mapping[str, np.ndarray], cls: str) -> ak.Array:
+    offsets = np.concatenate([[0], np.cumsum(counts)])
+    names = ("id", "status", "mother1", "daughter1", "daughter2", "px", "py", "pz")
+    per_event = []
+    for k in range(len(counts)):
+        if not counts[k]:
+            per_event.append([])
+            continue
+        sl = slice(offsets[k], offsets[k + 1])
+        per_event.append(truth_from_arrays(cls, *(cols[n][sl] for n in names)))
+    return _truth_array(per_event)
+
+
+def final_state_from_batch(batch: ak.Array) -> ak.Array:
+    """Final-state particle records of every event of a `Pythia.nextBatch` result (no Python loop)."""
+    return _final_state(*_flat_record(batch))
+
+
+def truth_from_batch(batch: ak.Array, cls: str) -> ak.Array:
+    """Truth objects of every event of a `Pythia.nextBatch` result (loops over events, not particles)."""
+    return _truth(*_flat_record(batch), cls)
+
+
+def read_batch(batch: ak.Array, cls: str) -> tuple[ak.Array, ak.Array]:
+    """(final-state particles, truth objects) of a `nextBatch` result, reading the record once."""
+    counts, cols = _flat_record(batch)
+    return _final_state(counts, cols), _truth(counts, cols, cls)
 
 
 def final_state_from_event(event: pythia8mc.Event) -> ak.Array:
@@ -237,24 +284,6 @@ def _truth_array(per_event: list[list[dict[str, Any]]]) -> ak.Array:
     }
     # A typed template row keeps the layout (and dtypes) fixed even when every event is empty.
     return ak.Array([[empty], *per_event])[1:]
-
-
-def truth_from_batch(batch: ak.Array, cls: str) -> ak.Array:
-    """Truth objects of every event of a `Pythia.nextBatch` result (loops over events, not particles)."""
-    prt = ak.fill_none(batch.prt, [], axis=0)
-    counts = ak.to_numpy(ak.num(prt, axis=1))
-    offsets = np.concatenate([[0], np.cumsum(counts)])
-    flat = ak.flatten(prt, axis=1)
-    cols = {
-        "pid": ak.to_numpy(flat.id), "status": ak.to_numpy(flat.status), "mother1": ak.to_numpy(flat.mother1),
-        "daughter1": ak.to_numpy(flat.daughter1), "daughter2": ak.to_numpy(flat.daughter2),
-        "px": ak.to_numpy(flat.p.px), "py": ak.to_numpy(flat.p.py), "pz": ak.to_numpy(flat.p.pz),
-    }  # fmt: skip
-    per_event = []
-    for k in range(len(counts)):
-        sl = slice(offsets[k], offsets[k + 1])
-        per_event.append(truth_from_arrays(cls, **{n: c[sl] for n, c in cols.items()}) if counts[k] else [])
-    return _truth_array(per_event)
 
 
 def truth_from_event(event: pythia8mc.Event, cls: str) -> ak.Array:

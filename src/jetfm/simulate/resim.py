@@ -209,11 +209,9 @@ def _interleave(
     """Order jets event by event, views 0..K-1 within an event; ids shared by the K views of an event."""
     per_view = [resim_views.concat_jets(list(kv)) for kv in kept]
     n = resim_views.n_jets(per_view[0])
-    order = np.arange(n * views).reshape(n, views)  # row = event, column = view
-    src_view = np.broadcast_to(np.arange(views), (n, views)).ravel()
-    src_index = np.broadcast_to(np.arange(n)[:, None], (n, views)).ravel()
+    src_view = np.tile(np.arange(views), n)  # event 0: views 0..K-1, event 1: views 0..K-1, ...
+    src_index = np.repeat(np.arange(n), views)
     jets = resim_views.gather_views(per_view, src_view, src_index)
-    event_index = order[:, 0] // views
-    event_id = np.repeat(make_event_ids(RESIM_STREAM, CLASSES.index(cls), shard, event_index), views)
+    event_id = np.repeat(make_event_ids(RESIM_STREAM, CLASSES.index(cls), shard, np.arange(n)), views)
     view = src_view.astype(np.int16)
     return jets, event_id, view

@@ -208,7 +208,7 @@ class Reshowerer:
 
     def __init__(
         self, settings: Sequence[str], seed: int, e_cm: float, beams: tuple[int, int] = (2212, 2212)
-    ):
+    ) -> None:
         validate_pythia_seed(seed)
         self.seed = seed
         self.pythia = pythia8mc.Pythia("", False)

@@ -74,12 +74,17 @@ def plot_view_spread(paths: Sequence[str | Path], figure: str | Path, summary: s
     for cls, slot in data.items():
         ids = np.concatenate(slot["event_id"])
         result[cls] = {o: view_spread(ids, np.concatenate(slot[o])) for o in OBSERVABLES}
-        lost = {}
+        totals: dict[str, Any] = {}
         for c in slot["counts"]:
             for k, v in c.items():
-                if isinstance(v, int | float) and not isinstance(v, bool):
-                    lost[k] = lost.get(k, 0) + v
-        result[cls]["counts"] = lost
+                if k == "views":
+                    totals[k] = v
+                elif isinstance(v, list):  # per-view counts, summed view by view
+                    prev = totals.get(k, [0] * len(v))
+                    totals[k] = [a + b for a, b in zip(prev, v, strict=True)]
+                elif isinstance(v, int | float) and not isinstance(v, bool):
+                    totals[k] = totals.get(k, 0) + v
+        result[cls]["counts"] = totals
 
     classes = [c for c in CLASSES if c in result]
     fig, axes = plt.subplots(1, len(OBSERVABLES), figsize=(6 * len(OBSERVABLES), 4.2))

@@ -17,8 +17,9 @@ MODES = ("rehadronize", "reshower")
 # Setting groups that act after the parton shower: varied freely in both modes.
 HADRON_LEVEL_PREFIXES: tuple[str, ...] = (
     "StringZ:", "StringPT:", "StringFlav:", "StringFragmentation:", "FragmentationSystems:",
-    "MiniStringFragmentation:", "ParticleDecays:", "BoseEinstein:", "HadronVertex:", "HadronLevel:",
+    "MiniStringFragmentation:", "ParticleDecays:", "BoseEinstein:", "HadronVertex:",
 )  # fmt: skip
+# Not variable per view: HadronLevel:* (switching hadronisation or decays off would give unphysical views).
 # Setting groups that act in the parton shower / underlying event: only meaningful when it is rerun.
 PARTON_LEVEL_PREFIXES: tuple[str, ...] = (
     "TimeShower:", "SpaceShower:", "MultipartonInteractions:", "ColourReconnection:", "BeamRemnants:",

@@ -112,7 +112,9 @@ def view_jets(
     """
     good = np.flatnonzero(ok)
     if good.size == 0:
-        return ViewJets(empty_jets(), np.zeros(0, np.int64), np.zeros(0, np.int64), {"jets_selected": 0})
+        jets = empty_jets()
+        jets.pop("event_index")
+        return ViewJets(jets, np.zeros(0, np.int64), np.zeros(0, np.int64), {"jets_selected": 0})
     ev = events[good] if good.size != len(events) else events
     if truth is None:
         truth = truth_objects(cls, ev)
@@ -128,9 +130,9 @@ def view_jets(
 def common_truth_object(per_view: Sequence[ViewJets], n_events: int) -> tuple[np.ndarray, dict[str, Any]]:
     """Per event, the first truth object with a selected jet in every view (-1: none), and loss counts.
 
-    Counts: `events_no_jet_any_view` (outside acceptance in every view, not a lost view),
-    `events_dropped_lost_view` (some view has the object's jet, another lost it) and, per view,
-    `views_lost_match[k]` (view k lacks the jet of the object most views have).
+    Counts: `events_no_jet_any_view` (no selected truth-matched jet in any view: outside acceptance, not
+    a lost view), `events_dropped_lost_view` (some view has the object's jet, another lost it) and, per
+    view, `views_lost_match[k]` (view k lacks the jet of the object most views have).
     """
     views = len(per_view)
     keys = [
@@ -177,7 +179,7 @@ def take_jets(view: ViewJets, events: np.ndarray, keys: np.ndarray) -> dict[str,
 def concat_jets(tables: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     """Concatenate jet tables branch by branch (awkward for jagged branches, numpy otherwise)."""
     if not tables:
-        return empty_jets() | {}
+        tables = [empty_jets()]
     out: dict[str, Any] = {}
     for b in tables[0]:
         parts = [t[b] for t in tables]

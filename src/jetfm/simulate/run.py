@@ -25,10 +25,10 @@ from jetfm.jetclass import class_index
 from jetfm.provenance import make_provenance
 from jetfm.seeds import derive_seed, validate_pythia_seed
 from jetfm.simulate.detector import DETECTORS, detector_response
-from jetfm.simulate.jets import JetCuts, build_jets, empty_jets
-from jetfm.simulate.particles import final_state_from_batch, truth_from_batch
+from jetfm.simulate.jets import JetCuts, build_jets
+from jetfm.simulate.particles import read_batch
 from jetfm.simulate.processes import make_pythia
-from jetfm.simulate.writer import write_jetclass_root
+from jetfm.simulate.writer import JetClassWriter
 
 log = logging.getLogger(__name__)
 
@@ -43,9 +43,8 @@ def check_request(config: Mapping[str, Any], cls: str, shard: int) -> dict[str, 
     sim = dict(config.get("simulate", {}))
     if not isinstance(shard, int) or shard < 0:
         raise ValueError(f"simulate: shard must be a non-negative integer, got {shard!r}")
-    n_shards = sim.get("shards", 1)
-    if shard >= n_shards:
-        raise ValueError(f"simulate: shard {shard} out of range; config simulate.shards = {n_shards}")
+    if shard >= 2**20:  # the event-id field (ids.py); seeds and ids do not depend on simulate.shards
+        raise ValueError(f"simulate: shard {shard} exceeds the event-id limit of 2**20 shards")
     for key in ("jets_per_shard", "batch_size"):
         value = sim.get(key, 1)
         if not isinstance(value, int) or value < 1:
@@ -86,20 +85,6 @@ def _next_batch_size(batch_size: int, missing: int, totals: Mapping[str, int], m
     return max(1, min(n, max_events - totals["events_generated"]))
 
 
-def _concat(parts: list[dict[str, Any]]) -> dict[str, Any]:
-    if not parts:
-        return empty_jets()
-    out = {}
-    for key in parts[0]:
-        vals = [p[key] for p in parts]
-        out[key] = ak.concatenate(vals) if isinstance(vals[0], ak.Array) else np.concatenate(vals)
-    return out
-
-
-def _take(jets: Mapping[str, Any], n: int) -> dict[str, Any]:
-    return {k: v[:n] for k, v in jets.items()}
-
-
 def simulate_shard(
     config: Mapping[str, Any],
     cls: str,
@@ -127,45 +112,42 @@ def simulate_shard(
 
     totals = {"events_generated": 0, "events_failed": 0, "jets_clustered": 0, "jets_in_window": 0,
               "jets_unmatched": 0, "truth_objects": 0, "jets_selected": 0}  # fmt: skip
-    parts: list[dict[str, Any]] = []
-    n_jets = 0
     ci = class_index(cls)
     bar = tqdm(total=requested, desc=f"simulate {cls} shard {shard}", unit="jet", disable=not progress)
-    while n_jets < requested and totals["events_generated"] < max_events:
-        n = _next_batch_size(batch_size, requested - n_jets, totals, max_events)
-        batch = pythia.nextBatch(n, "none")  # failed events come back as None, not silently skipped
-        failed = np.asarray(ak.is_none(batch), dtype=bool)
-        particles = final_state_from_batch(batch)
-        truth = truth_from_batch(batch, cls)
-        cands = detector_response(particles, detector, rng)
-        jets, counts = build_jets(cands, truth, cls, cuts)
-        jets["event_id"] = make_event_ids(
-            NOMINAL_STREAM, ci, shard, jets.pop("event_index") + totals["events_generated"]
-        )
-        for k, v in counts.items():
-            totals[k] += v
-        totals["events_generated"] += n
-        totals["events_failed"] += int(failed.sum())
-        parts.append(jets)
-        new = min(counts["jets_selected"], requested - n_jets)
-        n_jets += new
-        bar.update(new)
-    bar.close()
-    jets = _take(_concat(parts), requested)
-    written = len(jets["event_id"])
-    totals.update({"jets_requested": requested, "jets_written": written, "shortfall": requested - written,
-                   "max_events": max_events})  # fmt: skip
-    if written < requested:
-        log.warning(
-            "simulate %s shard %d: only %d of %d jets after the bound of %d generated events "
-            "(simulate.max_events_per_jet=%s); shortfall %d recorded in provenance",
-            cls, shard, written, requested, max_events, sim.get("max_events_per_jet"), requested - written,
+    with JetClassWriter(out) as writer:
+        while writer.n_jets < requested and totals["events_generated"] < max_events:
+            n_jets = writer.n_jets
+            n = _next_batch_size(batch_size, requested - n_jets, totals, max_events)
+            batch = pythia.nextBatch(n, "none")  # failed events come back as None, not silently skipped
+            failed = np.asarray(ak.is_none(batch), dtype=bool)
+            particles, truth = read_batch(batch, cls)
+            cands = detector_response(particles, detector, rng)
+            jets, counts = build_jets(cands, truth, cls, cuts)
+            event_index = jets.pop("event_index") + totals["events_generated"]
+            jets["event_id"] = make_event_ids(NOMINAL_STREAM, ci, shard, event_index)
+            for k, v in counts.items():
+                totals[k] += v
+            totals["events_generated"] += n
+            totals["events_failed"] += int(failed.sum())
+            new = min(counts["jets_selected"], requested - n_jets)
+            writer.append({k: v[:new] for k, v in jets.items()})  # jets beyond the request are dropped
+            bar.update(new)
+        bar.close()
+        writer.flush()
+        written = writer.n_written
+        totals.update({"jets_requested": requested, "jets_written": written, "shortfall": requested - written,
+                       "max_events": max_events})  # fmt: skip
+        if written < requested:
+            log.warning(
+                "simulate %s shard %d: only %d of %d jets after the bound of %d generated events "
+                "(simulate.max_events_per_jet=%s); shortfall %d recorded in provenance",
+                cls, shard, written, requested, max_events, sim.get("max_events_per_jet"),
+                requested - written,
+            )  # fmt: skip
+        wall = time.perf_counter() - t0
+        writer.provenance = make_provenance(
+            "simulate", dict(config), seed, counts=totals, wall_time_s=wall, cls=cls, shard=shard,
+            detector_seed=derive_seed(config["seed"], cls, shard, "detector"),
         )  # fmt: skip
-    wall = time.perf_counter() - t0
-    provenance = make_provenance(
-        "simulate", dict(config), seed, counts=totals, wall_time_s=wall, cls=cls, shard=shard,
-        detector_seed=derive_seed(config["seed"], cls, shard, "detector"),
-    )  # fmt: skip
-    write_jetclass_root(out, jets, provenance)
     log.info("simulate %s shard %d: %s (%.1f s)", cls, shard, totals, wall)
     return totals
