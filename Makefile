@@ -23,6 +23,10 @@ run: install
 test: install
 	$(PY) -m pytest
 
+# Only the tests against the single-node Slurm of tests/slurm_harness (root; installs Debian packages).
+test-slurm: install
+	$(PY) -m pytest -m slurm tests/test_slurm.py
+
 lint: install
 	$(VENV)/bin/ruff check src scripts tests bench
 	$(VENV)/bin/ruff format --check src scripts tests bench

@@ -26,9 +26,10 @@ def slurm_cluster() -> Iterator[SlurmCluster]:
     the job runs on the CPU) and `fpga`, all on this node (CPUs = nproc, select/cons_tres with
     CR_Core_Memory, so 1-CPU jobs run side by side); accounting through slurmdbd, so `sacct` works.
 
-    While the session runs, `SLURM_CONF` points at the cluster and this interpreter's bin directory (.venv/bin)
-    comes first on PATH, in `os.environ` itself, so `sbatch`, `sacct`, Snakemake's slurm executor and
-    dask-jobqueue all talk to it, and jobs (submitted with --export=ALL) find `python`, `snakemake`, `jetfm`.
+    While the session runs, `SLURM_CONF` points at the cluster and this interpreter's bin directory
+    (.venv/bin) comes first on PATH, in `os.environ` itself, so `sbatch`, `sacct`, Snakemake's slurm
+    executor and dask-jobqueue all talk to it, and jobs (submitted with --export=ALL) find `python`,
+    `snakemake` and `jetfm`.
     For explicit subprocesses use `slurm_cluster.env`.
 
     Helpers (see tests/slurm_harness/cluster.py):

@@ -164,7 +164,9 @@ def cluster_env(home: Path) -> dict[str, str]:
     env = dict(os.environ)
     env["SLURM_CONF"] = str(home / "etc" / "slurm.conf")
     venv_bin = str(Path(sys.executable).parent)
-    env["PATH"] = os.pathsep.join([venv_bin, *[p for p in env.get("PATH", "").split(os.pathsep) if p != venv_bin]])
+    env["PATH"] = os.pathsep.join(
+        [venv_bin, *[p for p in env.get("PATH", "").split(os.pathsep) if p != venv_bin]]
+    )
     return env
 
 
@@ -172,9 +174,7 @@ def start(home: Path, *, timeout: float = 300) -> SlurmCluster:
     """Run start.sh with a private state directory and free ports; raises with its log tail on failure."""
     env = dict(os.environ, JETFM_SLURM_HOME=str(home), JETFM_SLURM_PORT_BASE=str(_free_port_base()))
     t0 = time.perf_counter()
-    proc = subprocess.run(
-        [str(HERE / "start.sh")], env=env, capture_output=True, text=True, timeout=timeout
-    )
+    proc = subprocess.run([str(HERE / "start.sh")], env=env, capture_output=True, text=True, timeout=timeout)
     elapsed = time.perf_counter() - t0
     if proc.returncode != 0:
         raise RuntimeError(f"tests/slurm_harness/start.sh failed:\n{proc.stdout}\n{proc.stderr[-4000:]}")

@@ -42,6 +42,9 @@ rule train:
         ),
     params:
         out_dir=lambda wc: f"{RESULTS}/models/{wc.dataset}_{wc.model}",
+        # Listed so that editing the train: section reruns training (Snakemake's params rerun trigger).
+        train_config=config["train"],
+        seed=config["seed"],
     log:
         f"{LOGS}/train/{{dataset}}_{{model}}.log",
     wildcard_constraints:

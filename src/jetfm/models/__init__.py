@@ -60,7 +60,10 @@ def make_size(name: str, size: dict[str, Any] | None = None) -> Any:
     fields = {f.name for f in dataclasses.fields(size_cls)}
     unknown = sorted(set(size) - fields)
     if unknown:
-        raise ValueError(f"unknown size key(s) {unknown} for model {name!r}; allowed: {sorted(fields)}")
+        raise ValueError(
+            f"unknown size key(s) {unknown} for model {name!r}; allowed: {sorted(fields)} and 'preset' "
+            f"({sorted(PRESETS[name])})"
+        )
     size = {k: tuple(v) if isinstance(v, list) else v for k, v in size.items()}
     return size_cls(**size)
 

@@ -119,7 +119,9 @@ class Attention(nn.Module):
 class Block(nn.Module):
     """NormFormer block: x += LN(attn(LN(x))); x = w * x + FFN(x), FFN = Linear(LN(GELU(Linear(LN x))))."""
 
-    def __init__(self, dim: int, heads: int, ffn_ratio: int, dropout: float, attn_dropout: float = 0.0) -> None:
+    def __init__(
+        self, dim: int, heads: int, ffn_ratio: int, dropout: float, attn_dropout: float = 0.0
+    ) -> None:
         super().__init__()
         hidden = dim * ffn_ratio
         self.pre_attn_norm = nn.LayerNorm(dim)

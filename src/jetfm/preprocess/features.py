@@ -104,12 +104,19 @@ def standardised_particle_features(
 ) -> np.ndarray:
     """(n_particles, F) float32 ParT inputs (JetClass_full.yaml transforms applied)."""
     raw = raw_particle_features(p, jet_pt, jet_energy)
-    out = np.empty((len(jet_pt), len(PARTICLE_FEATURES)), dtype=np.float32)
+    # feature-major scratch so every operation runs on contiguous memory, in place; one transpose at the end
+    out = np.empty((len(PARTICLE_FEATURES), len(jet_pt)), dtype=np.float32)
     for j, (name, shift, scale, lo, hi) in enumerate(PARTICLE_FEATURES):
-        out[:, j] = standardise(raw[name], shift, scale, lo, hi)
+        row = out[j]
+        if shift is None:
+            row[:] = raw[name]
+        else:
+            np.subtract(raw[name], shift, out=row)
+            row *= scale
+            np.clip(row, lo, hi, out=row)
     if np.isnan(out).any():  # log of a negative energy: weaver's np.nan_to_num, i.e. 0
         np.nan_to_num(out, copy=False, nan=0.0)
-    return out
+    return np.ascontiguousarray(out.T)
 
 
 def pt_order(counts: np.ndarray, pt: np.ndarray) -> np.ndarray | None:
