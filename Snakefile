@@ -2,6 +2,8 @@
 # Each stage is a rule family in workflow/rules/<stage>.smk with a <stage>_all target; logic lives in src/jetfm.
 from snakemake.utils import min_version
 
+from jetfm import CLASSES
+
 min_version("9.0")
 
 
@@ -9,6 +11,13 @@ configfile: "config/config.yaml"
 
 
 report: "workflow/report/workflow.rst"
+
+
+wildcard_constraints:
+    cls="|".join(CLASSES),
+    shard=r"\d{4}",
+    split="train|val|test",
+    dataset=r"[A-Za-z0-9_.-]+",
 
 
 include: "workflow/rules/common.smk"

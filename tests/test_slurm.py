@@ -296,8 +296,11 @@ def test_killed_job_is_reported_with_log_and_rerun_redoes_only_it(
 
 @pytest.mark.slurm
 @pytest.mark.slow
-def test_preprocess_on_slurmcluster_equals_local_cluster(slurm_cluster: SlurmCluster, tmp_path: Path) -> None:
+def test_preprocess_on_slurmcluster_equals_local_cluster(
+    slurm_cluster: SlurmCluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """jetfm.preprocess with workers as Slurm jobs (dask-jobqueue) writes the same HDF5 as a LocalCluster."""
+    monkeypatch.chdir(tmp_path)  # the worker jobs write slurm-<jobid>.out into the submitting directory
     from preprocess_fixtures import write_jetclass_file
 
     from jetfm.preprocess import preprocess

@@ -1,7 +1,5 @@
-# Shared by every rule file: config validation, path helpers, wildcard constraints.
+# Shared by every stage file: config validation and path helpers (wildcard constraints: Snakefile).
 from snakemake.utils import validate
-
-from jetfm import CLASSES
 
 validate(config, schema="../schemas/config.schema.yaml", set_default=True)
 
@@ -9,15 +7,8 @@ DATASET = config["dataset"]
 RESULTS = "results"
 LOGS = "logs"
 
-# Each rule file appends the final outputs of its stage; `rule all` asks for all of them.
+# Each stage file appends its final outputs here; the default target asks for all of them.
 ALL_TARGETS = []
-
-
-wildcard_constraints:
-    cls="|".join(CLASSES),
-    shard=r"\d{4}",
-    split="train|val|test",
-    dataset=r"[A-Za-z0-9_.-]+",
 
 
 def shard_ids(n):
@@ -36,3 +27,19 @@ def sim_files(kind="nominal"):
         for cls in config["classes"]
         for shard in shard_ids(n)
     ]
+
+
+def preprocess_inputs():
+    """Nominal simulation, the re-simulation views when enabled, and any user-given ROOT files."""
+    files = sim_files("nominal")
+    if config["resimulate"]["enabled"]:
+        files += sim_files("views")
+    return files + list(config["preprocess"]["input_files"])
+
+
+def preprocess_threads():
+    """A local Dask cluster uses workers x threads cores; Slurm or in-process drivers need one."""
+    dask = config["preprocess"]["dask"]
+    if dask["cluster"] == "local":
+        return dask["workers"] * dask["threads_per_worker"]
+    return 1

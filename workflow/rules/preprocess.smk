@@ -9,22 +9,6 @@ PREPROCESS_SHARDS = expand(
 )
 
 
-def preprocess_inputs():
-    """Nominal simulation, the re-simulation views when enabled, and any user-given ROOT files."""
-    files = sim_files("nominal")
-    if config["resimulate"]["enabled"]:
-        files += sim_files("views")
-    return files + list(config["preprocess"]["input_files"])
-
-
-def preprocess_threads():
-    """A local Dask cluster uses workers x threads cores; Slurm or in-process drivers need one."""
-    dask = config["preprocess"]["dask"]
-    if dask["cluster"] == "local":
-        return dask["workers"] * dask["threads_per_worker"]
-    return 1
-
-
 rule preprocess:
     input:
         preprocess_inputs(),
