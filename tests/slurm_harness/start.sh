@@ -21,7 +21,9 @@ SLURMD_PORT=$((CTLD_PORT + 1))
 DBD_PORT=$((CTLD_PORT + 2))
 MYSQL_PORT=$((CTLD_PORT + 3))
 NODE=$(hostname -s)
-CPUS=$(nproc)
+# Not plain `nproc`: it honours OMP_NUM_THREADS, which Dask/torch set to 1 in the test process, and a node
+# registered with 1 CPU can never run the 2-task jobs the tests submit.
+CPUS=$(env -u OMP_NUM_THREADS -u OMP_THREAD_LIMIT nproc)
 # A safe RealMemory: 3/4 of physical memory (slurmd drains a node that reports less than configured).
 MEM_MB=$(awk '/MemTotal/ {printf "%d", $2 / 1024 * 0.75}' /proc/meminfo)
 
