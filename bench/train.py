@@ -144,29 +144,40 @@ def one(
     }  # fmt: skip
 
 
-def interleaved(files: list[str], steps: int, batch: int) -> dict[str, float]:
-    """jets/s of jetfm ParT fp32 / bf16 and weaver-core ParT (if installed), alternating step by step on the
-    same batches, so load from other jobs hits all three alike (a fair ratio on a shared machine).
+def take(files: list[str], n: int, batch: int, bucket: bool) -> list[dict[str, torch.Tensor]]:
+    """The loader's first `n` training batches (shuffle buffer 4096), with or without length bucketing."""
+    stream = H5JetStream(files, batch, seed=0, block_size=256, shuffle_buffer=4096, bucket_by_length=bucket)
+    out = []
+    for b in stream:
+        out.append(b)
+        if len(out) == n:
+            break
+    return out
+
+
+def interleaved(files: list[str], steps: int, batch: int) -> dict[str, tuple[float, float]]:
+    """(jets/s, mean padded length P) of jetfm ParT fp32 (loader batches bucketed by length = the training
+    default, and unbucketed), jetfm bf16 (bucketed) and weaver-core ParT fp32 (if installed; unbucketed
+    random batches, as weaver's own trainer gets), alternating step by step, so load from other jobs hits
+    all alike (a fair ratio on a shared machine).
 
     weaver-core's SequenceTrimmer also drops particles beyond a random 90-102 % quantile of the batch's
     multiplicities while training (an augmentation); jetfm keeps every particle, so it does a bit more work.
     """
     torch.set_num_threads(2)
-    batches = []
-    for b in H5JetStream(files, batch, seed=0, block_size=256, shuffle_buffer=4096):
-        batches.append(b)
-        if len(batches) == steps + 2:
-            break
-    contenders: dict[str, tuple[torch.nn.Module, bool]] = {}
+    bucketed, plain = take(files, steps + 2, batch, True), take(files, steps + 2, batch, False)
+    contenders: dict[str, tuple[torch.nn.Module, bool, list]] = {}
     torch.manual_seed(0)
-    contenders["jetfm fp32"] = (build_model("part", 17, 8, 10, preset="jetclass"), False)
-    contenders["jetfm bf16"] = (build_model("part", 17, 8, 10, preset="jetclass"), True)
+    contenders["jetfm fp32 bucketed"] = (build_model("part", 17, 8, 10, preset="jetclass"), False, bucketed)
+    contenders["jetfm fp32 unbucketed"] = (build_model("part", 17, 8, 10, preset="jetclass"), False, plain)
+    contenders["jetfm bf16 bucketed"] = (build_model("part", 17, 8, 10, preset="jetclass"), True, bucketed)
     if Path(WEAVER_PATH, "weaver").is_dir():
-        contenders["weaver-core fp32"] = (WeaverParT(), False)
-    opts = {k: make_optimizer(m, TrainConfig(), torch.device("cpu")) for k, (m, _) in contenders.items()}
+        contenders["weaver-core fp32"] = (WeaverParT(), False, plain)
+    opts = {k: make_optimizer(m, TrainConfig(), torch.device("cpu")) for k, (m, _, _) in contenders.items()}
     spent = dict.fromkeys(contenders, 0.0)
-    for i, b in enumerate(batches):
-        for key, (model, bf16) in contenders.items():
+    for i in range(steps + 2):
+        for key, (model, bf16, batches) in contenders.items():
+            b = batches[i]
             t = time.perf_counter()
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
                 out = model(b["part_features"], b["part_vectors"], b["part_mask"], b["jet_features"])
@@ -176,7 +187,21 @@ def interleaved(files: list[str], steps: int, batch: int) -> dict[str, float]:
             opts[key].zero_grad(set_to_none=True)
             if i >= 2:  # first two steps warm up allocators and weaver's trimmer
                 spent[key] += time.perf_counter() - t
-    return {k: steps * batch / v for k, v in spent.items()}
+    return {
+        k: (steps * batch / v, float(np.mean([b["part_mask"].shape[1] for b in contenders[k][2][2:]])))
+        for k, v in spent.items()
+    }
+
+
+def report_ab(ab: dict[str, tuple[float, float]]) -> None:
+    print("\ninterleaved (JetClass-full ParT, batch 64, AdamW, 2 threads):")
+    for key, (rate, p) in ab.items():
+        print(f"  {key:>22}: {rate:6.1f} jets/s  (mean padded P = {p:.0f})")
+    if "weaver-core fp32" in ab:
+        w = ab["weaver-core fp32"][0]
+        for key in ab:
+            if key.startswith("jetfm"):
+                print(f"{key} / weaver-core fp32 (interleaved): {ab[key][0] / w:.2f}x (fp32 target >= 1.5x)")
 
 
 def main() -> None:
@@ -188,7 +213,12 @@ def main() -> None:
     ap.add_argument(
         "--ab-steps", type=int, default=12, help="steps of the interleaved jetfm/weaver comparison"
     )
+    ap.add_argument("--ab-only", action="store_true", help="only the interleaved jetfm/weaver comparison")
     args = ap.parse_args()
+    if args.ab_only:
+        with tempfile.TemporaryDirectory() as tmp:
+            report_ab(interleaved(make_data(Path(tmp), args.jets), args.ab_steps, args.batch))
+        return
     if args.one:
         spec = json.loads(args.one)
         r = one(spec["name"], spec["size"], spec["files"], args.steps, args.batch, spec["trim"], spec["bf16"])
@@ -229,19 +259,13 @@ def main() -> None:
                 f"peak RSS {r['peak_rss_mb']:6.0f} MB  (<P> = {r['mean_particles']:.1f})"
             )
         ab = interleaved(files, args.ab_steps, args.batch)
-    print("\ninterleaved, same batches (JetClass-full ParT, batch 64, AdamW, 2 threads):")
-    for key, rate in ab.items():
-        print(f"  {key:>17}: {rate:6.1f} jets/s")
+    report_ab(ab)
     full = next(r for r in rows if r["size"] == "jetclass" and r["model"] == "part" and r["trim"])
     untrimmed, bf16_row = rows[len(SIZES)], rows[len(SIZES) + 1]
     print(f"\nloader / JetClass-ParT training: {load / full['jets_per_s']:.1f}x (target >= 10x)")
     print(f"JetClass-ParT trimmed / untrimmed (P=128): {full['jets_per_s'] / untrimmed['jets_per_s']:.2f}x")
     bf16_gain = bf16_row["jets_per_s"] / full["jets_per_s"]
     print(f"JetClass-ParT bf16 autocast / fp32 on this CPU (has avx512_bf16): {bf16_gain:.2f}x")
-    if "weaver-core fp32" in ab:
-        w = ab["weaver-core fp32"]
-        print(f"jetfm fp32 / weaver-core fp32 (interleaved): {ab['jetfm fp32'] / w:.2f}x")
-        print(f"jetfm bf16 / weaver-core fp32 (interleaved): {ab['jetfm bf16'] / w:.2f}x")
     ratio = full["jets_per_s"] / REFERENCE_JETS_PER_S
     print(
         f"JetClass-ParT vs weaver-core reference {REFERENCE_JETS_PER_S} jets/s: {ratio:.2f}x (target >= 1.5x)"

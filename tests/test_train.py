@@ -159,6 +159,26 @@ def test_loader_ranks_partition_the_data_and_trim_padding(data: dict[str, list[s
     np.testing.assert_array_equal(jet_pts(0, 3), rank0)  # same (seed, epoch): same stream
 
 
+def test_length_bucketing_keeps_the_rows_cuts_less_padding_and_is_seeded(data: dict[str, list[str]]) -> None:
+    def run(bucket: bool, seed: int = 7) -> tuple[np.ndarray, list[int]]:
+        stream = H5JetStream(
+            data["train"], 32, seed=seed, block_size=64, shuffle_buffer=256, bucket_by_length=bucket
+        )
+        stream.epoch = 2
+        batches = list(stream)
+        return np.concatenate([b["jet_features"][:, 0].numpy() for b in batches]), [
+            b["part_mask"].shape[1] for b in batches
+        ]
+
+    plain, plain_len = run(False)
+    bucketed, bucketed_len = run(True)
+    np.testing.assert_array_equal(np.sort(bucketed), np.sort(plain))  # the same jets in the epoch
+    assert not np.array_equal(bucketed, plain)
+    assert sum(bucketed_len) < sum(plain_len)  # less padding in total
+    np.testing.assert_array_equal(run(True)[0], bucketed)  # same (seed, epoch): same stream
+    assert not np.array_equal(run(True, seed=8)[0], bucketed)
+
+
 def test_missing_shard_is_named(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match=r"0007\.h5"):
         H5JetStream([str(tmp_path / "0007.h5")], 8)

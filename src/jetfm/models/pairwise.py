@@ -55,3 +55,36 @@ def pair_features(vectors: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     feats = (feats - shift) * scale
     pair_mask = (mask.unsqueeze(2) & mask.unsqueeze(1)).unsqueeze(1)
     return torch.where(pair_mask, feats, torch.zeros_like(feats))
+
+
+def pair_features_at(
+    vectors: torch.Tensor, mask: torch.Tensor, i: torch.Tensor, j: torch.Tensor
+) -> torch.Tensor:
+    """`pair_features` on the pair list (i, j) only: (B, P, 4), (B, P) -> (B, N, 4), N = len(i), contiguous.
+
+    Elementwise the same expressions as `pair_features(...)[:, :, i, j].transpose(1, 2)`, without building
+    the (B, 4, P, P) tensor and gathering from it.
+    """
+    v = vectors.float()
+    pt, y, phi = _pt_rapidity_phi(v)
+    pt_i, pt_j = pt[:, i], pt[:, j]
+    dy = y[:, i] - y[:, j]
+    dphi = torch.remainder(phi[:, i] - phi[:, j] + math.pi, 2 * math.pi) - math.pi
+    delta = torch.sqrt(dy * dy + dphi * dphi)
+    pt_min = torch.minimum(pt_i, pt_j)
+    kt = pt_min * delta
+    z = pt_min / (pt_i + pt_j).clamp(min=EPS)
+    vsum = v[:, i] + v[:, j]
+    m2 = vsum[..., 3] ** 2 - (vsum[..., :3] ** 2).sum(-1)
+    feats = torch.stack(
+        [
+            torch.log(delta.clamp(min=EPS)),
+            torch.log(kt.clamp(min=EPS)),
+            torch.log(z.clamp(min=EPS)),
+            torch.log(m2.clamp(min=EPS)),
+        ],
+        dim=-1,
+    )
+    feats = (feats - feats.new_tensor(PAIR_SHIFT)) * feats.new_tensor(PAIR_SCALE)
+    pair_mask = (mask[:, i] & mask[:, j]).unsqueeze(-1)
+    return torch.where(pair_mask, feats, torch.zeros_like(feats))

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from jetfm.models.pairwise import pair_features
+from jetfm.models.pairwise import pair_features_at
 
 
 @dataclass(frozen=True)
@@ -83,13 +83,15 @@ class PairEmbed(nn.Module):
 
     def forward(self, vectors: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         b, p = mask.shape
-        feats = pair_features(vectors, mask)  # (B, 4, P, P)
         i, j = torch.triu_indices(p, p, device=mask.device)
-        upper = self.net(feats[:, :, i, j].transpose(1, 2))  # (B, P(P+1)/2, H)
-        bias = upper.new_zeros(b, p, p, self.heads)
-        bias[:, i, j] = upper
-        bias[:, j, i] = upper
-        return bias.permute(0, 3, 1, 2)  # (B, H, P, P)
+        upper = self.net(pair_features_at(vectors, mask, i, j))  # (B, P(P+1)/2, H)
+        # Scatter straight into the (B, H, P, P) layout SDPA reads (flat index i * P + j), so neither the
+        # forward nor the backward gather works on a permuted, strided tensor.
+        upper = upper.transpose(1, 2)  # (B, H, N)
+        bias = upper.new_zeros(b, self.heads, p * p)
+        bias[:, :, i * p + j] = upper
+        bias[:, :, j * p + i] = upper
+        return bias.view(b, self.heads, p, p)
 
 
 class Attention(nn.Module):

@@ -3,8 +3,10 @@
 Why not a map-style Dataset with random row indices: HDF5 reads whole chunks, so random single rows read each
 chunk ~chunk-length times. Here an epoch is a permutation (seeded by seed and epoch) of blocks of whole
 chunks; rank r of W takes blocks r, r+W, ... (no overlap), its DataLoader workers split those again; each
-worker pools `shuffle_buffer` rows, permutes them and cuts batches. Each batch is trimmed to its longest jet
-(the shards are padded to e.g. 128 particles; a JetClass jet has ~30-60), which is most of the CPU speed.
+worker pools `shuffle_buffer` rows, permutes them and cuts batches (with `bucket_by_length`, from the rows
+sorted by multiplicity, then in a seeded random batch order). Each batch is trimmed to its longest jet (the
+shards are padded to e.g. 128 particles; a JetClass jet has ~30-60), which is most of the CPU speed; bucketing
+brings that longest jet close to the batch's typical one.
 """
 
 from __future__ import annotations
@@ -131,6 +133,20 @@ def trim_padding(batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     return batch
 
 
+def _bucket(
+    rows: dict[str, np.ndarray], n: int, bs: int, rng: np.random.Generator
+) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Sort the first `n` (already permuted) rows by used length so each batch holds neighbours in
+    multiplicity (its trimmed length drops from the max of `bs` random jets towards their typical length),
+    and return a seeded random order of the batches. Rows past `n` (the carried-over rest) stay as they are.
+    """
+    mask = rows["part_mask"][:n]
+    used = mask.any(axis=1)
+    length = np.where(used, mask.shape[1] - np.argmax(mask[:, ::-1], axis=1), 0)
+    idx = np.concatenate([np.argsort(length, kind="stable"), np.arange(n, len(mask))])
+    return {k: v[idx] for k, v in rows.items()}, rng.permutation(n // bs)
+
+
 def to_torch(batch: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
     return {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in batch.items()}
 
@@ -151,6 +167,7 @@ class H5JetStream(IterableDataset):
         rank: int = 0,
         world_size: int = 1,
         drop_last: bool = True,
+        bucket_by_length: bool = False,
     ) -> None:
         super().__init__()
         self.paths = [str(p) for p in paths]
@@ -158,6 +175,7 @@ class H5JetStream(IterableDataset):
         self.batch_size = batch_size
         self.seed, self.shuffle, self.drop_last = seed, shuffle, drop_last
         self.shuffle_buffer = shuffle_buffer if shuffle else 0
+        self.bucket_by_length = bucket_by_length
         self.nominal_only = nominal_only
         self.rank, self.world_size = rank, world_size
         self.epoch = 0
@@ -215,7 +233,10 @@ class H5JetStream(IterableDataset):
                     perm = rng.permutation(pooled)
                     rows = {k: v[perm] for k, v in rows.items()}
                 n_full = pooled // bs
-                for b in range(n_full):
+                order = np.arange(n_full)
+                if self.shuffle_buffer and self.bucket_by_length and n_full > 1:
+                    rows, order = _bucket(rows, n_full * bs, bs, rng)
+                for b in order:
                     yield to_torch(trim_padding({k: v[b * bs : (b + 1) * bs] for k, v in rows.items()}))
                 rest = {k: v[n_full * bs :] for k, v in rows.items()}
                 pool, pooled = [rest], len(rest["label"])

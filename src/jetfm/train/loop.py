@@ -124,7 +124,7 @@ def train(
     torch.manual_seed(cfg.seed)
     train_stream = H5JetStream(
         train_files, cfg.batch_size, seed=cfg.seed, block_size=cfg.block_size,
-        shuffle_buffer=cfg.shuffle_buffer,
+        shuffle_buffer=cfg.shuffle_buffer, bucket_by_length=cfg.bucket_by_length,
         nominal_only=cfg.nominal_only, rank=env.rank, world_size=env.world_size,
     )  # fmt: skip
     meta = train_stream.meta
