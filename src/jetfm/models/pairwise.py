@@ -30,31 +30,14 @@ def _pt_rapidity_phi(v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch
 
 
 def pair_features(vectors: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """(B, P, 4) 4-vectors and (B, P) mask -> (B, 4, P, P) standardised [ln Δ, ln kT, ln z, ln m²]."""
-    v = vectors.float()
-    pt, y, phi = _pt_rapidity_phi(v)
-    dy = y.unsqueeze(2) - y.unsqueeze(1)
-    dphi = torch.remainder(phi.unsqueeze(2) - phi.unsqueeze(1) + math.pi, 2 * math.pi) - math.pi
-    delta = torch.sqrt(dy * dy + dphi * dphi)
-    pt_min = torch.minimum(pt.unsqueeze(2), pt.unsqueeze(1))
-    kt = pt_min * delta
-    z = pt_min / (pt.unsqueeze(2) + pt.unsqueeze(1)).clamp(min=EPS)
-    vsum = v.unsqueeze(2) + v.unsqueeze(1)
-    m2 = vsum[..., 3] ** 2 - (vsum[..., :3] ** 2).sum(-1)
-    feats = torch.stack(
-        [
-            torch.log(delta.clamp(min=EPS)),
-            torch.log(kt.clamp(min=EPS)),
-            torch.log(z.clamp(min=EPS)),
-            torch.log(m2.clamp(min=EPS)),
-        ],
-        dim=1,
-    )
-    shift = feats.new_tensor(PAIR_SHIFT).view(1, 4, 1, 1)
-    scale = feats.new_tensor(PAIR_SCALE).view(1, 4, 1, 1)
-    feats = (feats - shift) * scale
-    pair_mask = (mask.unsqueeze(2) & mask.unsqueeze(1)).unsqueeze(1)
-    return torch.where(pair_mask, feats, torch.zeros_like(feats))
+    """(B, P, 4) 4-vectors and (B, P) mask -> (B, 4, P, P) standardised [ln Δ, ln kT, ln z, ln m²].
+
+    Every ordered pair, through `pair_features_at` (the model itself only evaluates i <= j).
+    """
+    b, p = mask.shape
+    idx = torch.arange(p, device=mask.device)
+    flat = pair_features_at(vectors, mask, idx.repeat_interleave(p), idx.repeat(p))  # pair n = i * P + j
+    return flat.view(b, p, p, 4).permute(0, 3, 1, 2)
 
 
 def pair_features_at(
@@ -62,8 +45,7 @@ def pair_features_at(
 ) -> torch.Tensor:
     """`pair_features` on the pair list (i, j) only: (B, P, 4), (B, P) -> (B, N, 4), N = len(i), contiguous.
 
-    Elementwise the same expressions as `pair_features(...)[:, :, i, j].transpose(1, 2)`, without building
-    the (B, 4, P, P) tensor and gathering from it.
+    Computing only the listed pairs avoids building a (B, 4, P, P) tensor and gathering from it.
     """
     v = vectors.float()
     pt, y, phi = _pt_rapidity_phi(v)
