@@ -13,7 +13,7 @@ import h5py
 import numpy as np
 
 from jetfm import CLASSES
-from jetfm.atomic import atomic_path
+from jetfm.figures import save_figure
 
 MAX_JETS_PER_CLASS = 20_000
 # (title, source, column name or None, x label)
@@ -92,6 +92,4 @@ def plot_features(shards: list[str], summary_path: str, out_png: str) -> None:
     )
     fig.text(0.01, 0.005, footer, fontsize=8, wrap=True)
     fig.tight_layout(rect=(0, 0.04, 1, 1))
-    with atomic_path(out_png) as tmp:
-        fig.savefig(tmp, dpi=110, format="png")
-    plt.close(fig)
+    save_figure(fig, out_png, dpi=110)

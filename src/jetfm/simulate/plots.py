@@ -11,13 +11,13 @@ from __future__ import annotations
 import os
 from collections import defaultdict
 from collections.abc import Sequence
-from pathlib import Path
 
 import numpy as np
 import uproot
 
 from jetfm import CLASSES
-from jetfm.atomic import atomic_path, write_json_atomic
+from jetfm.atomic import write_json_atomic
+from jetfm.figures import save_figure
 from jetfm.jetclass import LABEL_BRANCHES, TREE_NAME
 
 MASS_BINS = np.linspace(0.0, 250.0, 51)
@@ -78,9 +78,6 @@ def plot_validation(paths: Sequence[str | os.PathLike[str]], figure: str | os.Pa
     ax_m.legend(fontsize=7, ncol=2, loc="upper right", bbox_to_anchor=(1.0, 0.93))
     ax_pt.legend(fontsize=7, ncol=2)
     fig.tight_layout()
-    Path(figure).parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(figure) as tmp:
-        fig.savefig(tmp, dpi=120, format="png")
-    plt.close(fig)
+    save_figure(fig, figure, dpi=120)
     write_json_atomic(summary, stats)
     return stats

@@ -16,7 +16,8 @@ import numpy as np
 import uproot
 
 from jetfm import CLASSES
-from jetfm.atomic import atomic_path, write_json_atomic
+from jetfm.atomic import write_json_atomic
+from jetfm.figures import save_figure
 from jetfm.jetclass import LABEL_BRANCHES, TREE_NAME
 
 OBSERVABLES = {"jet_sdmass": "soft-drop mass [GeV]", "jet_nparticles": "constituents"}
@@ -99,8 +100,6 @@ def plot_view_spread(paths: Sequence[str | Path], figure: str | Path, summary: s
         ax.set_title(obs)
         ax.legend(fontsize=8)
     fig.tight_layout()
-    with atomic_path(figure) as tmp:
-        fig.savefig(tmp, format="png", dpi=120)
-    plt.close(fig)
+    save_figure(fig, figure, dpi=120)
     write_json_atomic(summary, result)
     return result

@@ -107,7 +107,8 @@ def simulate_shard(
     max_events = int(np.ceil(float(sim.get("max_events_per_jet", 30.0)) * requested))
     detector = sim.get("detector", "delphes_cms")
     seed = derive_seed(config["seed"], cls, shard)
-    rng = np.random.default_rng(derive_seed(config["seed"], cls, shard, "detector"))
+    detector_seed = derive_seed(config["seed"], cls, shard, "detector")
+    rng = np.random.default_rng(detector_seed)
     pythia = make_pythia(cls, sim, seed, shard=shard)
 
     totals = {"events_generated": 0, "events_failed": 0, "jets_clustered": 0, "jets_in_window": 0,
@@ -147,7 +148,7 @@ def simulate_shard(
         wall = time.perf_counter() - t0
         writer.provenance = make_provenance(
             "simulate", dict(config), seed, counts=totals, wall_time_s=wall, cls=cls, shard=shard,
-            detector_seed=derive_seed(config["seed"], cls, shard, "detector"),
+            detector_seed=detector_seed,
         )  # fmt: skip
     log.info("simulate %s shard %d: %s (%.1f s)", cls, shard, totals, wall)
     return totals

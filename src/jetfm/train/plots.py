@@ -11,14 +11,12 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 
-from jetfm.atomic import atomic_path
+from jetfm.figures import save_figure
 from jetfm.train.metrics import roc_curve
 
 
 def _save(fig: Any, path: str | Path) -> None:
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format=Path(path).suffix.lstrip(".") or "png", dpi=110, bbox_inches="tight")
-    plt.close(fig)
+    save_figure(fig, path, dpi=110, bbox_inches="tight")
 
 
 def plot_loss(history: list[dict[str, Any]], path: str | Path, title: str = "") -> None:
