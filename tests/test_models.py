@@ -97,3 +97,21 @@ def test_registry_rejects_unknown_names_and_keys() -> None:
         build_model("part", 17, 8, 10, embed=64)
     with pytest.raises(ValueError, match="divisible"):
         build_model("part", 17, 8, 10, embed_dim=30, heads=4)
+
+
+def test_pair_bias_is_the_pair_mlp_of_every_real_pair_and_zero_elsewhere(part: torch.nn.Module) -> None:
+    """The model embeds only real pairs i <= j, flattened over the batch. The bias it scatters back must equal
+    the pair MLP on the dense feature matrix, on both triangles, and be zero wherever a slot is padded."""
+    from jetfm.models.pairwise import pair_features
+
+    b = _batch(n=5, p=30, seed=3)
+    mask = b["part_mask"]
+    with torch.no_grad():
+        bias = part.pair_embed(b["part_vectors"], mask)  # (B, H, P, P)
+        feats = pair_features(b["part_vectors"], mask).permute(0, 2, 3, 1)  # (B, P, P, 4)
+        dense = part.pair_embed.net(feats)  # (B, P, P, H)
+    real = (mask.unsqueeze(2) & mask.unsqueeze(1)).unsqueeze(1).expand_as(bias)
+    assert 0 < int(real[:, 0].sum()) < real[:, 0].numel()  # both real and padded pairs present
+    torch.testing.assert_close(bias[real], dense.permute(0, 3, 1, 2)[real], atol=1e-5, rtol=1e-5)
+    assert torch.equal(bias[~real], torch.zeros_like(bias[~real]))
+    torch.testing.assert_close(bias, bias.transpose(2, 3))

@@ -1,7 +1,8 @@
 """Pairwise interaction features of ParT (Qu, Li, Qian 2022, eq. 3): ln Δ, ln kT, ln z, ln m².
 
-Computed from the particles' 4-vectors (px, py, pz, E) in GeV. Pairs with a padded particle get zeros:
-their attention bias is overridden by the key-padding mask anyway, and zeros keep the pair MLP finite.
+Computed from the particles' 4-vectors (px, py, pz, E) in GeV. Two entry points share one formula:
+`pair_features` gives the dense (B, 4, P, P) matrix (padded pairs are zero), `valid_pair_features` only the
+pairs of real particles, flattened over the batch, which is what the model evaluates.
 """
 
 from __future__ import annotations
@@ -18,55 +19,54 @@ PAIR_SHIFT = (-2.0, -1.0, -3.0, 0.0)
 PAIR_SCALE = (1.0, 0.5, 0.5, 0.25)
 
 
-def _pt_rapidity_phi(v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def _kinematics(v: torch.Tensor) -> torch.Tensor:
+    """(..., 4) 4-vectors -> (..., 7): pt, rapidity, phi, px, py, pz, E (gathered together per pair)."""
     px, py, pz, e = v.unbind(-1)
     pt = torch.sqrt(px * px + py * py)
     # Rapidity is undefined for E <= |pz| (padding, rounding): clamp the ratio into (0, inf).
-    num = (e + pz).clamp(min=EPS)
-    den = (e - pz).clamp(min=EPS)
-    y = 0.5 * torch.log(num / den)
-    phi = torch.atan2(py, px)
-    return pt, y, phi
+    y = 0.5 * torch.log((e + pz).clamp(min=EPS) / (e - pz).clamp(min=EPS))
+    return torch.cat([torch.stack([pt, y, torch.atan2(py, px)], dim=-1), v], dim=-1)
+
+
+def _pair_logs(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Kinematics of particles a and b, (..., 7) each -> standardised (..., 4) [ln Δ, ln kT, ln z, ln m²]."""
+    pt_a, pt_b = a[..., 0], b[..., 0]
+    dy = a[..., 1] - b[..., 1]
+    dphi = torch.remainder(a[..., 2] - b[..., 2] + math.pi, 2 * math.pi) - math.pi
+    delta = torch.sqrt(dy * dy + dphi * dphi)
+    pt_min = torch.minimum(pt_a, pt_b)
+    vsum = a[..., 3:] + b[..., 3:]
+    m2 = vsum[..., 3] ** 2 - (vsum[..., :3] ** 2).sum(-1)
+    logs = torch.log(
+        torch.stack([delta, pt_min * delta, pt_min / (pt_a + pt_b).clamp(min=EPS), m2], dim=-1).clamp(min=EPS)
+    )
+    return (logs - logs.new_tensor(PAIR_SHIFT)) * logs.new_tensor(PAIR_SCALE)
 
 
 def pair_features(vectors: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """(B, P, 4) 4-vectors and (B, P) mask -> (B, 4, P, P) standardised [ln Δ, ln kT, ln z, ln m²].
-
-    Every ordered pair, through `pair_features_at` (the model itself only evaluates i <= j).
-    """
+    """(B, P, 4) 4-vectors and (B, P) mask -> (B, 4, P, P) standardised features, zero on padded slots."""
     b, p = mask.shape
-    idx = torch.arange(p, device=mask.device)
-    flat = pair_features_at(vectors, mask, idx.repeat_interleave(p), idx.repeat(p))  # pair n = i * P + j
-    return flat.view(b, p, p, 4).permute(0, 3, 1, 2)
+    kin = _kinematics(vectors.float())
+    feats = _pair_logs(kin.unsqueeze(2).expand(b, p, p, 7), kin.unsqueeze(1).expand(b, p, p, 7))
+    pair_mask = (mask.unsqueeze(2) & mask.unsqueeze(1)).unsqueeze(-1)
+    return torch.where(pair_mask, feats, torch.zeros_like(feats)).permute(0, 3, 1, 2)
 
 
-def pair_features_at(
-    vectors: torch.Tensor, mask: torch.Tensor, i: torch.Tensor, j: torch.Tensor
-) -> torch.Tensor:
-    """`pair_features` on the pair list (i, j) only: (B, P, 4), (B, P) -> (B, N, 4), N = len(i), contiguous.
+def valid_pairs(mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(B, P) mask -> (jet, i, j) index lists of the pairs i <= j of real particles, in row-major order.
 
-    Computing only the listed pairs avoids building a (B, 4, P, P) tensor and gathering from it.
+    Only these pairs need the pair MLP: the features are symmetric, and pairs with a padded slot are
+    masked out of attention. With JetClass multiplicities that is about half the padded i <= j pairs.
     """
-    v = vectors.float()
-    pt, y, phi = _pt_rapidity_phi(v)
-    pt_i, pt_j = pt[:, i], pt[:, j]
-    dy = y[:, i] - y[:, j]
-    dphi = torch.remainder(phi[:, i] - phi[:, j] + math.pi, 2 * math.pi) - math.pi
-    delta = torch.sqrt(dy * dy + dphi * dphi)
-    pt_min = torch.minimum(pt_i, pt_j)
-    kt = pt_min * delta
-    z = pt_min / (pt_i + pt_j).clamp(min=EPS)
-    vsum = v[:, i] + v[:, j]
-    m2 = vsum[..., 3] ** 2 - (vsum[..., :3] ** 2).sum(-1)
-    feats = torch.stack(
-        [
-            torch.log(delta.clamp(min=EPS)),
-            torch.log(kt.clamp(min=EPS)),
-            torch.log(z.clamp(min=EPS)),
-            torch.log(m2.clamp(min=EPS)),
-        ],
-        dim=-1,
-    )
-    feats = (feats - feats.new_tensor(PAIR_SHIFT)) * feats.new_tensor(PAIR_SCALE)
-    pair_mask = (mask[:, i] & mask[:, j]).unsqueeze(-1)
-    return torch.where(pair_mask, feats, torch.zeros_like(feats))
+    p = mask.shape[1]
+    i, j = torch.triu_indices(p, p, device=mask.device)
+    jet, n = (mask[:, i] & mask[:, j]).nonzero(as_tuple=True)
+    return jet, i[n], j[n]
+
+
+def valid_pair_features(
+    vectors: torch.Tensor, jet: torch.Tensor, i: torch.Tensor, j: torch.Tensor
+) -> torch.Tensor:
+    """(B, P, 4) 4-vectors and the pair list of `valid_pairs` -> (M, 4) standardised features."""
+    kin = _kinematics(vectors.float())
+    return _pair_logs(kin[jet, i], kin[jet, j])

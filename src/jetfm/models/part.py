@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from jetfm.models.pairwise import pair_features_at
+from jetfm.models.pairwise import valid_pair_features, valid_pairs
 
 
 @dataclass(frozen=True)
@@ -66,9 +66,11 @@ class ParticleEmbed(nn.Module):
 
 
 class PairEmbed(nn.Module):
-    """Pointwise MLP on the 4 pair features -> one attention bias per head; computed on i <= j only.
+    """Pointwise MLP on the 4 pair features -> one attention bias per head, for real pairs i <= j only.
 
-    The features are symmetric in (i, j), so half of the pairs suffice (the reference does the same).
+    The features are symmetric in (i, j), so half of the pairs suffice, and pairs with a padded slot are
+    masked out of attention, so they are skipped too (as the reference's sparse mode does): the MLP runs on
+    the batch's M real pairs, not on B * P(P+1)/2. Their bias stays zero.
     """
 
     def __init__(self, dims: tuple[int, ...], heads: int, in_dim: int = 4) -> None:
@@ -83,15 +85,13 @@ class PairEmbed(nn.Module):
 
     def forward(self, vectors: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         b, p = mask.shape
-        i, j = torch.triu_indices(p, p, device=mask.device)
-        upper = self.net(pair_features_at(vectors, mask, i, j))  # (B, P(P+1)/2, H)
-        # Scatter straight into the (B, H, P, P) layout SDPA reads (flat index i * P + j), so neither the
-        # forward nor the backward gather works on a permuted, strided tensor.
-        upper = upper.transpose(1, 2)  # (B, H, N)
-        bias = upper.new_zeros(b, self.heads, p * p)
-        bias[:, :, i * p + j] = upper
-        bias[:, :, j * p + i] = upper
-        return bias.view(b, self.heads, p, p)
+        jet, i, j = valid_pairs(mask)
+        upper = self.net(valid_pair_features(vectors, jet, i, j))  # (M, H)
+        # Rows of H per (jet, i, j) into a (B * P * P, H) buffer, then one copy into SDPA's (B, H, P, P).
+        bias = upper.new_zeros(b * p * p, self.heads)
+        bias = bias.index_put((jet * (p * p) + i * p + j,), upper)
+        bias = bias.index_put((jet * (p * p) + j * p + i,), upper)
+        return bias.view(b, p, p, self.heads).permute(0, 3, 1, 2).contiguous()
 
 
 class Attention(nn.Module):
@@ -106,16 +106,48 @@ class Attention(nn.Module):
         self.head_scale = nn.Parameter(torch.ones(heads))
         self.dropout = dropout
 
-    def forward(self, xq: torch.Tensor, xkv: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
-        b, lq, d = xq.shape
+    def attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+        """(B, Lq, D), (B, Lk, D) x 2 -> (B, Lq, D) before the output projection."""
+        b, lq, d = q.shape
         h = self.heads
-        q = self.q(xq).view(b, lq, h, d // h).transpose(1, 2)
-        k, v = self.kv(xkv).view(b, xkv.shape[1], 2, h, d // h).permute(2, 0, 3, 1, 4)
+        q, k, v = (t.view(b, t.shape[1], h, d // h).transpose(1, 2) for t in (q, k, v))
         y = F.scaled_dot_product_attention(
             q, k, v, attn_mask=bias, dropout_p=self.dropout if self.training else 0.0
         )
         y = y * self.head_scale.view(1, h, 1, 1)
-        return self.proj(y.transpose(1, 2).reshape(b, lq, d))
+        return y.transpose(1, 2).reshape(b, lq, d)
+
+    def forward(self, xq: torch.Tensor, xkv: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+        """Dense inputs (B, Lq, D) and (B, Lk, D): the class-attention form."""
+        k, v = self.kv(xkv).chunk(2, dim=-1)
+        return self.proj(self.attend(self.q(xq), k, v, bias))
+
+    def forward_packed(self, x: torch.Tensor, tokens: Tokens, bias: torch.Tensor) -> torch.Tensor:
+        """Self-attention over packed real particles (T, D) -> (T, D).
+
+        Projections run on the T real particles only; queries, keys and values are scattered into the
+        padded (B, P) layout just for SDPA (padded keys are masked by `bias`, padded queries dropped).
+        """
+        k, v = self.kv(x).chunk(2, dim=-1)
+        y = self.attend(tokens.unpack(self.q(x)), tokens.unpack(k), tokens.unpack(v), bias)
+        return self.proj(tokens.pack(y))
+
+
+class Tokens:
+    """Where the real particles of a (B, P) batch sit, to move per-particle tensors between the padded
+    (B, P, D) layout and a packed (T, D) one. Per-particle layers (embedding, projections, norms, FFN) then
+    skip the padded slots, which are about a third of a batch at JetClass multiplicities."""
+
+    def __init__(self, mask: torch.Tensor) -> None:
+        self.b, self.p = mask.shape
+        self.index = mask.reshape(-1).nonzero().squeeze(1)  # flat slot of each real particle
+
+    def pack(self, dense: torch.Tensor) -> torch.Tensor:
+        return dense.reshape(self.b * self.p, -1).index_select(0, self.index)
+
+    def unpack(self, packed: torch.Tensor) -> torch.Tensor:
+        dense = packed.new_zeros(self.b * self.p, packed.shape[-1])
+        return dense.index_copy(0, self.index, packed).view(self.b, self.p, -1)
 
 
 class Block(nn.Module):
@@ -136,19 +168,21 @@ class Block(nn.Module):
         self.resid_scale = nn.Parameter(torch.ones(dim))
         self.drop = nn.Dropout(dropout)
 
-    def forward(self, x: torch.Tensor, bias: torch.Tensor, x_cls: torch.Tensor | None = None) -> torch.Tensor:
-        if x_cls is None:  # particle attention: every particle attends to every particle
-            residual = x
-            x = self.pre_attn_norm(x)
-            x = self.attn(x, x, bias)
-        else:  # class attention: the class token attends to itself and the particles
-            residual = x_cls
-            u = self.pre_attn_norm(torch.cat([x_cls, x], dim=1))
-            x = self.attn(x_cls, u, bias)  # the reference queries with the un-normalised token
-        x = self.drop(self.post_attn_norm(x)) + residual
-        residual = x
-        x = self.fc2(self.post_fc_norm(F.gelu(self.fc1(self.pre_fc_norm(x)))))
-        return self.drop(x) + self.resid_scale * residual
+    def forward(self, x: torch.Tensor, tokens: Tokens, bias: torch.Tensor) -> torch.Tensor:
+        """Particle attention on packed real particles x (T, D): every particle attends to every particle."""
+        x = self.drop(self.post_attn_norm(self.attn.forward_packed(self.pre_attn_norm(x), tokens, bias))) + x
+        return self.ffn(x)
+
+    def forward_cls(self, x: torch.Tensor, x_cls: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+        """Class attention: the token x_cls (B, 1, D) attends to itself and the padded particles x."""
+        u = self.pre_attn_norm(torch.cat([x_cls, x], dim=1))
+        # The reference queries with the un-normalised token.
+        x_cls = self.drop(self.post_attn_norm(self.attn(x_cls, u, bias))) + x_cls
+        return self.ffn(x_cls)
+
+    def ffn(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.fc2(self.post_fc_norm(F.gelu(self.fc1(self.pre_fc_norm(x)))))
+        return self.drop(y) + self.resid_scale * x
 
 
 class ParticleTransformer(nn.Module):
@@ -181,24 +215,25 @@ class ParticleTransformer(nn.Module):
     ) -> torch.Tensor:
         mask = part_mask.bool()
         b, p = mask.shape
+        tokens = Tokens(mask)  # padded slots are never read: exact invariance to their content
+        x = self.embed(tokens.pack(part_features))  # (T, D)
+
         # A jet with no particles would make every attention row fully masked (softmax of all -inf = NaN):
-        # let such a jet attend to its (zeroed) first slot instead.
+        # let such a jet attend to its (zero) first slot instead.
         mask_keys = mask.clone()
         mask_keys[:, 0] |= ~mask.any(dim=1)
-        keep = mask.unsqueeze(-1).to(part_features.dtype)
-        x = self.embed(part_features * keep) * keep
-
         key_bias = torch.zeros(b, 1, 1, p, dtype=x.dtype, device=x.device)
         key_bias = key_bias.masked_fill(~mask_keys.view(b, 1, 1, p), float("-inf"))
         bias = key_bias
         if self.pair_embed is not None:
             bias = self.pair_embed(part_vectors, mask).to(x.dtype) + key_bias
         for block in self.blocks:
-            x = block(x, bias)
+            x = block(x, tokens, bias)
 
         # Class attention: keys are [cls, particles]; the class token is never masked.
+        x = tokens.unpack(x)
         cls_bias = torch.cat([key_bias.new_zeros(b, 1, 1, 1), key_bias], dim=-1)
         x_cls = self.cls_token.expand(b, -1, -1)
         for block in self.cls_blocks:
-            x_cls = block(x, cls_bias, x_cls=x_cls)
+            x_cls = block.forward_cls(x, x_cls, cls_bias)
         return self.head(self.norm(x_cls).squeeze(1))

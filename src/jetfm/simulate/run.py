@@ -20,11 +20,12 @@ import numpy as np
 from tqdm import tqdm
 
 from jetfm import CLASSES
+from jetfm.config import validate_config
 from jetfm.ids import NOMINAL_STREAM, make_event_ids
 from jetfm.jetclass import class_index
 from jetfm.provenance import make_provenance
 from jetfm.seeds import derive_seed, validate_pythia_seed
-from jetfm.simulate.detector import DETECTORS, detector_response
+from jetfm.simulate.detector import detector_response
 from jetfm.simulate.jets import JetCuts, build_jets
 from jetfm.simulate.particles import read_batch
 from jetfm.simulate.processes import make_pythia
@@ -34,45 +35,34 @@ log = logging.getLogger(__name__)
 
 
 def check_request(config: Mapping[str, Any], cls: str, shard: int) -> dict[str, Any]:
-    """Semantic checks the schema cannot express; returns `simulate:`. Runs before any generation."""
+    """Validate the config against the schema (defaults filled, types and ranges checked there), then the
+    checks the schema cannot express; returns the resolved config. Runs before any generation."""
     if cls not in CLASSES:
         raise ValueError(f"simulate: unknown class {cls!r}; expected one of {', '.join(CLASSES)}")
-    classes = config.get("classes", CLASSES)
-    if cls not in classes:
-        raise ValueError(f"simulate: class {cls!r} is not in config 'classes' {list(classes)}")
-    sim = dict(config.get("simulate", {}))
     if not isinstance(shard, int) or shard < 0:
         raise ValueError(f"simulate: shard must be a non-negative integer, got {shard!r}")
     if shard >= 2**20:  # the event-id field (ids.py); seeds and ids do not depend on simulate.shards
         raise ValueError(f"simulate: shard {shard} exceeds the event-id limit of 2**20 shards")
-    for key in ("jets_per_shard", "batch_size"):
-        value = sim.get(key, 1)
-        if not isinstance(value, int) or value < 1:
-            raise ValueError(f"simulate.{key} must be a positive integer, got {value!r}")
-    if not sim.get("max_events_per_jet", 1) > 0:
-        raise ValueError(f"simulate.max_events_per_jet must be > 0, got {sim.get('max_events_per_jet')!r}")
+    config = validate_config(dict(config), source=f"for simulate {cls} shard {shard}")
+    if cls not in config["classes"]:
+        raise ValueError(f"simulate: class {cls!r} is not in config 'classes' {list(config['classes'])}")
+    sim = config["simulate"]
     cuts = JetCuts.from_config(sim)
-    if not 0 <= cuts.pt_min < cuts.pt_max:
+    if not cuts.pt_min < cuts.pt_max:
         raise ValueError(
             f"simulate: jet pT window reversed or empty: jet_pt_min={cuts.pt_min} must be < "
             f"jet_pt_max={cuts.pt_max}"
         )
-    if cuts.abs_eta_max <= 0 or cuts.radius <= 0:
-        raise ValueError(f"simulate: jet_abs_eta_max and jet_radius must be > 0, got {cuts}")
-    if sim.get("pthat_min_gev", 450.0) > cuts.pt_max:
+    if sim["pthat_min_gev"] > cuts.pt_max:
         raise ValueError(
             f"simulate.pthat_min_gev={sim['pthat_min_gev']} is above jet_pt_max={cuts.pt_max}: "
             "no jet could pass"
         )
-    detector = sim.get("detector", "delphes_cms")
-    if detector not in DETECTORS:
-        raise ValueError(f"simulate.detector must be one of {DETECTORS}, got {detector!r}")
-    seed = config.get("seed")
     try:
-        validate_pythia_seed(seed)  # type: ignore[arg-type]
+        validate_pythia_seed(config["seed"])
     except ValueError as exc:
         raise ValueError(f"config 'seed': {exc}") from None
-    return sim
+    return config
 
 
 def _next_batch_size(batch_size: int, missing: int, totals: Mapping[str, int], max_events: int) -> int:
@@ -100,12 +90,13 @@ def simulate_shard(
     so they always land in the same split.
     """
     t0 = time.perf_counter()
-    sim = check_request(config, cls, shard)
+    config = check_request(config, cls, shard)
+    sim = config["simulate"]
     cuts = JetCuts.from_config(sim)
-    requested = int(sim.get("jets_per_shard", 200))
-    batch_size = int(sim.get("batch_size", 200))
-    max_events = int(np.ceil(float(sim.get("max_events_per_jet", 30.0)) * requested))
-    detector = sim.get("detector", "delphes_cms")
+    requested = sim["jets_per_shard"]
+    batch_size = sim["batch_size"]
+    max_events = int(np.ceil(sim["max_events_per_jet"] * requested))
+    detector = sim["detector"]
     seed = derive_seed(config["seed"], cls, shard)
     detector_seed = derive_seed(config["seed"], cls, shard, "detector")
     rng = np.random.default_rng(detector_seed)
@@ -142,7 +133,7 @@ def simulate_shard(
             log.warning(
                 "simulate %s shard %d: only %d of %d jets after the bound of %d generated events "
                 "(simulate.max_events_per_jet=%s); shortfall %d recorded in provenance",
-                cls, shard, written, requested, max_events, sim.get("max_events_per_jet"),
+                cls, shard, written, requested, max_events, sim["max_events_per_jet"],
                 requested - written,
             )  # fmt: skip
         wall = time.perf_counter() - t0

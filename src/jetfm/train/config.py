@@ -40,7 +40,7 @@ class TrainConfig:
     checkpoint_every: int = 100  # steps between atomic checkpoints (and at the end)
     block_size: int = 256  # rows per contiguous read (rounded up to the HDF5 chunk length)
     shuffle_buffer: int = 4096  # rows pooled and permuted before batching; 0 = block order only
-    bucket_by_length: bool = True  # cut training batches from multiplicity-sorted buffer rows (less padding)
+    bucket_by_length: bool = False  # batches from multiplicity-sorted buffer rows (less padding, less mixing)
     num_workers: int = 0  # DataLoader worker processes per rank
     nominal_only: bool = True  # train on view == -1 rows only (the re-simulation views are for pretraining)
     device: str = "auto"  # auto | cpu | cuda
