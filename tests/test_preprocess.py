@@ -208,6 +208,83 @@ def test_identical_output_on_dask_with_other_chunking(inputs: list[str], tmp_pat
     assert not list((tmp_path / "a").glob(".parts-*")) and not list((tmp_path / "b").glob(".parts-*"))
 
 
+def _chunks(ds: h5py.Dataset) -> list[bytes]:
+    """Every stored chunk of a dataset, as written (compressed)."""
+    zeros = (0,) * (ds.ndim - 1)
+    return [ds.id.read_direct_chunk((a, *zeros))[1] for a in range(0, ds.shape[0], ds.chunks[0])]
+
+
+def test_merge_in_row_ranges_equals_one_writer(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Shards padded in row-range pieces and assembled by chunk copy hold the very chunks one writer makes,
+    also when the rows of two files interleave (every range reads a covering slice of each part)."""
+    from jetfm.preprocess import run, writer
+
+    files = []
+    for k, cls in enumerate(("QCD", "Wqq")):  # one file holds the even event ids, the other the odd ones
+        b = make_jets(cls, 700, 20 + k, max_particles=40)
+        b["event_id"] = np.arange(700, dtype=np.uint64) * np.uint64(2) + np.uint64(k)
+        files.append(str(write_tree(tmp_path / f"{cls}.root", b)))
+    cfg = make_config(chunksize=90, compression="gzip")
+    preprocess(cfg, files, str(tmp_path / "one"), progress=False)
+    monkeypatch.setattr(writer, "ROWS_PER_TASK", 256)
+    monkeypatch.setattr(run, "_split_merge", lambda client, compression, n_ranges: n_ranges > 1)
+    pieces: list[int] = []
+    monkeypatch.setattr(run, "merge_rows", lambda *a: pieces.append(a[1]) or writer.merge_rows(*a))
+    preprocess(cfg, files, str(tmp_path / "ranges"), progress=False)
+    n_train = 0
+    for split in SPLITS:
+        with (
+            h5py.File(tmp_path / "one" / split / "0000.h5") as a,
+            h5py.File(tmp_path / "ranges" / split / "0000.h5") as b,
+        ):
+            assert set(a) == set(b)
+            for k in a:
+                assert np.array_equal(a[k][()], b[k][()]), (split, k)
+                assert _chunks(a[k]) == _chunks(b[k]), (split, k)
+            n_train += len(a["label"]) if split == "train" else 0
+    assert len(writer.row_ranges(n_train)) >= 3 and pieces.count(0) >= 2  # train and test in pieces
+    assert not list((tmp_path / "ranges").rglob(".staging-*/*"))
+
+
+def test_gzip_chunks_are_hdf5_filter_bytes(tmp_path: Path) -> None:
+    """The merge's own gzip + shuffle (reused buffers) stores the very bytes HDF5's filters store, edge
+    chunk included, so shards read the same anywhere and do not depend on which path wrote them."""
+    from jetfm.preprocess import writer
+
+    rng = np.random.default_rng(3)
+    n = 600  # two whole chunks of 256 and an edge chunk of 88 rows
+    arrays = {
+        "f": (rng.normal(size=(n, 8, 5)) * (rng.random((n, 8, 1)) < 0.5)).astype(np.float32),
+        "m": rng.random((n, 8)) < 0.4,
+    }
+    with h5py.File(tmp_path / "hdf5.h5", "w") as a, h5py.File(tmp_path / "own.h5", "w") as b:
+        for k, x in arrays.items():
+            opts = dict(
+                chunks=(256, *x.shape[1:]), maxshape=(None, *x.shape[1:]), **writer.COMPRESSION["gzip"]
+            )
+            a.create_dataset(k, data=x, **opts)
+            ds = b.create_dataset(k, x.shape, x.dtype, **opts)
+            buf = np.ones((768, *x.shape[1:]), x.dtype)  # stale values beyond row n must not leak
+            buf[:n] = x
+            writer._write_rows(ds, buf, 0, n, np.empty(buf[:256].nbytes, np.uint8))
+        for k in arrays:
+            assert np.array_equal(b[k][()], arrays[k]) and _chunks(a[k]) == _chunks(b[k]), k
+
+
+def test_empty_shards_are_written(tmp_path: Path) -> None:
+    """More shards than jets: every expected shard exists, empty ones with zero rows of the right shape."""
+    f = str(write_jetclass_file(tmp_path / "QCD_0000.root", "QCD", 3, 7))
+    summary = preprocess(make_config(shards_per_split=4), [f], str(tmp_path / "o"), progress=False)
+    n = 0
+    for split, paths in output_paths(tmp_path / "o", 4).items():
+        for path in paths if split != "summary" else []:
+            with h5py.File(path, "r") as h:
+                assert h["part_features"].shape[1:] == (P, len(PARTICLE_FEATURE_NAMES))
+                assert h["part_mask"].shape == (len(h["label"]), P)
+                n += len(h["label"])
+    assert n == summary["counts"]["jets_out"] == 3
+
+
 # ---------------------------------------------------------------- bad inputs
 
 

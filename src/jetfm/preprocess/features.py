@@ -12,6 +12,7 @@ no intermediate padded array larger than the output is built.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -74,49 +75,89 @@ def standardise(x: np.ndarray, shift: float | None, scale: float, lo: float, hi:
     return np.clip((x - shift) * scale, lo, hi)
 
 
-def raw_particle_features(
-    p: dict[str, np.ndarray], jet_pt: np.ndarray, jet_energy: np.ndarray
-) -> dict[str, np.ndarray]:
-    """Unstandardised features per flat particle, by name (float32, like the JetClass branches).
+# Particles per block of `particle_blocks`: its feature-major scratch (F x block float32, ~1 MB) and the
+# block's inputs stay in cache, so every ufunc pass and the final transpose run on cached memory.
+FEATURE_BLOCK = 16384
+# Inputs copied unchanged into the raw feature table (the transforms above still apply, e.g. d0err clip).
+_COPIED = {name: PARTICLE_FEATURE_NAMES.index(name) for name in _PASSTHROUGH_INPUTS}
+_TANH = {  # input -> row of its tanh
+    "part_d0val": PARTICLE_FEATURE_NAMES.index("part_d0"),
+    "part_dzval": PARTICLE_FEATURE_NAMES.index("part_dz"),
+}
+_PT_LOG, _E_LOG, _LOGPTREL, _LOGEREL, _DELTAR = range(5)
+
+
+def _raw_block(p: dict[str, np.ndarray], jet_pt: np.ndarray, jet_energy: np.ndarray, out: np.ndarray) -> None:
+    """Unstandardised features of one block of particles into the (F, m) float32 rows of `out`.
 
     `jet_pt`/`jet_energy` are already broadcast to particles. log of a zero pT or energy gives -inf, which
     standardisation clips to -5; a negative energy gives NaN, which the caller maps to 0 as weaver does.
     """
-    pt = np.hypot(p["part_px"], p["part_py"])
     energy = p["part_energy"]
     with np.errstate(divide="ignore", invalid="ignore"):
-        cols = {
-            "part_pt_log": np.log(pt),
-            "part_e_log": np.log(energy),
-            "part_logptrel": np.log(pt / jet_pt),
-            "part_logerel": np.log(energy / jet_energy),
-        }
-    cols["part_deltaR"] = np.hypot(p["part_deta"], p["part_dphi"])
-    for name in _PASSTHROUGH_INPUTS:
-        cols[name] = p[name]
-    cols["part_d0"] = np.tanh(p["part_d0val"])
-    cols["part_dz"] = np.tanh(p["part_dzval"])
-    return cols
+        np.hypot(p["part_px"], p["part_py"], out=out[_PT_LOG])
+        np.divide(out[_PT_LOG], jet_pt, out=out[_LOGPTREL])
+        np.log(out[_LOGPTREL], out=out[_LOGPTREL])
+        np.log(out[_PT_LOG], out=out[_PT_LOG])
+        np.log(energy, out=out[_E_LOG])
+        np.divide(energy, jet_energy, out=out[_LOGEREL])
+        np.log(out[_LOGEREL], out=out[_LOGEREL])
+    np.hypot(p["part_deta"], p["part_dphi"], out=out[_DELTAR])
+    for name, j in _COPIED.items():
+        out[j] = p[name]
+    for name, j in _TANH.items():
+        np.tanh(p[name], out=out[j])
 
 
-def standardised_particle_features(
-    p: dict[str, np.ndarray], jet_pt: np.ndarray, jet_energy: np.ndarray
-) -> np.ndarray:
-    """(n_particles, F) float32 ParT inputs (JetClass_full.yaml transforms applied)."""
-    raw = raw_particle_features(p, jet_pt, jet_energy)
-    # feature-major scratch so every operation runs on contiguous memory, in place; one transpose at the end
-    out = np.empty((len(PARTICLE_FEATURES), len(jet_pt)), dtype=np.float32)
-    for j, (name, shift, scale, lo, hi) in enumerate(PARTICLE_FEATURES):
-        row = out[j]
-        if shift is None:
-            row[:] = raw[name]
-        else:
-            np.subtract(raw[name], shift, out=row)
+def _standardise_rows(out: np.ndarray) -> None:
+    """JetClass_full.yaml transforms in place on (F, m) feature-major rows; NaN -> 0 (weaver's nan_to_num)."""
+    for j, (_, shift, scale, lo, hi) in enumerate(PARTICLE_FEATURES):
+        if shift is not None:
+            row = out[j]
+            np.subtract(row, shift, out=row)
             row *= scale
             np.clip(row, lo, hi, out=row)
-    if np.isnan(out).any():  # log of a negative energy: weaver's np.nan_to_num, i.e. 0
+    # NaN (log of a negative energy) propagates into the sum; the rows hold no inf (inputs are checked
+    # finite, logs are clipped), so this test allocates nothing and misses no NaN
+    if np.isnan(out.sum()):
         np.nan_to_num(out, copy=False, nan=0.0)
-    return np.ascontiguousarray(out.T)
+
+
+def particle_blocks(
+    p: dict[str, np.ndarray],
+    idx: np.ndarray | None,
+    jet_pt: np.ndarray,
+    jet_energy: np.ndarray,
+    start: int,
+    stop: int,
+    block: int = FEATURE_BLOCK,
+) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+    """(offset from start, features (m, F), vectors (m, 4)) of kept particles [start, stop), block by block.
+
+    Kept particle k is input row idx[k] (idx None: row k); `jet_pt`/`jet_energy` are per kept particle.
+    Each block is gathered into small reused buffers, computed feature-major (every ufunc pass on cached
+    memory, float32 throughout like the branches) and transposed once; no chunk-sized temporaries. The
+    yielded arrays are overwritten by the next block: consume (write) them first.
+    """
+    m_max = max(min(block, stop - start), 1)
+    cols = {k: np.empty(m_max, dtype=v.dtype) for k, v in p.items()}
+    scratch = np.empty((len(PARTICLE_FEATURES), m_max), dtype=np.float32)
+    feats = np.empty((m_max, len(PARTICLE_FEATURES)), dtype=np.float32)
+    vectors = np.empty((m_max, len(VECTOR_NAMES)), dtype=np.float32)
+    for a in range(start, stop, block):
+        b = min(a + block, stop)
+        m = b - a
+        if idx is None:
+            src = {k: v[a:b] for k, v in p.items()}
+        else:
+            src = {k: np.take(v, idx[a:b], out=cols[k][:m]) for k, v in p.items()}
+        rows = scratch[:, :m]
+        _raw_block(src, jet_pt[a:b], jet_energy[a:b], rows)
+        _standardise_rows(rows)
+        feats[:m] = rows.T
+        for k, name in enumerate(VECTOR_NAMES):
+            vectors[:m, k] = src[name]
+        yield a - start, feats[:m], vectors[:m]
 
 
 def pt_order(counts: np.ndarray, pt: np.ndarray) -> np.ndarray | None:
@@ -157,6 +198,61 @@ def particle_index(counts: np.ndarray, rows: np.ndarray) -> np.ndarray:
     return np.repeat(starts - sub_offsets[:-1], sub) + np.arange(sub_offsets[-1], dtype=np.int64)
 
 
+def particle_selection(
+    counts: np.ndarray, rows: np.ndarray, max_particles: int, pt: np.ndarray
+) -> np.ndarray | None:
+    """Flat indices of the particles to keep, jets in `rows` order, each jet pT-sorted and cut to P.
+
+    One gather then does the pT sort, the truncation and the routing to groups together; None when the
+    result is the input itself (rows in order, already sorted, nothing cut), the common case for one group.
+    """
+    counts = np.asarray(counts, dtype=np.int64)
+    order = pt_order(counts, pt)
+    in_order = np.array_equal(rows, np.arange(len(counts)))
+    if order is None and in_order and not np.any(counts > max_particles):
+        return None
+    kept = np.minimum(counts, max_particles)[rows]
+    kept_offsets = offsets_of(kept)
+    idx = np.repeat(offsets_of(counts)[:-1][rows] - kept_offsets[:-1], kept)
+    idx += np.arange(kept_offsets[-1], dtype=np.int64)
+    return idx if order is None else order[idx]
+
+
+def pad_into(
+    counts: np.ndarray,
+    row_start: np.ndarray,
+    feats: np.ndarray,
+    vectors: np.ndarray,
+    out: PaddedJets,
+    gather: tuple[np.ndarray, np.ndarray] | None = None,
+) -> PaddedJets:
+    """Scatter jets (count <= P, start row in the flat `feats`/`vectors`) into the first len(counts) rows of
+    `out`'s buffers, zeros and a False mask beyond each jet's count; returns views of those rows.
+
+    Reusing `out` (and `gather`, scratch for the gathered particles) across blocks of rows keeps the
+    padding in cache and off the allocator.
+    """
+    counts = np.asarray(counts, dtype=np.int64)
+    m, max_particles = len(counts), out.part_mask.shape[1]
+    f, v, mask = out.part_features[:m], out.part_vectors[:m], out.part_mask[:m]
+    f.fill(0)
+    v.fill(0)
+    mask.fill(False)
+    offsets = offsets_of(counts)
+    within = np.arange(offsets[-1], dtype=np.int64)
+    src = np.repeat(np.asarray(row_start, dtype=np.int64) - offsets[:-1], counts) + within
+    slot = np.repeat(np.arange(m, dtype=np.int64) * max_particles - offsets[:-1], counts) + within
+    if gather is None:
+        gather = (
+            np.empty((len(src), feats.shape[1]), feats.dtype),
+            np.empty((len(src), vectors.shape[1]), vectors.dtype),
+        )
+    f.reshape(m * max_particles, -1)[slot] = np.take(feats, src, axis=0, out=gather[0][: len(src)])
+    v.reshape(m * max_particles, -1)[slot] = np.take(vectors, src, axis=0, out=gather[1][: len(src)])
+    mask.reshape(-1)[slot] = True
+    return PaddedJets(f, v, mask, np.zeros(m, np.int64))
+
+
 def pad_particles(
     counts: np.ndarray, feats: np.ndarray, vectors: np.ndarray, max_particles: int
 ) -> PaddedJets:
@@ -167,22 +263,14 @@ def pad_particles(
     if keep is not None:
         feats, vectors = feats[keep], vectors[keep]
     kept = np.minimum(counts, max_particles)
-    offsets = offsets_of(kept)
-    # flat slot of each kept particle in the (N * P) padded layout
-    slot = np.repeat(np.arange(n_jets, dtype=np.int64) * max_particles - offsets[:-1], kept)
-    slot += np.arange(offsets[-1], dtype=np.int64)
-    out_f = np.zeros((n_jets * max_particles, feats.shape[1]), dtype=np.float32)
-    out_v = np.zeros((n_jets * max_particles, vectors.shape[1]), dtype=np.float32)
-    mask = np.zeros(n_jets * max_particles, dtype=bool)
-    out_f[slot] = feats
-    out_v[slot] = vectors
-    mask[slot] = True
-    return PaddedJets(
-        out_f.reshape(n_jets, max_particles, -1),
-        out_v.reshape(n_jets, max_particles, -1),
-        mask.reshape(n_jets, max_particles),
+    out = PaddedJets(
+        np.empty((n_jets, max_particles, feats.shape[1]), np.float32),
+        np.empty((n_jets, max_particles, vectors.shape[1]), np.float32),
+        np.empty((n_jets, max_particles), bool),
         np.maximum(counts - max_particles, 0),
     )
+    padded = pad_into(kept, offsets_of(kept)[:-1], feats, vectors, out)
+    return PaddedJets(padded.part_features, padded.part_vectors, padded.part_mask, out.n_truncated)
 
 
 def jet_features(j: dict[str, np.ndarray]) -> np.ndarray:

@@ -12,6 +12,8 @@ other files' work; the driver then fails or skips the whole file.
 from __future__ import annotations
 
 import hashlib
+import itertools
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -105,6 +107,38 @@ def read_chunk(events: Any, info: InputFile, entrystart: int) -> Chunk:
     )
 
 
+def _labels(c: Chunk, info: InputFile, start: int) -> np.ndarray:
+    """Integer labels; a jet without exactly one label is an error naming its entry."""
+    label, bad = features.labels_from_onehot(c.labels)
+    if len(bad):
+        row = int(bad[0])
+        raise InputFileError(
+            info.path, f"entries {start}..{start + len(label)}: {len(bad)} jet(s) without exactly one label, "
+            f"first entry {start + row} has {dict(zip(LABEL_BRANCHES, c.labels[row].tolist(), strict=True))}",
+            "label_*", "exactly one non-zero label_* per jet",
+        )  # fmt: skip
+    return label
+
+
+def _event_ids(c: Chunk, info: InputFile, start: int) -> np.ndarray:
+    """The file's event_id branch, or the derived id (prefix << 32 | entry) of files without one."""
+    if c.event_id is not None:
+        return c.event_id.astype(np.uint64)
+    n = len(c.counts)
+    return (np.uint64(info.id_prefix) << np.uint64(32)) | np.arange(start, start + n, dtype=np.uint64)
+
+
+def _views(c: Chunk, info: InputFile, start: int) -> np.ndarray:
+    """int16 view index of views files (checked), -1 (nominal) otherwise."""
+    n = len(c.counts)
+    if c.view is None:
+        return np.full(n, NOMINAL_VIEW, np.int16)
+    if np.any((c.view < 0) | (c.view > np.iinfo(np.int16).max)):
+        where = f"entries {start}..{start + n}"
+        raise InputFileError(info.path, f"{where}: view out of range", VIEW_BRANCH, "0..32767")
+    return c.view.astype(np.int16)
+
+
 @dataclass
 class JetProcessor(processor.ProcessorABC):
     """ROOT chunk -> ParT tensors in a part file; returns {"chunks": [record]}."""
@@ -130,72 +164,41 @@ class JetProcessor(processor.ProcessorABC):
     def _process(self, events: Any, info: InputFile, start: int) -> dict[str, Any]:
         c = read_chunk(events, info, start)
         n = len(c.counts)
-        where = f"entries {start}..{start + n}"
-        label, bad = features.labels_from_onehot(c.labels)
-        if len(bad):
-            row = int(bad[0])
-            raise InputFileError(
-                info.path, f"{where}: {len(bad)} jet(s) without exactly one label, first entry {start + row} "
-                f"has {dict(zip(LABEL_BRANCHES, c.labels[row].tolist(), strict=True))}",
-                "label_*", "exactly one non-zero label_* per jet",
-            )  # fmt: skip
-        if c.event_id is not None:
-            event_id = c.event_id.astype(np.uint64)
-        else:
-            event_id = (np.uint64(info.id_prefix) << np.uint64(32)) | np.arange(
-                start, start + n, dtype=np.uint64
-            )
-        if c.view is not None:
-            if np.any((c.view < 0) | (c.view > np.iinfo(np.int16).max)):
-                raise InputFileError(info.path, f"{where}: view out of range", VIEW_BRANCH, "0..32767")
-            view = c.view.astype(np.int16)
-        else:
-            view = np.full(n, NOMINAL_VIEW, np.int16)
-
-        p = c.particles
-        pt = np.hypot(p["part_px"], p["part_py"])
-        order = features.pt_order(c.counts, pt)
-        if order is not None:
-            p = {k: v[order] for k, v in p.items()}
-        # float32 like the branches: the features need no more precision than the inputs carry
-        jet_pt = np.repeat(c.jets["jet_pt"].astype(np.float32), c.counts)
-        jet_e = np.repeat(c.jets["jet_energy"].astype(np.float32), c.counts)
-        feats = features.standardised_particle_features(p, jet_pt, jet_e)
-        vectors = np.stack([p[k] for k in features.VECTOR_NAMES], axis=1).astype(np.float32, copy=False)
-        keep = features.truncation_mask(c.counts, self.max_particles)
-        if keep is not None:  # drop the softest beyond P now: parts stay small
-            feats, vectors = feats[keep], vectors[keep]
-        n_particles = np.minimum(c.counts, self.max_particles)
-        jet_feats = features.jet_features(c.jets)
-
+        label = _labels(c, info, start)
+        event_id = _event_ids(c, info, start)
+        view = _views(c, info, start)
         split = assign_splits(event_id, self.split_fractions, self.split_salt)
         shard = shard_of(event_id, self.shards_per_split, self.split_salt)
         group_of = split.astype(np.int64) * self.shards_per_split + shard
-        groups: dict[str, dict[str, np.ndarray]] = {}
-        group_counts: dict[str, int] = {}
-        for g in np.unique(group_of):
-            rows = np.flatnonzero(group_of == g)
-            name = group_name(SPLITS[g // self.shards_per_split], int(g % self.shards_per_split))
-            group_counts[name] = len(rows)
-            pidx = features.particle_index(n_particles, rows)
-            groups[name] = {
-                "part_features": feats[pidx],
-                "part_vectors": vectors[pidx],
-                "n_particles": n_particles[rows].astype(np.int32),
-                "jet_features": jet_feats[rows],
-                "label": label[rows],
-                "event_id": event_id[rows],
-                "view": view[rows],
-            }
+        # jets grouped by (split, shard), input order within a group: each group is one slice of the arrays
+        rows = np.argsort(group_of, kind="stable")
+        n_particles = np.minimum(c.counts, self.max_particles)
+        kept = n_particles[rows]
+        jets = {
+            "n_particles": kept.astype(np.int32),
+            "jet_features": features.jet_features(c.jets)[rows],
+            "label": label[rows],
+            "event_id": event_id[rows],
+            "view": view[rows],
+        }
+        groups, particle_range = self._groups(group_of[rows], jets, kept)
+        p, idx = c.particles, self._selection(c, rows)
+        # float32 like the branches: the features need no more precision than the inputs carry
+        jet_pt = np.repeat(c.jets["jet_pt"].astype(np.float32)[rows], kept)
+        jet_e = np.repeat(c.jets["jet_energy"].astype(np.float32)[rows], kept)
+
+        def particles(name: str) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+            return features.particle_blocks(p, idx, jet_pt, jet_e, *particle_range[name])
+
         part = str(Path(self.parts_dir) / part_name(info.path, start))
-        write_part(part, groups)
+        write_part(part, groups, particles)
         truncated = c.counts - n_particles
         per_class = np.bincount(label, minlength=len(CLASSES))
         per_split = np.bincount(split, minlength=len(SPLITS))
         return {
             "part": part,
             "n_out": n,
-            "groups": group_counts,
+            "groups": {name: len(g["label"]) for name, g in groups.items()},
             "per_class": {cls: int(k) for cls, k in zip(CLASSES, per_class, strict=True) if k},
             "per_split": {s: int(k) for s, k in zip(SPLITS, per_split, strict=True)},
             "particles_in": int(c.counts.sum()),
@@ -203,6 +206,26 @@ class JetProcessor(processor.ProcessorABC):
             "jets_truncated": int(np.count_nonzero(truncated)),
             "is_views": bool(c.view is not None),
         }
+
+    def _groups(
+        self, group_sorted: np.ndarray, jets: dict[str, np.ndarray], kept: np.ndarray
+    ) -> tuple[dict[str, dict[str, np.ndarray]], dict[str, tuple[int, int]]]:
+        """The part file's groups (name -> slices of the grouped jet arrays) and each one's particle range."""
+        bounds = [*np.searchsorted(group_sorted, np.unique(group_sorted)).tolist(), len(group_sorted)]
+        particle_bounds = features.offsets_of(kept)[bounds].tolist()
+        groups: dict[str, dict[str, np.ndarray]] = {}
+        ranges: dict[str, tuple[int, int]] = {}
+        for i, (ja, jb) in enumerate(itertools.pairwise(bounds)):
+            g = int(group_sorted[ja])
+            name = group_name(SPLITS[g // self.shards_per_split], g % self.shards_per_split)
+            groups[name] = {k: v[ja:jb] for k, v in jets.items()}
+            ranges[name] = (particle_bounds[i], particle_bounds[i + 1])
+        return groups, ranges
+
+    def _selection(self, c: Chunk, rows: np.ndarray) -> np.ndarray | None:
+        """Input rows of the kept particles: jets in `rows` order, pT-sorted, cut to max_particles."""
+        pt = np.hypot(c.particles["part_px"], c.particles["part_py"])
+        return features.particle_selection(c.counts, rows, self.max_particles, pt)
 
     def postprocess(self, accumulator: Any) -> Any:
         return accumulator

@@ -31,7 +31,15 @@ from jetfm.preprocess import features
 from jetfm.preprocess.cluster import make_client
 from jetfm.preprocess.inputs import validate_inputs
 from jetfm.preprocess.processor import JetProcessor
-from jetfm.preprocess.writer import group_name, merge_shard, shard_path
+from jetfm.preprocess.writer import (
+    assemble_shard,
+    chunk_rows,
+    group_name,
+    merge_rows,
+    plan_shard,
+    row_ranges,
+    shard_path,
+)
 from jetfm.provenance import make_provenance
 from jetfm.splits import SPLITS
 
@@ -74,6 +82,34 @@ def _run_processor(
     return sorted(out["chunks"], key=lambda r: (r["file"], r["entrystart"]))
 
 
+_FIRST = 1 << 40  # Dask priority above any task size in rows
+
+
+def _split_merge(client: Any, compression: str, n_ranges: int) -> bool:
+    """Pad a shard in row-range tasks + a chunk copy only where it pays: workers to share the ranges, and
+    compressed chunks (an uncompressed copy costs about what it spreads)."""
+    return client is not None and compression != "none" and n_ranges > 1
+
+
+def _submit(client: Any, fn: Any, *args: Any, priority: int = 0) -> Any:
+    """A Dask future of fn(*args) (among ready tasks, higher priority first), or its value in-process."""
+    return fn(*args) if client is None else client.submit(fn, *args, pure=False, priority=priority)
+
+
+def _merge_shard(client: Any, plan: Any, n: int, staging: str, attrs: dict, pad: tuple) -> Any:
+    """The tasks of one planned shard of n rows: its row ranges (where splitting pays) and the assembly.
+
+    Priorities are sizes in rows, so among ready tasks the longest run first and the last ones are short
+    (no worker idles while another finishes a long task); an assembly that only copies chunks runs as soon
+    as its pieces exist, so pieces never pile up in the staging directory.
+    """
+    ranges = row_ranges(n)
+    if not _split_merge(client, pad[-1], len(ranges)):
+        return _submit(client, assemble_shard, plan, None, staging, attrs, *pad, priority=n)
+    pieces = [_submit(client, merge_rows, plan, a, b, chunk_rows(n), *pad, priority=b - a) for a, b in ranges]
+    return _submit(client, assemble_shard, plan, pieces, staging, attrs, *pad, priority=_FIRST)
+
+
 def _merge_all(
     kept: list[dict[str, Any]],
     n_shards: int,
@@ -83,16 +119,32 @@ def _merge_all(
     client: Any,
     progress: bool,
 ) -> list[dict]:
-    """One merge task per shard, given only the parts that hold rows for it; on Dask workers if a client."""
-    tasks = []
+    """Merge every shard: plan (row order), pad + compress row ranges, assemble; on Dask workers if a client.
+
+    A shard's row ranges are separate tasks (N jets give ~N / ROWS_PER_TASK of them), so the workers share
+    even a single large train shard; a shard's assembly waits only for its own ranges.
+    """
+    max_particles, n_feat, _, compression = shape
+    pad = (max_particles, n_feat, compression)
+    shards = []
     for split in SPLITS:
         for i in range(n_shards):
             name = group_name(split, i)
-            tasks.append(([r["part"] for r in kept if name in r["groups"]], split, i, staging, attrs, *shape))
+            n = sum(r["groups"].get(name, 0) for r in kept)
+            shards.append((split, i, [r["part"] for r in kept if name in r["groups"]], n))
+    plans = [_submit(client, plan_shard, parts, split, i, staging) for split, i, parts, _ in shards]
+    if client is not None:
+        # wait for the (cheap) plans: tasks without dependencies are queued by priority, while tasks that
+        # wait on a plan would be sent to workers as soon as it is done, ahead of that order
+        plans = client.gather(plans)
+    in_process_bar = tqdm(shards, desc="merge", disable=not progress or client is not None)
+    out = [
+        _merge_shard(client, plan, s[3], staging, attrs, pad)
+        for s, plan in zip(in_process_bar, plans, strict=True)
+    ]
     if client is None:
-        return [merge_shard(*t) for t in tqdm(tasks, desc="merge", disable=not progress)]
-    futs = [client.submit(merge_shard, *t, pure=False) for t in tasks]
-    return [f.result() for f in tqdm(futs, desc="merge", disable=not progress)]
+        return out
+    return [f.result() for f in tqdm(out, desc="merge", disable=not progress)]
 
 
 def preprocess(
