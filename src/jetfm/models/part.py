@@ -79,7 +79,9 @@ class PairEmbed(nn.Module):
         for d in dims:
             layers += [nn.Linear(in_dim, d), nn.LayerNorm(d), nn.GELU()]
             in_dim = d
-        layers.append(nn.Linear(in_dim, heads))
+        # No bias on the last layer: a per-head constant on every real pair of a row cancels in the softmax,
+        # so its gradient is exactly zero and Adam would only amplify rounding noise into it.
+        layers.append(nn.Linear(in_dim, heads, bias=False))
         self.net = nn.Sequential(*layers)
         self.heads = heads
 
@@ -101,7 +103,10 @@ class Attention(nn.Module):
         super().__init__()
         self.heads = heads
         self.q = nn.Linear(dim, dim)
-        self.kv = nn.Linear(dim, 2 * dim)
+        # No key bias: it adds q·b to a whole row of scores, which the softmax cancels (zero gradient that
+        # Adam would only turn into rounding noise; the same holds for the pair MLP's last bias).
+        self.k = nn.Linear(dim, dim, bias=False)
+        self.v = nn.Linear(dim, dim)
         self.proj = nn.Linear(dim, dim)
         self.head_scale = nn.Parameter(torch.ones(heads))
         self.dropout = dropout
@@ -119,8 +124,7 @@ class Attention(nn.Module):
 
     def forward(self, xq: torch.Tensor, xkv: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
         """Dense inputs (B, Lq, D) and (B, Lk, D): the class-attention form."""
-        k, v = self.kv(xkv).chunk(2, dim=-1)
-        return self.proj(self.attend(self.q(xq), k, v, bias))
+        return self.proj(self.attend(self.q(xq), self.k(xkv), self.v(xkv), bias))
 
     def forward_packed(self, x: torch.Tensor, tokens: Tokens, bias: torch.Tensor) -> torch.Tensor:
         """Self-attention over packed real particles (T, D) -> (T, D).
@@ -128,8 +132,7 @@ class Attention(nn.Module):
         Projections run on the T real particles only; queries, keys and values are scattered into the
         padded (B, P) layout just for SDPA (padded keys are masked by `bias`, padded queries dropped).
         """
-        k, v = self.kv(x).chunk(2, dim=-1)
-        y = self.attend(tokens.unpack(self.q(x)), tokens.unpack(k), tokens.unpack(v), bias)
+        y = self.attend(tokens.unpack(self.q(x)), tokens.unpack(self.k(x)), tokens.unpack(self.v(x)), bias)
         return self.proj(tokens.pack(y))
 
 
