@@ -189,11 +189,12 @@ def truncation_mask(counts: np.ndarray, max_particles: int) -> np.ndarray | None
     return rank < max_particles
 
 
-def particle_index(counts: np.ndarray, rows: np.ndarray) -> np.ndarray:
-    """Flat particle indices of jets `rows` (in that order): gathers a subset or permutation of jets."""
+def particle_index(counts: np.ndarray, rows: np.ndarray, limit: int | None = None) -> np.ndarray:
+    """Flat particle indices of jets `rows` (in that order): gathers a subset or permutation of jets,
+    with at most the first `limit` particles of each."""
     counts = np.asarray(counts, dtype=np.int64)
     starts = offsets_of(counts)[:-1][rows]
-    sub = counts[rows]
+    sub = counts[rows] if limit is None else np.minimum(counts[rows], limit)
     sub_offsets = offsets_of(sub)
     return np.repeat(starts - sub_offsets[:-1], sub) + np.arange(sub_offsets[-1], dtype=np.int64)
 
@@ -211,10 +212,7 @@ def particle_selection(
     in_order = np.array_equal(rows, np.arange(len(counts)))
     if order is None and in_order and not np.any(counts > max_particles):
         return None
-    kept = np.minimum(counts, max_particles)[rows]
-    kept_offsets = offsets_of(kept)
-    idx = np.repeat(offsets_of(counts)[:-1][rows] - kept_offsets[:-1], kept)
-    idx += np.arange(kept_offsets[-1], dtype=np.int64)
+    idx = particle_index(counts, rows, max_particles)
     return idx if order is None else order[idx]
 
 
