@@ -16,7 +16,12 @@ from typing import Any
 
 @contextlib.contextmanager
 def atomic_path(final: str | os.PathLike[str], suffix: str | None = None) -> Iterator[Path]:
-    """Yield a temporary path next to `final`; on clean exit rename it onto `final`."""
+    """Yield a temporary path next to `final` for the writer to create; on clean exit rename it onto `final`.
+
+    The name is reserved with mkstemp and the empty file removed again: a writer that truncated it instead
+    would make ext4 flush the file to disk on close (auto_da_alloc), a wait on every part, shard and
+    checkpoint written.
+    """
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(
@@ -25,6 +30,7 @@ def atomic_path(final: str | os.PathLike[str], suffix: str | None = None) -> Ite
         dir=final.parent,
     )
     os.close(fd)
+    os.unlink(tmp)
     tmp_path = Path(tmp)
     try:
         yield tmp_path

@@ -60,16 +60,9 @@ def group_name(split: str, shard: int) -> str:
 
 @contextlib.contextmanager
 def new_h5(path: str | Path) -> Iterator[h5py.File]:
-    """Write an HDF5 file atomically (temporary sibling, renamed on success).
-
-    HDF5 creates the temporary itself (mode "x") instead of truncating the empty file `atomic_path` made:
-    on ext4 a truncated file is flushed to disk when closed (auto_da_alloc), which made every close wait
-    for the disk (~30 ms per 100 MB) and wrote out parts and pieces that are deleted seconds later.
-    """
-    with atomic_path(path) as tmp:
-        tmp.unlink()
-        with h5py.File(tmp, "x") as f:
-            yield f
+    """Write an HDF5 file atomically (temporary sibling, renamed on success); HDF5 creates the temporary."""
+    with atomic_path(path) as tmp, h5py.File(tmp, "x") as f:
+        yield f
 
 
 def write_part(
