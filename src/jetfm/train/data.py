@@ -248,7 +248,13 @@ class H5JetStream(IterableDataset):
 
 
 def make_loader(stream: H5JetStream, num_workers: int = 0, pin_memory: bool = False) -> DataLoader:
-    """DataLoader over a stream that already batches (batch_size=None); workers split the rank's blocks."""
+    """DataLoader over a stream that already batches (batch_size=None); workers split the rank's blocks.
+
+    The loader gets its own generator: every new iterator draws a base seed from it, and drawing that from
+    the global torch RNG (the default) would shift the dropout stream whenever an iterator is rebuilt (each
+    epoch, each evaluation, and once more after a resume), so a resumed run would diverge. The stream's
+    order comes from its own seeded numpy generators, so the loader's seed only feeds unused worker seeds.
+    """
     return DataLoader(
         stream,
         batch_size=None,
@@ -256,6 +262,7 @@ def make_loader(stream: H5JetStream, num_workers: int = 0, pin_memory: bool = Fa
         pin_memory=pin_memory,
         persistent_workers=False,
         prefetch_factor=4 if num_workers else None,
+        generator=torch.Generator().manual_seed(stream.seed),
     )
 
 
