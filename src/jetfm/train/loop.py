@@ -25,12 +25,16 @@ from tqdm import tqdm
 from jetfm.atomic import write_json_atomic, write_text_atomic
 from jetfm.models import build_model, count_parameters, flops_per_jet
 from jetfm.provenance import make_provenance
-from jetfm.train import ddp
-from jetfm.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from jetfm.train import ddp, signals
+from jetfm.train.checkpoint import rng_state, save_checkpoint, set_rng_state
 from jetfm.train.config import TrainConfig
-from jetfm.train.data import H5JetStream, make_loader, read_arrays
+from jetfm.train.data import H5JetStream, make_loader, read_arrays, read_meta
+from jetfm.train.guard import guarded_run
 from jetfm.train.metrics import classification_metrics
+from jetfm.train.numerics import check_finite
 from jetfm.train.plots import plot_confusion, plot_loss, plot_roc
+from jetfm.train.progress import ProgressLog
+from jetfm.train.resume import ResumeMode, discard_resume_copy, keep_for_resume, resume_checkpoint
 
 HISTORY_COLUMNS = (
     "step",
@@ -98,6 +102,7 @@ def write_history(path: Path, history: list[dict[str, Any]]) -> None:
     write_text_atomic(path, buf.getvalue())
 
 
+@guarded_run  # run-directory lock, stale temporaries removed, SIGTERM/SIGUSR1 recorded (train/guard.py)
 def train(
     cfg: TrainConfig,
     train_files: list[str],
@@ -105,7 +110,7 @@ def train(
     test_files: list[str] | None,
     out_dir: str | Path,
     *,
-    resume: bool = False,
+    resume: ResumeMode = False,
     workflow_config: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Train `cfg.model` on the shards; write checkpoint.pt, history.csv, metrics.json, plots to out_dir."""
@@ -128,6 +133,8 @@ def train(
         nominal_only=cfg.nominal_only, rank=env.rank, world_size=env.world_size,
     )  # fmt: skip
     meta = train_stream.meta
+    # val/test shards agree with train (features, names, classes) before any work, else the file is named
+    read_meta([train_files[0], *val_files, *(test_files or [])])
     model = build_model(cfg.model, meta.num_features, meta.num_jet_features, len(meta.classes), **cfg.size)
     if hasattr(model, "fit_input"):  # jet MLP: standardise inputs with training-set statistics
         model.fit_input(
@@ -142,8 +149,8 @@ def train(
 
     step, epoch, batch_in_epoch, jets = 0, 0, 0, 0
     history: list[dict[str, Any]] = []
-    if resume and ckpt_path.exists():
-        ckpt = load_checkpoint(ckpt_path, cfg, env.world_size)
+    ckpt = resume_checkpoint(ckpt_path, cfg, env.world_size, resume, verbose=env.is_main)
+    if ckpt is not None:
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
         scheduler.load_state_dict(ckpt["scheduler"])
@@ -152,9 +159,7 @@ def train(
         epoch, batch_in_epoch, jets = int(mine["epoch"]), int(mine["batch_in_epoch"]), int(ckpt["jets"])
         set_rng_state(mine["rng"])
         if env.is_main:
-            print(f"resumed {ckpt_path} at step {step} (epoch {epoch}, batch {batch_in_epoch})")
-    elif resume and env.is_main:
-        print(f"--resume: no checkpoint at {ckpt_path}, starting from scratch")
+            print(f"resumed {ckpt_path} at step {step} (epoch {epoch}, batch {batch_in_epoch})", flush=True)
 
     raw_model = model
     if cfg.compile:
@@ -195,6 +200,7 @@ def train(
                 "history": history, "world_size": env.world_size, "classes": list(meta.classes),
                 "num_features": meta.num_features, "num_jet_features": meta.num_jet_features,
             })  # fmt: skip
+            keep_for_resume(ckpt_path)  # survives Snakemake deleting checkpoint.pt (train/resume.py)
             write_history(out / "history.csv", history)
         ddp.barrier(env)
 
@@ -202,6 +208,7 @@ def train(
     model.train()
     bar = tqdm(total=cfg.max_steps, initial=step, disable=not (cfg.progress and env.is_main), desc=cfg.model)
     t_last = time.time()
+    progress = ProgressLog(step, cfg.max_steps, jets)
     while step < cfg.max_steps:
         loss_sum = 0.0
         for micro in range(cfg.grad_accum):
@@ -218,6 +225,7 @@ def train(
         grad_norm = torch.nn.utils.clip_grad_norm_(
             raw_model.parameters(), cfg.grad_clip if cfg.grad_clip > 0 else float("inf")
         )
+        check_finite(step + 1, loss_sum, grad_norm, ckpt_path)  # stop before a NaN reaches the weights
         optimizer.step()
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
@@ -242,8 +250,20 @@ def train(
                 ddp.barrier(env)
             history.append(row)
             t_last = time.time()
-        if step % cfg.checkpoint_every == 0 or last:
+            if env.is_main and not cfg.progress:  # logs (Snakemake, Slurm) get a line instead of the bar
+                print(progress.line(step, jets, row["train_loss"], row.get("val_loss")), flush=True)
+        saved = step % cfg.checkpoint_every == 0 or last
+        if saved:
             save()
+        stop = signals.requested()
+        if (
+            env.distributed and ddp.mean_over_ranks(float(stop is not None), env) > 0
+        ):  # all ranks stop together
+            stop = stop or "a stop signal on another rank"
+        if stop and not last:
+            if not saved:
+                save()
+            raise signals.StopRequested(stop, step, str(ckpt_path))
     bar.close()
 
     result: dict[str, Any] = {"step": step}
@@ -273,5 +293,6 @@ def train(
                            title=f"{cfg.model}: test confusion")  # fmt: skip
             write_json_atomic(out / "metrics.json", metrics)
             result["metrics"] = metrics
+        discard_resume_copy(ckpt_path)  # finished: a rerun (new config, --forcerun) must not resume it
     ddp.barrier(env)
     return result
