@@ -21,7 +21,7 @@ from pathlib import Path
 log = logging.getLogger(__name__)
 
 OTHER_HOST_AFTER_S = 3600.0
-_TAG = re.compile(r"(?P<host>[A-Za-z0-9_.-]+)~(?P<pid>\d+)")
+_TAG = re.compile(r"~\d+(?=[.-]|$)")  # <host>~<pid>, host of any name
 
 
 def owner_tag() -> str:
@@ -42,11 +42,13 @@ def _pid_alive(pid: int) -> bool:
 
 def is_stale(path: Path, now: float | None = None) -> bool:
     """True if the temporary `path` belongs to no live process (see the module docstring)."""
-    m = _TAG.search(path.name)
-    if m is None:
+    host = owner_tag().split("~")[0]
+    mine = re.search(rf"(?:^|[.-]){re.escape(host)}~(\d+)(?=[.-]|$)", path.name)
+    if mine is not None:
+        pid = int(mine[1])
+        return pid != os.getpid() and not _pid_alive(pid)
+    if _TAG.search(path.name) is None:
         return True
-    if m["host"] == owner_tag().split("~")[0]:
-        return int(m["pid"]) != os.getpid() and not _pid_alive(int(m["pid"]))
     try:
         age = (now or time.time()) - path.stat().st_mtime
     except FileNotFoundError:
