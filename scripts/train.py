@@ -1,13 +1,25 @@
-"""Snakemake `script:` entry of rule `train`: one model on the dataset's shards (as `jetfm train`)."""
+"""Snakemake `script:` entry of rule `train`: one model on the dataset's shards (as `jetfm train`).
+
+Resumes an unfinished run of the same config (a retry after walltime, preemption or a lost node); a stop on
+SIGTERM/SIGUSR1 writes a checkpoint and exits with RETRY_EXIT_CODE, a failure Snakemake's `retries` redo.
+"""
+
+import sys
 
 from jetfm.logs import redirect_to_log
 from jetfm.train.cli import run_training
+from jetfm.train.signals import StopRequested
 
 with redirect_to_log(snakemake.log[0]):
-    run_training(
-        snakemake.config,
-        snakemake.wildcards.model,
-        {split: list(snakemake.input[split]) for split in ("train", "val", "test")},
-        snakemake.params.out_dir,
-        overrides={"progress": False, "threads": snakemake.threads},
-    )
+    try:
+        run_training(
+            snakemake.config,
+            snakemake.wildcards.model,
+            {split: list(snakemake.input[split]) for split in ("train", "val", "test")},
+            snakemake.params.out_dir,
+            overrides={"progress": False, "threads": snakemake.threads},
+            resume="auto",
+        )
+    except StopRequested as stop:
+        print(f"train: {stop}", flush=True)
+        sys.exit(stop.exit_code)

@@ -13,6 +13,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from jetfm.stale import owner_tag, refuse_directory
+
 
 @contextlib.contextmanager
 def atomic_path(final: str | os.PathLike[str], suffix: str | None = None) -> Iterator[Path]:
@@ -23,9 +25,10 @@ def atomic_path(final: str | os.PathLike[str], suffix: str | None = None) -> Ite
     checkpoint written.
     """
     final = Path(final)
+    refuse_directory(final)  # else the rename at the very end of a long job would fail
     final.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(
-        prefix=f".{final.name}.",
+        prefix=f".{final.name}.{owner_tag()}.",  # the owner tag lets the next run remove it if we die
         suffix=suffix if suffix is not None else final.suffix + ".tmp",
         dir=final.parent,
     )

@@ -2,13 +2,25 @@
 
 Each stage module exposes `configure_parser(parser)` and `run(args) -> int`; stages are imported lazily
 so `jetfm simulate --help` does not import torch.
+
+One error style: a user error (bad config, input file, option; by convention a `ValueError`,
+`FileNotFoundError` or `yaml.YAMLError` raised with a message naming file, field, value and expectation)
+prints `jetfm <stage>: error: <message>` and exits 2 without a traceback; `--debug` (or JETFM_DEBUG=1) shows
+the traceback. An exception carrying an `exit_code` (a training stopped by SIGTERM/SIGUSR1 after its
+checkpoint) prints its message and exits with that code. Anything else is an internal error: traceback.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.util
+import os
 import sys
+
+import yaml
+
+from jetfm import __version__
 
 # stage name -> (module, one-line description)
 STAGES: dict[str, tuple[str, str]] = {
@@ -21,37 +33,65 @@ STAGES: dict[str, tuple[str, str]] = {
     "scaling": ("jetfm.scaling.cli", "model-size x data-size sweeps and loss-surface fits"),
     "fpga": ("jetfm.fpga.cli", "compress, convert with hls4ml, emulate and synthesise"),
 }
+USER_ERRORS = (ValueError, FileNotFoundError, yaml.YAMLError)
+USAGE_EXIT_CODE = 2
+
+
+def is_built(module_name: str) -> bool:
+    """Whether the stage's module exists in the installed package (found, not imported)."""
+    try:
+        return importlib.util.find_spec(module_name) is not None
+    except ModuleNotFoundError:  # its parent package does not exist either
+        return False
 
 
 def _top_help() -> str:
     width = max(map(len, STAGES))
-    rows = "\n".join(f"  {name:<{width}}  {desc}" for name, (_, desc) in STAGES.items())
+    rows = "\n".join(
+        f"  {name:<{width}}  {desc}" + ("" if is_built(module) else "  [not built yet]")
+        for name, (module, desc) in STAGES.items()
+    )
     return (
-        f"usage: jetfm <stage> [options]\n\nstages:\n{rows}\n\n`jetfm <stage> --help` for a stage's options."
+        f"usage: jetfm [--version] [--debug] <stage> [options]\n\nstages:\n{rows}\n\n"
+        "`jetfm <stage> --help` for a stage's options; --debug shows tracebacks of user errors."
     )
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv or os.environ.get("JETFM_DEBUG", "") not in ("", "0")
+    argv = [a for a in argv if a != "--debug"]
     if not argv or argv[0] in {"-h", "--help"}:
         print(_top_help())
+        return 0
+    if argv[0] in {"-V", "--version"}:
+        print(f"jetfm {__version__}")
         return 0
     stage, rest = argv[0], argv[1:]
     if stage not in STAGES:
         print(f"jetfm: unknown stage {stage!r}\n\n{_top_help()}", file=sys.stderr)
-        return 2
+        return USAGE_EXIT_CODE
     module_name, description = STAGES[stage]
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as exc:
-        if exc.name == module_name:
-            print(f"jetfm: stage {stage!r} is not implemented yet ({module_name} missing)", file=sys.stderr)
-            return 2
-        raise
+    if not is_built(module_name):
+        print(f"jetfm: stage {stage!r} is not built yet ({module_name} missing)", file=sys.stderr)
+        return USAGE_EXIT_CODE
+    module = importlib.import_module(module_name)
     parser = argparse.ArgumentParser(prog=f"jetfm {stage}", description=description)
     module.configure_parser(parser)
     args = parser.parse_args(rest)
-    return int(module.run(args) or 0)
+    try:
+        return int(module.run(args) or 0)
+    except USER_ERRORS as exc:
+        if debug:
+            raise
+        print(f"jetfm {stage}: error: {exc}", file=sys.stderr)
+        return USAGE_EXIT_CODE
+    except Exception as exc:
+        code = getattr(exc, "exit_code", None)
+        if code is None or debug:
+            raise
+        print(f"jetfm {stage}: {exc}", file=sys.stderr)
+        return int(code)
 
 
 def add_config_arguments(parser: argparse.ArgumentParser) -> None:

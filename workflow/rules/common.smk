@@ -1,7 +1,16 @@
-# Shared by every stage file: config validation and path helpers (wildcard constraints: Snakefile).
-from snakemake.utils import validate
+# Shared by every stage file: config validation, path helpers, rerun-trigger params (wildcard constraints:
+# Snakefile).
+import copy
+import os
 
-validate(config, schema="../schemas/config.schema.yaml", set_default=True)
+from jetfm.config import validate_config
+
+# The package's validator (same schema, same defaults as snakemake.utils.validate) names the bad key and value
+# in one line per error instead of dumping the whole schema and config.
+try:
+    config.update(validate_config(config, source="the workflow config (--configfile / --config)"))
+except ValueError as exc:
+    raise WorkflowError(str(exc)) from None
 
 DATASET = config["dataset"]
 RESULTS = "results"
@@ -37,9 +46,43 @@ def preprocess_inputs():
     return files + list(config["preprocess"]["input_files"])
 
 
+def preprocess_mem_mb():
+    """A local Dask cluster: workers x `dask.memory` + 1 GB for the driver; otherwise the driver alone."""
+    from dask.utils import parse_bytes
+
+    dask = config["preprocess"]["dask"]
+    if dask["cluster"] == "local":
+        return dask["workers"] * parse_bytes(dask["memory"]) // 10**6 + 1000
+    return 2000
+
+
 def preprocess_threads():
     """A local Dask cluster uses workers x threads cores; Slurm or in-process drivers need one."""
     dask = config["preprocess"]["dask"]
     if dask["cluster"] == "local":
         return dask["workers"] * dask["threads_per_worker"]
     return 1
+
+
+def config_params(*keys, exclude=()):
+    """The resolved config values that change a rule's output, as one param: {dotted key: value}.
+
+    Snakemake reruns a job whose params changed, so a rule lists here every section/key its output depends
+    on (`exclude` drops sub-keys that do not change it, e.g. how many shards exist or how many Dask workers
+    share the work): changing any of them reruns exactly the jobs that read it. Usage:
+        params: settings=config_params("seed", "simulate", exclude=("simulate.shards",))
+    """
+    values = {}
+    for key in keys:
+        node = config
+        for part in key.split("."):
+            node = node[part]
+        values[key] = copy.deepcopy(node)
+    for key in exclude:
+        head, _, leaf = key.rpartition(".")
+        node = values.get(head)
+        if isinstance(node, dict):
+            node.pop(leaf, None)
+        else:
+            values.pop(key, None)
+    return values

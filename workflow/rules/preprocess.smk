@@ -24,10 +24,14 @@ rule preprocess:
     conda:
         # `-e ../` installs jetfm with coffea, dask, dask-jobqueue, uproot and h5py
         "../../envs/sim.yaml"
+    params:
+        # where and in how many pieces the work runs does not change the shards (merged in event order)
+        settings=config_params("preprocess", exclude=("preprocess.dask", "preprocess.chunksize")),
     threads: preprocess_threads()
     resources:
-        # local cluster: ~2 GB per worker (one chunk in memory) + the driver; Slurm workers are separate jobs
-        mem_mb=lambda wildcards, threads: 2000 * threads + 1000,
+        # local cluster: its workers x dask.memory (+ the driver); Slurm workers are jobs of their own
+        cpus_per_task=preprocess_threads(),
+        mem_mb=lambda wildcards, attempt: preprocess_mem_mb() * attempt,
         runtime=240,
     script:
         "../../scripts/preprocess.py"

@@ -10,8 +10,13 @@ rule resimulate:
     log:
         f"{LOGS}/resimulate/{{dataset}}/{{cls}}/{{shard}}.log",
     params:
-        mode=lookup(dpath="resimulate/mode", within=config),
-        views=lookup(dpath="resimulate/views", within=config),
+        # the views reuse the simulation's generator, detector and jet settings, not its jet count
+        settings=config_params(
+            "seed",
+            "simulate",
+            "resimulate",
+            exclude=("simulate.shards", "simulate.jets_per_shard", "resimulate.shards", "resimulate.enabled"),
+        ),
     conda:
         "../../envs/sim.yaml"
     threads: 1

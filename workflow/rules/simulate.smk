@@ -10,8 +10,8 @@ rule simulate:
     log:
         f"{LOGS}/simulate/{{dataset}}/{{cls}}/{{shard}}.log",
     params:
-        jets=lookup(dpath="simulate/jets_per_shard", within=config),
-        detector=lookup(dpath="simulate/detector", within=config),
+        # every key the shard's content depends on (the number of shards only adds jobs)
+        settings=config_params("seed", "simulate", exclude=("simulate.shards",)),
     conda:
         "../../envs/sim.yaml"
     threads: 1

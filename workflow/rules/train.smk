@@ -2,6 +2,18 @@
 # test-split comparison. Logic: src/jetfm/train/ (same functions as `jetfm train`).
 
 TRAIN_MODELS = config["train"]["models"]
+# TrainConfig fields that do not change a run's outputs (the bar, checkpoint cadence, CPU threads)
+TRAIN_NOT_OUTPUT = ("progress", "checkpoint_every", "threads")
+
+
+def train_settings(model):
+    """The model's resolved TrainConfig (train: + sizes + model_overrides + seed) minus TRAIN_NOT_OUTPUT:
+    editing one model's override reruns that model only."""
+    from jetfm.train.config import from_workflow
+
+    values = from_workflow(config, model).to_dict()
+    return {k: v for k, v in values.items() if k not in TRAIN_NOT_OUTPUT}
+
 
 
 TRAIN_H5 = {
@@ -42,9 +54,8 @@ rule train:
         ),
     params:
         out_dir=lambda wc: f"{RESULTS}/models/{wc.dataset}_{wc.model}",
-        # Listed so that editing the train: section reruns training (Snakemake's params rerun trigger).
-        train_config=config["train"],
-        seed=config["seed"],
+        # Every value that changes this model's run (Snakemake's params rerun trigger).
+        settings=lambda wc: train_settings(wc.model),
     log:
         f"{LOGS}/train/{{dataset}}_{{model}}.log",
     wildcard_constraints:
@@ -52,6 +63,8 @@ rule train:
     threads: 2
     resources:
         mem_mb=4000,
+        # GPUs per training job under Slurm (profiles/slurm); JETFM_SLURM_GPUS overrides train.gpus
+        gpu=lambda wc: int(os.environ.get("JETFM_SLURM_GPUS") or config["train"]["gpus"]),
     conda:
         "../../envs/ml.yaml"
     script:

@@ -42,6 +42,7 @@ from jetfm.preprocess.writer import (
 )
 from jetfm.provenance import make_provenance
 from jetfm.splits import SPLITS
+from jetfm.stale import owner_tag, remove_stale, temp_patterns
 
 log = logging.getLogger(__name__)
 SUMMARY_NAME = "summary.json"
@@ -169,7 +170,10 @@ def preprocess(
         raise ValueError(
             f"preprocess: no readable input files left (skipped: {[s['file'] for s in skipped]})"
         )
-    run_id = uuid.uuid4().hex[:12]
+    # Leftovers of killed runs into this directory (dataset-sized at scale) go first; the new ones carry
+    # this process's owner tag, so a later run can tell whether their owner is still alive.
+    remove_stale(out, (".parts-*", ".staging-*", *temp_patterns(out / SUMMARY_NAME)))
+    run_id = f"{owner_tag()}-{uuid.uuid4().hex[:12]}"
     parts_dir, staging = out / f".parts-{run_id}", out / f".staging-{run_id}"
     parts_dir.mkdir(parents=True, exist_ok=True)
     proc = JetProcessor(

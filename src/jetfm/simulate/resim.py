@@ -45,6 +45,7 @@ from jetfm.seeds import derive_seed
 from jetfm.simulate import resim_views
 from jetfm.simulate.resim_engine import Rehadronizer, Reshowerer, hard_process
 from jetfm.simulate.resim_settings import ResimSpec, resim_spec
+from jetfm.stale import prepare_output
 
 log = logging.getLogger(__name__)
 
@@ -105,6 +106,7 @@ def resimulate_shard(
     """Write `out` (*.views.root) with K views of `resimulate.events_per_shard` hard events; return counts."""
     t0 = time.perf_counter()
     spec, sim_cfg = _check_inputs(config, cls, shard)
+    prepare_output(out)
     n_target = int(config["resimulate"]["events_per_shard"])
     max_events = max(n_target, math.ceil(float(sim_cfg["max_events_per_jet"]) * n_target))
     batch = max(1, min(int(sim_cfg["batch_size"]), 2 * n_target))

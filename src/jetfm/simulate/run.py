@@ -30,6 +30,7 @@ from jetfm.simulate.jets import JetCuts, build_jets
 from jetfm.simulate.particles import read_batch
 from jetfm.simulate.processes import make_pythia
 from jetfm.simulate.writer import JetClassWriter
+from jetfm.stale import prepare_output
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +92,7 @@ def simulate_shard(
     """
     t0 = time.perf_counter()
     config = check_request(config, cls, shard)
+    prepare_output(out)
     sim = config["simulate"]
     cuts = JetCuts.from_config(sim)
     requested = sim["jets_per_shard"]

@@ -13,6 +13,7 @@ from typing import Any
 
 from jetfm.cli import add_config_arguments
 from jetfm.config import load_config, parse_overrides
+from jetfm.train.signals import RETRY_EXIT_CODE
 
 SPLITS = ("train", "val", "test")
 
@@ -28,9 +29,13 @@ def run_training(
     files: dict[str, list[str]],
     out_dir: str | Path,
     overrides: dict[str, Any] | None = None,
-    resume: bool = False,
+    resume: bool | str = False,
 ) -> dict[str, Any]:
-    """Workflow config + model name + split files -> a trained run in out_dir (CLI and Snakemake entry)."""
+    """Workflow config + model name + split files -> a trained run in out_dir (CLI and Snakemake entry).
+
+    resume: True continues <out_dir>/checkpoint.pt (refusing another config), "auto" continues an unfinished
+    run of the same config if there is one (jetfm.train.resume), False starts from scratch.
+    """
     from jetfm.train.config import from_workflow
     from jetfm.train.loop import train
 
@@ -49,7 +54,11 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
             f"--{split}", nargs="+", metavar="H5", help=f"{split} shards (overrides --h5-dir)"
         )
     parser.add_argument("--out", help="run directory (default results/models/<dataset>_<model>)")
-    parser.add_argument("--resume", action="store_true", help="continue exactly from <out>/checkpoint.pt")
+    parser.add_argument(
+        "--resume", action="store_true",
+        help="continue exactly from <out>/checkpoint.pt (or <out>/.resume/checkpoint.pt); a run stopped by "
+        f"SIGTERM/SIGUSR1 exits with {RETRY_EXIT_CODE} after its checkpoint",
+    )  # fmt: skip
     parser.add_argument(
         "--train-set", dest="train_overrides", action="append", default=[], metavar="KEY=VALUE",
         help="override a training config field, e.g. --train-set max_steps=50 "
@@ -63,7 +72,8 @@ def run(args: argparse.Namespace) -> int:
     n = config["preprocess"]["shards_per_split"]
     files = {s: getattr(args, s) or shard_paths(h5_dir, s, n) for s in SPLITS}
     out = args.out or f"results/models/{config['dataset']}_{args.model}"
-    result = run_training(config, args.model, files, out, parse_overrides(args.train_overrides), args.resume)
+    overrides = parse_overrides(args.train_overrides, option="--train-set")
+    result = run_training(config, args.model, files, out, overrides, args.resume)
     metrics = result.get("metrics")
     if metrics:
         print(f"{args.model}: test accuracy {metrics['accuracy']:.4f}, macro AUC {metrics['macro_auc']}")

@@ -83,7 +83,7 @@ class TrainConfig:
 
 
 # Keys of the workflow's `train:` section that are not TrainConfig fields.
-WORKFLOW_ONLY = ("models", "sizes", "model_overrides")
+WORKFLOW_ONLY = ("models", "sizes", "model_overrides", "gpus")
 
 
 def from_workflow(config: dict[str, Any], model: str, overrides: dict[str, Any] | None = None) -> TrainConfig:

@@ -78,6 +78,17 @@ def _decode(value: Any) -> Any:
     return value
 
 
+def _check_labels(path: Path, labels: np.ndarray, n_classes: int) -> None:
+    """Labels index the class list: a value outside [0, n_classes) would fail deep in the loss, unnamed."""
+    bad = (labels < 0) | (labels >= n_classes)
+    if bad.any():
+        row = int(np.flatnonzero(bad)[0])
+        raise ValueError(
+            f"HDF5 shard {path}: dataset 'label' has {int(bad.sum())} value(s) outside [0, {n_classes}) "
+            f"(first: {int(labels[row])} at row {row}); expected class indices into the {n_classes} classes"
+        )
+
+
 def read_meta(paths: list[str | Path]) -> ShardMeta:
     """Shapes and class list of the shards; raise if any file is missing, malformed or disagrees."""
     if not paths:
@@ -97,6 +108,7 @@ def read_meta(paths: list[str | Path]) -> ShardMeta:
                 from jetfm import CLASSES
 
                 classes = list(CLASSES)
+            _check_labels(path, f["label"][:], len(classes))
             metas.append(
                 ShardMeta(
                     num_features=f["part_features"].shape[2],
@@ -108,7 +120,7 @@ def read_meta(paths: list[str | Path]) -> ShardMeta:
             )
     first = metas[0]
     for path, m in zip(paths[1:], metas[1:], strict=True):
-        for key in ("num_features", "num_jet_features", "classes"):
+        for key in ("num_features", "num_jet_features", "classes", "feature_names"):
             if getattr(m, key) != getattr(first, key):
                 raise ValueError(
                     f"HDF5 shard {path}: {key} = {getattr(m, key)} differs from "
@@ -248,7 +260,13 @@ class H5JetStream(IterableDataset):
 
 
 def make_loader(stream: H5JetStream, num_workers: int = 0, pin_memory: bool = False) -> DataLoader:
-    """DataLoader over a stream that already batches (batch_size=None); workers split the rank's blocks."""
+    """DataLoader over a stream that already batches (batch_size=None); workers split the rank's blocks.
+
+    The loader gets its own generator: every new iterator draws a base seed from it, and drawing that from
+    the global torch RNG (the default) would shift the dropout stream whenever an iterator is rebuilt (each
+    epoch, each evaluation, and once more after a resume), so a resumed run would diverge. The stream's
+    order comes from its own seeded numpy generators, so the loader's seed only feeds unused worker seeds.
+    """
     return DataLoader(
         stream,
         batch_size=None,
@@ -256,6 +274,7 @@ def make_loader(stream: H5JetStream, num_workers: int = 0, pin_memory: bool = Fa
         pin_memory=pin_memory,
         persistent_workers=False,
         prefetch_factor=4 if num_workers else None,
+        generator=torch.Generator().manual_seed(stream.seed),
     )
 
 

@@ -25,12 +25,16 @@ from tqdm import tqdm
 
 from jetfm.atomic import write_text_atomic
 from jetfm.provenance import make_provenance
-from jetfm.train import ddp
-from jetfm.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from jetfm.train import ddp, signals
+from jetfm.train.checkpoint import rng_state, save_checkpoint, set_rng_state
 from jetfm.train.config import TrainConfig
-from jetfm.train.data import make_loader
+from jetfm.train.data import make_loader, read_meta
+from jetfm.train.guard import guarded_run
+from jetfm.train.numerics import check_finite
 from jetfm.train.objectives import Objective, Supervised, decay_groups
 from jetfm.train.plots import plot_loss
+from jetfm.train.progress import ProgressLog
+from jetfm.train.resume import ResumeMode, discard_resume_copy, keep_for_resume, resume_checkpoint
 
 # History columns of every run; an objective's validation columns go between these and the last two.
 HISTORY_COLUMNS = ("step", "epoch", "lr", "train_loss", "grad_norm", "jets", "time_s")
@@ -66,6 +70,7 @@ def write_history(path: Path, history: list[dict[str, Any]], columns: tuple[str,
     write_text_atomic(path, buf.getvalue())
 
 
+@guarded_run  # run-directory lock, stale temporaries removed, SIGTERM/SIGUSR1 recorded (train/guard.py)
 def train(
     cfg: TrainConfig,
     train_files: list[str],
@@ -73,7 +78,7 @@ def train(
     test_files: list[str] | None,
     out_dir: str | Path,
     *,
-    resume: bool = False,
+    resume: ResumeMode = False,
     workflow_config: dict[str, Any] | None = None,
     objective: Objective | None = None,
 ) -> dict[str, Any]:
@@ -96,6 +101,8 @@ def train(
     torch.manual_seed(cfg.seed)
     train_stream = objective.stream(train_files, cfg, env.rank, env.world_size)
     meta = train_stream.meta
+    # val/test shards agree with train (features, names, classes) before any work, else the file is named
+    read_meta([train_files[0], *val_files, *(test_files or [])])
     model = objective.build(cfg, meta)
     objective.prepare(model, train_files, cfg)
     model.to(device)
@@ -107,8 +114,10 @@ def train(
 
     step, epoch, batch_in_epoch, jets = 0, 0, 0, 0
     history: list[dict[str, Any]] = []
-    if resume and ckpt_path.exists():
-        ckpt = load_checkpoint(ckpt_path, cfg, env.world_size, objective.describe())
+    ckpt = resume_checkpoint(
+        ckpt_path, cfg, env.world_size, resume, verbose=env.is_main, objective=objective.describe()
+    )
+    if ckpt is not None:
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
         scheduler.load_state_dict(ckpt["scheduler"])
@@ -117,9 +126,7 @@ def train(
         epoch, batch_in_epoch, jets = int(mine["epoch"]), int(mine["batch_in_epoch"]), int(ckpt["jets"])
         set_rng_state(mine["rng"])
         if env.is_main:
-            print(f"resumed {ckpt_path} at step {step} (epoch {epoch}, batch {batch_in_epoch})")
-    elif resume and env.is_main:
-        print(f"--resume: no checkpoint at {ckpt_path}, starting from scratch")
+            print(f"resumed {ckpt_path} at step {step} (epoch {epoch}, batch {batch_in_epoch})", flush=True)
 
     raw_model = model
     if cfg.compile:
@@ -161,6 +168,7 @@ def train(
                 "history": history, "world_size": env.world_size, "classes": list(meta.classes),
                 "num_features": meta.num_features, "num_jet_features": meta.num_jet_features,
             })  # fmt: skip
+            keep_for_resume(ckpt_path)  # survives Snakemake deleting checkpoint.pt (train/resume.py)
             write_history(out / "history.csv", history, columns)
         ddp.barrier(env)
 
@@ -168,6 +176,7 @@ def train(
     model.train()
     bar = tqdm(total=cfg.max_steps, initial=step, disable=not (cfg.progress and env.is_main), desc=cfg.model)
     t_last = time.time()
+    progress = ProgressLog(step, cfg.max_steps, jets)
     while step < cfg.max_steps:
         loss_sum = 0.0
         for micro in range(cfg.grad_accum):
@@ -181,6 +190,7 @@ def train(
         grad_norm = torch.nn.utils.clip_grad_norm_(
             raw_model.parameters(), cfg.grad_clip if cfg.grad_clip > 0 else float("inf")
         )
+        check_finite(step + 1, loss_sum, grad_norm, ckpt_path)  # stop before a NaN reaches the weights
         optimizer.step()
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
@@ -203,8 +213,20 @@ def train(
                 ddp.barrier(env)
             history.append(row)
             t_last = time.time()
-        if step % cfg.checkpoint_every == 0 or last:
+            if env.is_main and not cfg.progress:  # logs (Snakemake, Slurm) get a line instead of the bar
+                print(progress.line(step, jets, row["train_loss"], row.get("val_loss")), flush=True)
+        saved = step % cfg.checkpoint_every == 0 or last
+        if saved:
             save()
+        stop = signals.requested()
+        if (
+            env.distributed and ddp.mean_over_ranks(float(stop is not None), env) > 0
+        ):  # all ranks stop together
+            stop = stop or "a stop signal on another rank"
+        if stop and not last:
+            if not saved:
+                save()
+            raise signals.StopRequested(stop, step, str(ckpt_path))
     bar.close()
 
     result: dict[str, Any] = {"step": step}
@@ -225,5 +247,6 @@ def train(
         metrics = objective.finish(raw_model, test_files, cfg, device, out, extras)
         if metrics is not None:
             result["metrics"] = metrics
+        discard_resume_copy(ckpt_path)  # finished: a rerun (new config, --forcerun) must not resume it
     ddp.barrier(env)
     return result
