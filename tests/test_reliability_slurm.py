@@ -6,6 +6,7 @@ the declared `checkpoint.pt`) to the same weights as an uninterrupted run."""
 from __future__ import annotations
 
 import csv
+import os
 import subprocess
 import sys
 import time
@@ -40,14 +41,20 @@ def _history(path: Path) -> list[dict[str, str]]:
                 for r in csv.DictReader(fh)]  # fmt: skip
 
 
-def test_profile_asks_slurm_for_a_stop_signal_and_retries(tmp_path: Path) -> None:
-    workdir = copy_workflow(tmp_path, CONFIG)
+def test_profile_resources_follow_the_config_and_training_gets_a_stop_signal(tmp_path: Path) -> None:
+    """Failure 7: preprocessing was capped at 2 CPUs / 4000 MB whatever preprocess.dask.workers asked."""
+    dask = {"cluster": "local", "workers": 6, "threads_per_worker": 1, "memory": "3GB"}
+    config = {**CONFIG, "preprocess": {"shards_per_split": 1, "dask": dask}, "train": {**TRAIN, "gpus": 2}}
+    workdir = copy_workflow(tmp_path, config)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("JETFM_SLURM_")}
     proc = subprocess.run([str(Path(sys.executable).with_name("snakemake")), "--profile", "profiles/slurm",
-                           "-n", "results/models/fx_part/metrics.json"], cwd=workdir, text=True,
-                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=300)  # fmt: skip
+                           "-n", "--forceall", "results/models/fx_part/metrics.json"], cwd=workdir, text=True,
+                          env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=300)  # fmt: skip
     assert proc.returncode == 0, proc.stdout[-3000:]
+    preprocess = proc.stdout.split("rule preprocess:")[1].split("\n\n")[0]
+    assert "cpus_per_task=6" in preprocess and "mem_mb=19000," in preprocess, preprocess  # 6 x 3 GB + 1 GB
     train = proc.stdout.split("rule train:")[1].split("\n\n")[0]
-    assert "slurm_extra=--signal=TERM@300" in train and "gpu=1" in train, train
+    assert "slurm_extra=--signal=TERM@300" in train and "gpu=2" in train, train
     profile = (REPO / "profiles/slurm/config.yaml").read_text()
     assert "\nretries: 3" in profile
 
