@@ -21,5 +21,7 @@ with redirect_to_log(snakemake.log[0]):
             resume="auto",
         )
     except StopRequested as stop:
-        print(f"train: {stop}", flush=True)
+        # Also to the job's own stderr (the Slurm job log): Snakemake empties this log before the retry.
+        for stream in (sys.stdout, sys.__stderr__):
+            print(f"train: {stop}", file=stream, flush=True)
         sys.exit(stop.exit_code)

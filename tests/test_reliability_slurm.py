@@ -6,6 +6,7 @@ the declared `checkpoint.pt`) to the same weights as an uninterrupted run."""
 from __future__ import annotations
 
 import csv
+import os
 import subprocess
 import sys
 import time
@@ -40,14 +41,20 @@ def _history(path: Path) -> list[dict[str, str]]:
                 for r in csv.DictReader(fh)]  # fmt: skip
 
 
-def test_profile_asks_slurm_for_a_stop_signal_and_retries(tmp_path: Path) -> None:
-    workdir = copy_workflow(tmp_path, CONFIG)
+def test_profile_resources_follow_the_config_and_training_gets_a_stop_signal(tmp_path: Path) -> None:
+    """Failure 7: preprocessing was capped at 2 CPUs / 4000 MB whatever preprocess.dask.workers asked."""
+    dask = {"cluster": "local", "workers": 6, "threads_per_worker": 1, "memory": "3GB"}
+    config = {**CONFIG, "preprocess": {"shards_per_split": 1, "dask": dask}, "train": {**TRAIN, "gpus": 2}}
+    workdir = copy_workflow(tmp_path, config)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("JETFM_SLURM_")}
     proc = subprocess.run([str(Path(sys.executable).with_name("snakemake")), "--profile", "profiles/slurm",
-                           "-n", "results/models/fx_part/metrics.json"], cwd=workdir, text=True,
-                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=300)  # fmt: skip
+                           "-n", "--forceall", "results/models/fx_part/metrics.json"], cwd=workdir, text=True,
+                          env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=300)  # fmt: skip
     assert proc.returncode == 0, proc.stdout[-3000:]
+    preprocess = proc.stdout.split("rule preprocess:")[1].split("\n\n")[0]
+    assert "cpus_per_task=6" in preprocess and "mem_mb=19000," in preprocess, preprocess  # 6 x 3 GB + 1 GB
     train = proc.stdout.split("rule train:")[1].split("\n\n")[0]
-    assert "slurm_extra=--signal=TERM@300" in train and "gpu=1" in train, train
+    assert "slurm_extra=--signal=TERM@300" in train and "gpu=2" in train, train
     profile = (REPO / "profiles/slurm/config.yaml").read_text()
     assert "\nretries: 3" in profile
 
@@ -58,6 +65,10 @@ def test_sigterm_to_the_train_job_checkpoints_and_the_retry_resumes(
     slurm_cluster: SlurmCluster, tmp_path: Path
 ) -> None:
     workdir = copy_workflow(tmp_path / "wf", CONFIG)
+    profile = workdir / "profiles/slurm/config.yaml"  # the harness node has a few GB, not a GPU node's 16
+    text = profile.read_text()
+    assert "    mem_mb: 16000 * attempt\n" in text
+    profile.write_text(text.replace("    mem_mb: 16000 * attempt\n", "    mem_mb: 1500\n"))
     _stage_inputs(workdir)
     log = workdir / "logs/train/fx_part.log"
     cmd = [str(Path(sys.executable).with_name("snakemake")), "--profile", "profiles/slurm", *FAST_POLL,
@@ -76,11 +87,14 @@ def test_sigterm_to_the_train_job_checkpoints_and_the_retry_resumes(
 
     rows = jobs_by_rule(slurm_cluster, workdir)["train"]
     assert [r["State"] for r in rows] == ["FAILED", "COMPLETED"], rows
-    text = log.read_text()
-    assert "received SIGTERM: stopped at step" in text, text[-3000:]
-    stopped = int(text.split("received SIGTERM: stopped at step ")[1].split()[0])
+    # The stopped job's Slurm log says where it stopped (Snakemake empties the rule's log before the retry);
+    # the retry's log says it continued from the copy that survived Snakemake's cleanup.
+    first = next((workdir / "logs/slurm/rule_train").rglob(f"{rows[0]['JobID']}.log")).read_text()
+    assert "received SIGTERM: stopped at step" in first, first[-3000:]
+    stopped = int(first.split("received SIGTERM: stopped at step ")[1].split()[0])
     assert 10 <= stopped < TRAIN["max_steps"]
-    assert f"at step {stopped} (epoch" in text, text[-3000:]  # "resumed ... at step N"
+    text = log.read_text()
+    assert f"resume: continuing results/models/fx_part/.resume/checkpoint.pt at step {stopped}" in text, text
 
     # The same run uninterrupted (same threads as the rule's job) ends with the same weights.
     ref = tmp_path / "ref"

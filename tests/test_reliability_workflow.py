@@ -61,7 +61,7 @@ def _planned(workdir: Path, config: dict) -> dict[str, int]:
         return {}
     table = proc.stdout.split("Job stats:")[1].split("\n\n")[0]
     rows = [re.match(r"(\w+)\s+(\d+)$", line.strip()) for line in table.splitlines()]
-    return {m[1]: int(m[2]) for m in rows if m and m[1] not in ("total", "job")}
+    return {m[1]: int(m[2]) for m in rows if m and m[1] not in ("total", "job", "all")}
 
 
 def _with(key: str, value: object) -> dict:

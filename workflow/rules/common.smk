@@ -86,3 +86,16 @@ def config_params(*keys, exclude=()):
         else:
             values.pop(key, None)
     return values
+
+
+# TrainConfig fields that do not change a run's outputs (the bar, checkpoint cadence, CPU threads)
+TRAIN_NOT_OUTPUT = ("progress", "checkpoint_every", "threads")
+
+
+def train_settings(model):
+    """config_params for a training rule: the model's resolved TrainConfig (train: + sizes + model_overrides +
+    seed) minus TRAIN_NOT_OUTPUT, so editing one model's override reruns that model only."""
+    from jetfm.train.config import from_workflow
+
+    values = from_workflow(config, model).to_dict()
+    return {k: v for k, v in values.items() if k not in TRAIN_NOT_OUTPUT}

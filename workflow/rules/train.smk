@@ -2,18 +2,6 @@
 # test-split comparison. Logic: src/jetfm/train/ (same functions as `jetfm train`).
 
 TRAIN_MODELS = config["train"]["models"]
-# TrainConfig fields that do not change a run's outputs (the bar, checkpoint cadence, CPU threads)
-TRAIN_NOT_OUTPUT = ("progress", "checkpoint_every", "threads")
-
-
-def train_settings(model):
-    """The model's resolved TrainConfig (train: + sizes + model_overrides + seed) minus TRAIN_NOT_OUTPUT:
-    editing one model's override reruns that model only."""
-    from jetfm.train.config import from_workflow
-
-    values = from_workflow(config, model).to_dict()
-    return {k: v for k, v in values.items() if k not in TRAIN_NOT_OUTPUT}
-
 
 
 TRAIN_H5 = {

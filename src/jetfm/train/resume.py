@@ -68,10 +68,14 @@ def resume_checkpoint(
             print(f"resume: no unfinished checkpoint at {source}, starting from scratch", flush=True)
         return None
     if mode != "auto":
-        return load_checkpoint(source, cfg, world_size, objective)
-    try:
-        return load_checkpoint(source, cfg, world_size, objective)
-    except ValueError as exc:
-        if verbose:
-            print(f"resume: not continuing {source} ({str(exc).splitlines()[0]}); starting from scratch")
-        return None
+        ckpt = load_checkpoint(source, cfg, world_size, objective)
+    else:
+        try:
+            ckpt = load_checkpoint(source, cfg, world_size, objective)
+        except ValueError as exc:
+            if verbose:
+                print(f"resume: not continuing {source} ({str(exc).splitlines()[0]}); starting from scratch")
+            return None
+    if verbose:
+        print(f"resume: continuing {source} at step {ckpt['step']}", flush=True)
+    return ckpt
