@@ -1,0 +1,139 @@
+"""The sweep's cells from the config's `scaling:` section: sizes x data sizes x repetitions.
+
+A cell is identified by `<size>-D<jets>-E<epochs>` (stable: it names the config entries, not their
+position), so adding a size or a data size adds cells without renaming the others, and Snakemake reruns a
+cell only when `cell_settings` (everything that changes its result) changes.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from typing import Any
+
+CELL_PATTERN = r"[A-Za-z0-9_.]+-D\d+-E\d+"
+_CELL_RE = re.compile(r"^(?P<size>[A-Za-z0-9_.]+)-D(?P<jets>\d+)-E(?P<epochs>\d+)$")
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One training run of the grid: model size `size` on the first `jets` training jets, `epochs` passes."""
+
+    size: str
+    jets: int
+    epochs: int
+
+    @property
+    def id(self) -> str:
+        return f"{self.size}-D{self.jets}-E{self.epochs}"
+
+
+def parse_cell_id(cell_id: str) -> Cell:
+    match = _CELL_RE.match(cell_id)
+    if not match:
+        raise ValueError(f"scaling cell id {cell_id!r} does not look like <size>-D<jets>-E<epochs>")
+    return Cell(match["size"], int(match["jets"]), int(match["epochs"]))
+
+
+def cells(section: dict[str, Any]) -> list[Cell]:
+    """Every cell of the grid, ordered by size (config order), data size, epochs."""
+    sizes = section["sizes"]
+    if not sizes:
+        raise ValueError("scaling.sizes is empty: name at least one model size")
+    bad = [name for name in sizes if not re.fullmatch(r"[A-Za-z0-9_.]+", name)]
+    if bad:
+        raise ValueError(f"scaling.sizes names {bad} may only use letters, digits, '_' and '.'")
+    batch = section["train"].get("batch_size", 64)
+    small = [d for d in section["data_sizes"] if d < batch]
+    if small:
+        raise ValueError(
+            f"scaling.data_sizes {small} are below scaling.train.batch_size={batch}: a cell needs >= 1 batch"
+        )
+    return [
+        Cell(size, int(d), int(e))
+        for size in sizes
+        for d in sorted(set(section["data_sizes"]))
+        for e in sorted(set(section["epochs"]))
+    ]
+
+
+def lookup(section: dict[str, Any], cell_id: str) -> Cell:
+    """The cell of this grid with that id (an error naming the known ids otherwise)."""
+    cell = parse_cell_id(cell_id)
+    known = {c.id for c in cells(section)}
+    if cell.id not in known:
+        raise ValueError(
+            f"scaling cell {cell_id!r} is not in the grid of this config; cells: {sorted(known)}"
+        )
+    return cell
+
+
+def steps(cell: Cell, batch_size: int) -> int:
+    """Optimiser steps: whole batches per pass over the subset (the loader drops the last partial one)."""
+    return max(1, cell.jets // batch_size) * cell.epochs
+
+
+def width(size: dict[str, Any]) -> int:
+    """The width the learning-rate rule scales with: the ParT's embed_dim (required in every sweep size)."""
+    if "embed_dim" not in size or "depth" not in size:
+        raise ValueError(f"scaling size {size} must give embed_dim and depth explicitly (no preset)")
+    return int(size["embed_dim"])
+
+
+def learning_rates(section: dict[str, Any], size: str) -> list[float]:
+    """Candidate peak learning rates of a size: base * (width / ref_width)^-width_exponent * multipliers.
+
+    With one multiplier this is the width rule alone; with several, each cell keeps the candidate with the
+    lowest validation loss (a small per-cell search centred on the rule).
+    """
+    lr = section["lr"]
+    w = width(section["sizes"][size])
+    centre = lr["base"] * (w / lr["ref_width"]) ** (-lr["width_exponent"])
+    return [float(f"{centre * m:.6g}") for m in lr["multipliers"]]
+
+
+def cell_settings(config: dict[str, Any], cell_id: str) -> dict[str, Any]:
+    """Everything that changes one cell's result: Snakemake's params of the cell job (change -> rerun)."""
+    section = config["scaling"]
+    cell = lookup(section, cell_id)
+    batch = section["train"].get("batch_size", 64)
+    return {
+        "cell": cell.id,
+        "model": section["model"],
+        "size": section["sizes"][cell.size],
+        "jets": cell.jets,
+        "epochs": cell.epochs,
+        "steps": steps(cell, batch),
+        "learning_rates": learning_rates(section, cell.size),
+        "warmup_fraction": section["warmup_fraction"],
+        "train": section["train"],
+        "init": section["init"],
+        "pretrained_checkpoint": section["pretrained_checkpoint"] if section["init"] == "pretrained" else "",
+        "flop_probe_batches": section["flop_probe_batches"],
+        "seed": config["seed"],
+    }
+
+
+def approx_parameters(size: dict[str, Any]) -> int:
+    """Block parameters of a ParT size without building it (no torch at DAG-build time):
+    (depth + cls_depth) * (4 + 2 * ffn_ratio) * E^2 with ParTSize's defaults cls_depth 2, ffn_ratio 4.
+    Only for sizing Slurm requests; runs.csv has the exact count."""
+    e = width(size)
+    return (size["depth"] + size.get("cls_depth", 2)) * (4 + 2 * size.get("ffn_ratio", 4)) * e * e
+
+
+def cell_resources(config: dict[str, Any], cell_id: str, attempt: int = 1) -> dict[str, int]:
+    """Slurm runtime (minutes) and memory (MB) of one cell, growing with N, D, epochs and LR candidates.
+
+    runtime = overhead + 6 N D epochs <n> * candidates / throughput (x2 margin, x attempt);
+    mem = base + 16 bytes per parameter (weights, grads, Adam) x 4 + the capped validation set in memory.
+    """
+    section = config["scaling"]
+    slurm = section["slurm"]
+    cell = lookup(section, cell_id)
+    n = approx_parameters(section["sizes"][cell.size])
+    flops = 6.0 * n * cell.jets * cell.epochs * slurm["mean_particles"] * len(section["lr"]["multipliers"])
+    minutes = slurm["overhead_minutes"] + 2.0 * flops / (slurm["effective_tflops"] * 1e12) / 60.0
+    mem = slurm["base_mem_mb"] + 64 * n / 1e6 + section["val_jets"] * 128 * 21 * 4 / 1e6
+    return {"runtime": math.ceil(minutes * attempt), "mem_mb": math.ceil(mem * attempt)}
