@@ -81,7 +81,7 @@ def width(size: dict[str, Any]) -> int:
     return int(size["embed_dim"])
 
 
-def learning_rates(section: dict[str, Any], size: str) -> list[float]:
+def learning_rates(section: dict[str, Any], size: str, multipliers: list[float] | None = None) -> list[float]:
     """Candidate peak learning rates of a size: base * (width / ref_width)^-width_exponent * multipliers.
 
     With one multiplier this is the width rule alone; with several, each cell keeps the candidate with the
@@ -90,14 +90,26 @@ def learning_rates(section: dict[str, Any], size: str) -> list[float]:
     lr = section["lr"]
     w = width(section["sizes"][size])
     centre = lr["base"] * (w / lr["ref_width"]) ** (-lr["width_exponent"])
-    return [float(f"{centre * m:.6g}") for m in lr["multipliers"]]
+    return [float(f"{centre * m:.6g}") for m in multipliers or lr["multipliers"]]
+
+
+def cell_overrides(section: dict[str, Any], cell_id: str) -> dict[str, Any]:
+    """scaling.cell_overrides[cell_id] (TrainConfig keys and/or lr_multipliers), checked against the grid."""
+    overrides = section.get("cell_overrides", {})
+    unknown = sorted(set(overrides) - {c.id for c in cells(section)})
+    if unknown:
+        raise ValueError(f"scaling.cell_overrides names cell(s) {unknown} that are not in the grid")
+    return dict(overrides.get(cell_id, {}))
 
 
 def cell_settings(config: dict[str, Any], cell_id: str) -> dict[str, Any]:
     """Everything that changes one cell's result: Snakemake's params of the cell job (change -> rerun)."""
     section = config["scaling"]
     cell = lookup(section, cell_id)
-    batch = section["train"].get("batch_size", 64)
+    overrides = cell_overrides(section, cell_id)
+    multipliers = overrides.pop("lr_multipliers", None)
+    train = {**section["train"], **overrides}
+    batch = train.get("batch_size", 64)
     return {
         "cell": cell.id,
         "model": section["model"],
@@ -105,9 +117,9 @@ def cell_settings(config: dict[str, Any], cell_id: str) -> dict[str, Any]:
         "jets": cell.jets,
         "epochs": cell.epochs,
         "steps": steps(cell, batch),
-        "learning_rates": learning_rates(section, cell.size),
+        "learning_rates": learning_rates(section, cell.size, multipliers),
         "warmup_fraction": section["warmup_fraction"],
-        "train": section["train"],
+        "train": train,
         "init": section["init"],
         "pretrained_checkpoint": section["pretrained_checkpoint"] if section["init"] == "pretrained" else "",
         "flop_probe_batches": section["flop_probe_batches"],
