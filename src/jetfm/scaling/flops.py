@@ -14,9 +14,34 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils import flop_counter
 from torch.utils.flop_counter import FlopCounterMode
 
 EMBEDDING_MODULES = ("embed", "pair_embed")
+
+
+def _sdpa(query_shape, key_shape, value_shape, *args, out_shape=None, **kwargs) -> int:
+    return flop_counter.sdpa_flop_count(query_shape, key_shape, value_shape)
+
+
+def _sdpa_backward(
+    grad_out_shape, query_shape, key_shape, value_shape, *args, out_shape=None, **kwargs
+) -> int:
+    return flop_counter.sdpa_backward_flop_count(grad_out_shape, query_shape, key_shape, value_shape)
+
+
+# torch 2.13's counter knows the CUDA attention kernels but not SDPA's fused CPU kernel, which runs wherever
+# the mask is per-key only (ParT's class attention, or no pair bias): its matmuls would be missed. Counted
+# like the CUDA flash kernel: QK and AV forward; the backward recomputes QK (5 matmuls).
+_aten = torch.ops.aten
+CPU_ATTENTION_FORMULAS = (
+    {
+        _aten._scaled_dot_product_flash_attention_for_cpu: _sdpa,
+        _aten._scaled_dot_product_flash_attention_for_cpu_backward: _sdpa_backward,
+    }
+    if hasattr(_aten, "_scaled_dot_product_flash_attention_for_cpu")
+    else {}
+)
 
 
 def parameter_counts(model: nn.Module) -> dict[str, int]:
@@ -36,10 +61,12 @@ def training_step_flops(model: nn.Module, batch: dict[str, torch.Tensor]) -> int
 
     The counter sees matrix products (mm, addmm, bmm, attention kernels, convolutions); norms, activations and
     the optimiser update are not counted (as in the 6·N·D convention). Gradients are cleared afterwards.
+    SDPA's path decides the attention's backward count: the unfused (math) path stores the probabilities
+    (4 matmuls), the fused kernels recompute QK (5).
     """
     was_training = model.training
     model.train()
-    with FlopCounterMode(display=False) as counter:
+    with FlopCounterMode(display=False, custom_mapping=CPU_ATTENTION_FORMULAS) as counter:
         logits = model(
             batch["part_features"], batch["part_vectors"], batch["part_mask"], batch["jet_features"]
         )

@@ -136,16 +136,21 @@ def approx_parameters(size: dict[str, Any]) -> int:
 
 
 def cell_resources(config: dict[str, Any], cell_id: str, attempt: int = 1) -> dict[str, int]:
-    """Slurm runtime (minutes) and memory (MB) of one cell, growing with N, D, epochs and LR candidates.
+    """Slurm runtime (minutes) and memory (MB) of one cell, from its N, D, epochs and LR candidates.
 
-    runtime = overhead + 6 N D epochs <n> * candidates / throughput (x2 margin, x attempt);
-    mem = base + 16 bytes per parameter (weights, grads, Adam) x 4 + the capped validation set in memory.
+    runtime = overhead + 2 x 6 N D epochs <n> * candidates / throughput (x attempt). Memory: 16 bytes per
+    parameter (weights, gradients, two Adam moments) + activations of one batch (per-particle tensors and the
+    heads x P^2 attention biases of every block, kept for the backward) + base; it does not grow with D,
+    because the loader streams the subset in blocks instead of loading it.
     """
     section = config["scaling"]
     slurm = section["slurm"]
     cell = lookup(section, cell_id)
-    n = approx_parameters(section["sizes"][cell.size])
+    size = section["sizes"][cell.size]
+    n = approx_parameters(size)
     flops = 6.0 * n * cell.jets * cell.epochs * slurm["mean_particles"] * len(section["lr"]["multipliers"])
     minutes = slurm["overhead_minutes"] + 2.0 * flops / (slurm["effective_tflops"] * 1e12) / 60.0
-    mem = slurm["base_mem_mb"] + 64 * n / 1e6 + section["val_jets"] * 128 * 21 * 4 / 1e6
+    batch, p, blocks = section["train"].get("batch_size", 64), 128, size["depth"] + size.get("cls_depth", 2)
+    activations = batch * p * blocks * (30 * width(size) + 3 * size.get("heads", 8) * p) * 4
+    mem = slurm["base_mem_mb"] + (16 * n + activations) / 1e6
     return {"runtime": math.ceil(minutes * attempt), "mem_mb": math.ceil(mem * attempt)}
