@@ -222,3 +222,17 @@ def test_snakemake_reruns_only_missing_or_changed_cells(tmp_path: Path) -> None:
     config["scaling"]["data_sizes"] = [64, 96]
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
     assert _planned_cells(tmp_path) == ["s-D64-E1", "s-D96-E1", "xs-D96-E1"]  # + the new data size's cells
+
+
+def test_pretrained_init_needs_the_pretrain_stage_or_a_checkpoint(tmp_path: Path) -> None:
+    from jetfm.scaling.cell import run_cell
+
+    config = validate_config({"scaling": {**TINY, "data_sizes": [32], "init": "pretrained"}})
+    try:
+        import jetfm.train.finetune  # noqa: F401
+    except ModuleNotFoundError:
+        with pytest.raises(NotImplementedError, match="needs the pretrain stage"):
+            run_cell(config, "xs-D32-E1", "unused.h5", "unused.h5", tmp_path)
+    else:
+        with pytest.raises(ValueError, match=r"needs scaling\.pretrained_checkpoint"):
+            run_cell(config, "xs-D32-E1", "unused.h5", "unused.h5", tmp_path)

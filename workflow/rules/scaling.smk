@@ -19,7 +19,7 @@ def scaling_cell_inputs(wildcards):
         "train": f"{SCALING_DIR}/data/train_D{parse_cell_id(wildcards.cell).jets}.h5",
         "val": f"{SCALING_DIR}/data/val_D{SCALING['val_jets']}.h5",
     }
-    if SCALING["init"] == "pretrained":
+    if SCALING["init"] == "pretrained" and SCALING["pretrained_checkpoint"]:
         inputs["pretrained"] = SCALING["pretrained_checkpoint"]
     return inputs
 
@@ -61,7 +61,7 @@ rule scaling_cell:
         f"{LOGS}/scaling/{SCALING['sweep']}/{{cell}}.log",
     wildcard_constraints:
         cell=CELL_PATTERN,
-    threads: 1
+    threads: 1 + SCALING["train"].get("num_workers", 0)  # the training process + its loader workers
     resources:
         # Grow with the cell's N, D, epochs and learning-rate candidates (jetfm.scaling.grid.cell_resources).
         runtime=lambda wildcards, attempt: cell_resources(config, wildcards.cell, attempt)["runtime"],

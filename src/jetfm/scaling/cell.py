@@ -20,9 +20,28 @@ from jetfm.scaling.grid import cell_settings, parse_cell_id
 from jetfm.train.config import TrainConfig
 
 PRETRAINED_MISSING = (
-    "scaling.init=pretrained needs the pretrain stage's backbone loader (a function that loads a pretrained "
-    "backbone into a freshly built model), which this branch does not have yet; use scaling.init=scratch"
+    "scaling.init=pretrained needs the pretrain stage (jetfm.train.finetune.FineTune, which loads a "
+    "pretrained ParT backbone through the training loop's objective interface), and this installation does "
+    "not have it; use scaling.init=scratch"
 )
+
+
+def loop_objective(settings: dict[str, Any]) -> dict[str, Any]:
+    """Extra arguments of `train` for the cell's initialisation: none from scratch; for `pretrained`, the
+    pretrain stage's fine-tuning objective (all jets of the subset, the whole model trained, the backbone
+    loaded from scaling.pretrained_checkpoint), so the two laws differ only in the initialisation."""
+    if settings["init"] == "scratch":
+        return {}
+    try:
+        from jetfm.train.finetune import FineTune
+    except ModuleNotFoundError as exc:
+        raise NotImplementedError(PRETRAINED_MISSING) from exc
+    path = settings["pretrained_checkpoint"]
+    if not path:
+        raise ValueError(
+            "scaling.init=pretrained needs scaling.pretrained_checkpoint (a pretrain checkpoint.pt)"
+        )
+    return {"objective": FineTune("scaling", 1.0, path, mode="full")}
 
 
 def train_config(settings: dict[str, Any], lr: float, threads: int = 0) -> TrainConfig:
@@ -59,9 +78,13 @@ def per_jet_val_losses(cfg: TrainConfig, run_dir: Path, val_file: str) -> np.nda
     """Cross-entropy of every validation jet under the run's final weights (for the loss's standard error)."""
     from jetfm.models import build_model
     from jetfm.train.checkpoint import load_checkpoint
-    from jetfm.train.loop import predict
 
-    ckpt = load_checkpoint(run_dir / "checkpoint.pt", cfg, 1)
+    try:  # the loop's evaluation helper (it lives with the objectives once the loop has them)
+        from jetfm.train.objectives import predict
+    except ModuleNotFoundError:
+        from jetfm.train.loop import predict
+
+    ckpt = load_checkpoint(run_dir / "checkpoint.pt")
     model = build_model(
         cfg.model, ckpt["num_features"], ckpt["num_jet_features"], len(ckpt["classes"]), **cfg.size
     )
@@ -100,8 +123,7 @@ def run_cell(
     """Train one cell (every candidate lr), write `out_dir/result.json`, return it."""
     t0 = time.time()
     settings = cell_settings(config, cell_id)
-    if settings["init"] == "pretrained":
-        raise NotImplementedError(PRETRAINED_MISSING)
+    loop_objective(settings)  # an unusable initialisation fails here, before any training
     out = Path(out_dir)
     candidates = []
     for i, lr in enumerate(settings["learning_rates"]):
@@ -113,7 +135,8 @@ def run_cell(
         print(
             f"cell {cell_id}: lr {lr:.4g} ({i + 1}/{len(settings['learning_rates'])}), {cfg.max_steps} steps"
         )
-        train(cfg, [train_file], [val_file], None, run_dir, workflow_config=config)
+        init = loop_objective(settings)  # a fresh objective per run (it records what it loaded)
+        train(cfg, [train_file], [val_file], None, run_dir, workflow_config=config, **init)
         loss = final_val_loss(run_dir / "history.csv")
         candidates.append({"lr": lr, "val_loss": loss, "wall_s": time.time() - t_run, "dir": run_dir})
         print(f"cell {cell_id}: lr {lr:.4g} -> validation loss {loss:.5f} ({time.time() - t_run:.1f} s)")
@@ -131,6 +154,7 @@ def run_cell(
     result = {
         "cell": cell_id,
         "size": parse_cell_id(cell_id).size,
+        "init": settings["init"],
         "N": n,
         "N_total": n_total,
         "D": settings["jets"],

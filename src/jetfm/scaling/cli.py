@@ -21,6 +21,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     add_config_arguments(parser)
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("cells", help="print the grid's cell ids and their settings")
+    sub.add_parser("cost", help="expected accelerator-hours of the grid and the Slurm hours requested")
     run = sub.add_parser("run", help="the whole sweep in this process (cells with a result.json are kept)")
     run.add_argument("--h5-dir", help="preprocessed shards (default results/h5/<dataset>)")
     run.add_argument("--out-dir", help="default results/scaling/<sweep>")
@@ -52,6 +53,13 @@ def run(args: argparse.Namespace) -> int:
     if args.command == "cells":
         for c in grid.cells(config["scaling"]):
             print(c.id, json.dumps(grid.cell_settings(config, c.id), sort_keys=True))
+    elif args.command == "cost":
+        cost = grid.expected_cost(config)
+        print(
+            f"{cost['cells']} cells: {cost['compute_hours']:.1f} h of training compute + "
+            f"{cost['overhead_hours']:.1f} h start-up/evaluation = {cost['expected_hours']:.1f} "
+            f"accelerator-hours expected; Slurm requests {cost['requested_hours']:.1f} h (x2 margins)"
+        )
     elif args.command == "subset":
         from jetfm.scaling.subset import write_subset
 

@@ -135,6 +135,24 @@ def approx_parameters(size: dict[str, Any]) -> int:
     return (size["depth"] + size.get("cls_depth", 2)) * (4 + 2 * size.get("ffn_ratio", 4)) * e * e
 
 
+def expected_cost(config: dict[str, Any]) -> dict[str, float]:
+    """Expected accelerator-hours of the whole grid (6 N D epochs <n> per LR candidate at the configured
+    sustained throughput, plus the per-cell overhead) and the hours Slurm is asked for (with margins)."""
+    section = config["scaling"]
+    slurm = section["slurm"]
+    compute_h = overhead_h = requested_h = 0.0
+    for cell in cells(section):
+        n = approx_parameters(section["sizes"][cell.size])
+        flops = (
+            6.0 * n * cell.jets * cell.epochs * slurm["mean_particles"] * len(section["lr"]["multipliers"])
+        )
+        compute_h += flops / (slurm["effective_tflops"] * 1e12) / 3600
+        overhead_h += slurm["overhead_minutes"] / 60
+        requested_h += cell_resources(config, cell.id)["runtime"] / 60
+    return {"cells": len(cells(section)), "compute_hours": compute_h, "overhead_hours": overhead_h,
+            "expected_hours": compute_h + overhead_h, "requested_hours": requested_h}  # fmt: skip
+
+
 def cell_resources(config: dict[str, Any], cell_id: str, attempt: int = 1) -> dict[str, int]:
     """Slurm runtime (minutes) and memory (MB) of one cell, from its N, D, epochs and LR candidates.
 
