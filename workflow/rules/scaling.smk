@@ -1,6 +1,8 @@
 # scaling stage: one training run per cell of the grid sizes x data sizes x repetitions (each its own job, so
 # a cluster runs cells side by side and a rerun redoes only missing or changed cells), then runs.csv, the fit
 # of L(N, D) with bootstrap uncertainties and the report figures. Logic: src/jetfm/scaling (`jetfm scaling`).
+import os
+
 from jetfm.scaling.grid import CELL_PATTERN, cell_resources, cell_settings, cells, parse_cell_id
 
 SCALING = config["scaling"]
@@ -9,25 +11,21 @@ SCALING_CELLS = [c.id for c in cells(SCALING)]
 SCALING_FIGURES = ["loss_vs_n", "loss_vs_d", "isoflop", "residuals", "repetition"]
 
 
-def scaling_split_shards(wildcards):
-    n = config["preprocess"]["shards_per_split"]
-    return [f"{RESULTS}/h5/{DATASET}/{wildcards.split}/{s}.h5" for s in shard_ids(n)]
-
-
-def scaling_cell_inputs(wildcards):
-    inputs = {
-        "train": f"{SCALING_DIR}/data/train_D{parse_cell_id(wildcards.cell).jets}.h5",
-        "val": f"{SCALING_DIR}/data/val_D{SCALING['val_jets']}.h5",
-    }
-    if SCALING["init"] == "pretrained" and SCALING["pretrained_checkpoint"]:
-        inputs["pretrained"] = SCALING["pretrained_checkpoint"]
-    return inputs
+# A pretrained checkpoint is an input of every cell when the sweep fine-tunes (its change reruns them).
+SCALING_PRETRAINED = (
+    [SCALING["pretrained_checkpoint"]]
+    if SCALING["init"] == "pretrained" and SCALING["pretrained_checkpoint"]
+    else []
+)
 
 
 # The first `jets` nominal jets of one fixed order of a split: nested training subsets, the fixed validation set.
 rule scaling_subset:
     input:
-        scaling_split_shards,
+        lambda wildcards: expand(
+            f"{RESULTS}/h5/{DATASET}/{wildcards.split}/{{shard}}.h5",
+            shard=shard_ids(config["preprocess"]["shards_per_split"]),
+        ),
     output:
         f"{SCALING_DIR}/data/{{split}}_D{{jets}}.h5",
     params:
@@ -49,7 +47,9 @@ rule scaling_subset:
 
 rule scaling_cell:
     input:
-        unpack(scaling_cell_inputs),
+        train=lambda wildcards: f"{SCALING_DIR}/data/train_D{parse_cell_id(wildcards.cell).jets}.h5",
+        val=f"{SCALING_DIR}/data/val_D{SCALING['val_jets']}.h5",
+        pretrained=SCALING_PRETRAINED,
     output:
         result=f"{SCALING_DIR}/cells/{{cell}}/result.json",
     params:
@@ -105,7 +105,7 @@ rule scaling_fit:
         ],
     params:
         fit=SCALING["fit"],
-        out_dir=SCALING_DIR,
+        out_dir=lambda wildcards, output: os.path.dirname(output.fit),
     log:
         f"{LOGS}/scaling/{SCALING['sweep']}/fit.log",
     threads: 1

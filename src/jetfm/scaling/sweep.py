@@ -74,7 +74,7 @@ def run_sweep(
     section = config["scaling"]
     out = Path(out_dir)
     seed = section["subset_seed"]
-    val = out / "data" / "val.h5"
+    val = out / "data" / f"val_D{section['val_jets']}.h5"  # the names the Snakemake rules use
     if not val.exists():
         write_subset(split_files(h5_dir, "val", config), section["val_jets"], val, seed, "val")
     results = []
