@@ -126,7 +126,7 @@ def test_cells_ids_settings_and_bad_grids() -> None:
                    "s-D64-E1", "s-D64-E2", "s-D128-E1", "s-D128-E2"]  # fmt: skip
     settings = grid.cell_settings(config, "s-D128-E2")
     assert settings["steps"] == 128 // 32 * 2 and settings["learning_rates"] == pytest.approx(
-        [0.002 * (16 / 32) ** -0.5], rel=1e-5
+        [0.008 * (16 / 32) ** -0.5], rel=1e-5
     )
     res = [grid.cell_resources(config, cid) for cid in ("xs-D64-E1", "s-D64-E1")]
     assert res[1]["mem_mb"] > res[0]["mem_mb"]  # memory grows with the model

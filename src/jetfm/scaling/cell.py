@@ -74,6 +74,12 @@ def final_val_loss(history_csv: Path) -> float:
     return float(losses[-1])
 
 
+def evaluation_device(cfg: TrainConfig) -> torch.device:
+    """Where the cell's extra passes (per-jet validation, FLOP probe) run: the training device."""
+    use_cuda = cfg.device == "cuda" or (cfg.device == "auto" and torch.cuda.is_available())
+    return torch.device("cuda" if use_cuda else "cpu")
+
+
 def per_jet_val_losses(cfg: TrainConfig, run_dir: Path, val_file: str) -> np.ndarray:
     """Cross-entropy of every validation jet under the run's final weights (for the loss's standard error)."""
     from jetfm.models import build_model
@@ -89,7 +95,8 @@ def per_jet_val_losses(cfg: TrainConfig, run_dir: Path, val_file: str) -> np.nda
         cfg.model, ckpt["num_features"], ckpt["num_jet_features"], len(ckpt["classes"]), **cfg.size
     )
     model.load_state_dict(ckpt["model"])
-    probs, labels = predict(model, [val_file], cfg, torch.device("cpu"))
+    device = evaluation_device(cfg)
+    probs, labels = predict(model.to(device), [val_file], cfg, device)
     return -np.log(np.clip(probs[np.arange(len(labels)), labels], 1e-12, None))
 
 
@@ -104,12 +111,13 @@ def probe_compute(cfg: TrainConfig, train_file: str, n_batches: int) -> dict[str
     )  # fmt: skip
     meta = stream.meta
     model = build_model(cfg.model, meta.num_features, meta.num_jet_features, len(meta.classes), **cfg.size)
+    device = evaluation_device(cfg)
     batches = []
     for batch in make_loader(stream):
-        batches.append(batch)
+        batches.append({k: v.to(device) for k, v in batch.items()})
         if len(batches) >= n_batches:
             break
-    return measure_compute(model, batches)
+    return measure_compute(model.to(device), batches)
 
 
 def run_cell(

@@ -158,11 +158,11 @@ def fit_repetition(params: np.ndarray, c: Cells, epochs: np.ndarray) -> float:
 
 
 def _flag(name: str, value: float, spread: dict[str, float], lower: float, upper: float) -> str | None:
-    if "uncertainty" not in spread:
-        return f"{name}: no bootstrap uncertainty (too few cells)"
     tol = 1e-3 * max(1.0, abs(value))
     if abs(value - lower) < tol or (math.isfinite(upper) and abs(value - upper) < tol):
         return f"{name} = {value:.4g} sits at its bound [{lower:g}, {upper:g}]"
+    if "uncertainty" not in spread:
+        return f"{name}: no bootstrap uncertainty (too few cells)"
     if value and spread["uncertainty"] > 0.5 * abs(value):
         return f"{name} = {value:.4g} ± {spread['uncertainty']:.2g}: relative uncertainty above 50 %"
     return None
