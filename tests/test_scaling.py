@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import re
 import subprocess
 import sys
@@ -186,9 +187,10 @@ def test_tiny_grid_end_to_end_in_process(tmp_path: Path) -> None:
 
 
 def _snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("JETFM_SLURM_")}  # default partitions
     return subprocess.run(
         [str(SNAKEMAKE), "-c2", "--directory", str(workdir), "-s", str(workdir / "Snakefile"), *args],
-        capture_output=True, text=True, timeout=600,
+        capture_output=True, text=True, timeout=600, env=env,
     )  # fmt: skip
 
 
@@ -216,6 +218,17 @@ def test_snakemake_reruns_only_missing_or_changed_cells(tmp_path: Path) -> None:
     assert "cell xs-D64-E1: N=" in (tmp_path / "logs/scaling/tiny/xs-D64-E1.log").read_text()
 
     assert _planned_cells(tmp_path) == []  # finished cells are not rerun
+
+    # Under the Slurm profile each cell is a GPU job whose runtime and memory come from the cell.
+    proc = _snakemake(tmp_path, "--profile", str(REPO / "profiles/slurm"), "-n", "--forceall", "scaling_all")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    requests = dict(re.findall(r"wildcards: cell=(\S+)\n\s+resources: (.*)", proc.stdout + proc.stderr))
+    assert set(requests) == {"xs-D64-E1", "s-D64-E1"}, requests
+    for cell, line in requests.items():
+        want = grid.cell_resources(validate_config(config), cell)
+        assert "slurm_partition=gpu" in line and "gpu=1" in line, line
+        assert f"runtime={want['runtime']}," in line and f"mem_mb={want['mem_mb']}," in line, (line, want)
+
     config["scaling"]["cell_overrides"] = {"s-D64-E1": {"lr_multipliers": [0.5, 1.0]}}
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
     assert _planned_cells(tmp_path) == ["s-D64-E1"]  # one cell's settings changed: only that cell
