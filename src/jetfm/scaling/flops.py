@@ -17,7 +17,7 @@ from torch import nn
 from torch.utils import flop_counter
 from torch.utils.flop_counter import FlopCounterMode
 
-EMBEDDING_MODULES = ("embed", "pair_embed")
+EMBEDDING_MODULES = frozenset({"embed", "pair_embed"})
 
 
 def _sdpa(query_shape, key_shape, value_shape, *args, out_shape=None, **kwargs) -> int:
@@ -51,7 +51,7 @@ def parameter_counts(model: nn.Module) -> dict[str, int]:
         if not p.requires_grad:
             continue
         total += p.numel()
-        if name.split(".", 1)[0] in EMBEDDING_MODULES:
+        if EMBEDDING_MODULES & set(name.split(".")):  # also when wrapped, e.g. backbone.embed.*
             embedding += p.numel()
     return {"total": total, "non_embedding": total - embedding}
 
