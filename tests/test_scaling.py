@@ -250,3 +250,21 @@ def test_pretrained_init_needs_the_pretrain_stage_or_a_checkpoint(tmp_path: Path
     else:
         with pytest.raises(ValueError, match=r"needs scaling\.pretrained_checkpoint"):
             run_cell(config, "xs-D32-E1", "unused.h5", "unused.h5", tmp_path)
+
+
+def test_compare_two_sweeps_measures_a_shift_in_units_of_its_uncertainty(tmp_path: Path) -> None:
+    from jetfm.scaling.compare import compare_fits
+
+    rows = [r for r in _synthetic_rows(np.random.default_rng(3)) if r["epochs"] == 1]
+    shifted = [{**r, "val_loss": r["val_loss"] - 0.1} for r in rows]  # a lower asymptote, same slopes
+    paths = {}
+    for label, data in (("scratch", rows), ("pretrained", shifted)):
+        fit = analyse(data, bootstrap=40, seed=2)
+        fit.pop("provenance", None)
+        paths[label] = tmp_path / f"{label}.json"
+        paths[label].write_text(json.dumps(fit))
+    table = {(r["sweep"], r["quantity"]): r for r in compare_fits(paths, tmp_path / "cmp.csv")}
+    assert table["pretrained", "E"]["pull_vs_first"] < -2  # E moved down by 0.1, many sigma
+    assert abs(table["pretrained", "beta"]["pull_vs_first"]) < 3  # the data exponent did not
+    assert np.isnan(table["scratch", "E"]["pull_vs_first"])
+    assert len((tmp_path / "cmp.csv").read_text().splitlines()) == 1 + 2 * 6

@@ -43,6 +43,11 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     fit = sub.add_parser("fit", help="runs.csv -> fit.json and figures")
     fit.add_argument("--runs", required=True)
     fit.add_argument("--out-dir", required=True)
+    compare = sub.add_parser(
+        "compare", help="fits of several sweeps side by side (e.g. scratch vs pretrained)"
+    )
+    compare.add_argument("fits", nargs="+", metavar="LABEL=FIT_JSON", help="the first is the reference")
+    compare.add_argument("--out", required=True, help="comparison CSV")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -73,6 +78,13 @@ def run(args: argparse.Namespace) -> int:
         from jetfm.scaling.runs import collect
 
         print(f"{len(collect(args.results, args.out))} cells -> {args.out}")
+    elif args.command == "compare":
+        from jetfm.scaling.compare import compare_fits
+
+        pairs = dict(item.split("=", 1) for item in args.fits)
+        for row in compare_fits(pairs, args.out):
+            print(f"{row['sweep']:>12} {row['quantity']:>6} = {row['value']:.4g} ± {row['uncertainty']:.2g}"
+                  f"  ({row['pull_vs_first']:+.1f} σ vs first)")  # fmt: skip
     elif args.command == "fit":
         print(sweep.describe(sweep.fit_sweep(config, args.runs, args.out_dir)))
     else:  # run
