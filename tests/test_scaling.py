@@ -142,6 +142,13 @@ def test_cells_ids_settings_and_bad_grids() -> None:
     config["scaling"]["cell_overrides"] = {"s-D99-E1": {"lr_multipliers": [2.0]}}
     with pytest.raises(ValueError, match=r"cell_overrides names cell\(s\) \['s-D99-E1'\]"):
         grid.cell_settings(config, "s-D64-E1")
+    config["scaling"]["cell_overrides"] = {}
+    config["scaling"]["train"] = {"batch_sise": 8}
+    with pytest.raises(
+        ValueError, match=r"scaling\.train: unknown training config key\(s\) \['batch_sise'\]"
+    ):
+        grid.cells(config["scaling"])
+    config["scaling"]["train"] = {"batch_size": 32}
     config["scaling"]["data_sizes"] = [16]
     with pytest.raises(ValueError, match=r"below scaling\.train\.batch_size=32"):
         grid.cells(config["scaling"])

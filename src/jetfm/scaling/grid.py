@@ -44,6 +44,12 @@ def cells(section: dict[str, Any]) -> list[Cell]:
     bad = [name for name in sizes if not re.fullmatch(r"[A-Za-z0-9_.]+", name)]
     if bad:
         raise ValueError(f"scaling.sizes names {bad} may only use letters, digits, '_' and '.'")
+    from jetfm.train.config import TrainConfig  # a dataclass, no torch
+
+    try:  # a typo in scaling.train fails when the grid is read, not hours later in a cell job
+        TrainConfig.from_dict(section["train"])
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"scaling.train: {exc}") from exc
     batch = section["train"].get("batch_size", 64)
     small = [d for d in section["data_sizes"] if d < batch]
     if small:
