@@ -192,6 +192,15 @@ def test_tiny_grid_end_to_end_in_process(tmp_path: Path) -> None:
     mtime = (tmp_path / "sweep/cells/s-D128-E1/result.json").stat().st_mtime_ns
     run_sweep(config, tmp_path / "h5", tmp_path / "sweep")
     assert (tmp_path / "sweep/cells/s-D128-E1/result.json").stat().st_mtime_ns == mtime
+    # A cell whose job died after training continues from its checkpoint: the same loss, no steps redone.
+    result = tmp_path / "sweep/cells/s-D128-E1/result.json"
+    before = json.loads(result.read_text())
+    result.unlink()
+    history = next((tmp_path / "sweep/cells/s-D128-E1").glob("lr0-*/history.csv"))
+    rows_before = history.read_text()
+    run_sweep(config, tmp_path / "h5", tmp_path / "sweep")
+    after = json.loads(result.read_text())
+    assert after["val_loss"] == before["val_loss"] and history.read_text() == rows_before
 
 
 def _snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess[str]:

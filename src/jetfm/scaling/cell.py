@@ -6,6 +6,9 @@ wall time in `result.json`.
 from __future__ import annotations
 
 import csv
+import hashlib
+import json
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -17,7 +20,7 @@ from jetfm.atomic import write_json_atomic
 from jetfm.provenance import make_provenance
 from jetfm.scaling.flops import measure_compute
 from jetfm.scaling.grid import cell_settings, parse_cell_id
-from jetfm.train.config import TrainConfig
+from jetfm.train.config import RESUME_MUTABLE, TrainConfig
 
 PRETRAINED_MISSING = (
     "scaling.init=pretrained needs the pretrain stage (jetfm.train.finetune.FineTune, which loads a "
@@ -57,12 +60,19 @@ def train_config(settings: dict[str, Any], lr: float, threads: int = 0) -> Train
         "warmup_steps": round(settings["warmup_fraction"] * steps),
         "eval_every": steps,  # one validation pass, at the end: the cell's loss
         "eval_batches": 0,
-        "checkpoint_every": steps,
+        "checkpoint_every": max(1, steps // 10),  # a killed or timed-out cell continues from here
         "log_every": max(1, steps // 20),
         "progress": False,
         "threads": threads,
     }
     return TrainConfig.from_dict(values)
+
+
+def run_name(index: int, cfg: TrainConfig) -> str:
+    """`lr<i>-<digest of the config>`: a rerun continues a run of the same config (resume) and never one of
+    other settings (their directories are removed)."""
+    values = {k: v for k, v in cfg.to_dict().items() if k not in RESUME_MUTABLE}
+    return f"lr{index}-" + hashlib.sha1(json.dumps(values, sort_keys=True).encode()).hexdigest()[:10]
 
 
 def final_val_loss(history_csv: Path) -> float:
@@ -133,10 +143,14 @@ def run_cell(
     settings = cell_settings(config, cell_id)
     loop_objective(settings)  # an unusable initialisation fails here, before any training
     out = Path(out_dir)
+    configs = [train_config(settings, lr, threads) for lr in settings["learning_rates"]]
+    names = [run_name(i, cfg) for i, cfg in enumerate(configs)]
+    for stale in out.glob("lr*"):  # runs of earlier settings of this cell
+        if stale.is_dir() and stale.name not in names:
+            shutil.rmtree(stale)
     candidates = []
-    for i, lr in enumerate(settings["learning_rates"]):
-        cfg = train_config(settings, lr, threads)
-        run_dir = out / f"lr{i}"
+    for i, (lr, cfg) in enumerate(zip(settings["learning_rates"], configs, strict=True)):
+        run_dir = out / names[i]
         t_run = time.time()
         from jetfm.train.loop import train
 
@@ -144,7 +158,7 @@ def run_cell(
             f"cell {cell_id}: lr {lr:.4g} ({i + 1}/{len(settings['learning_rates'])}), {cfg.max_steps} steps"
         )
         init = loop_objective(settings)  # a fresh objective per run (it records what it loaded)
-        train(cfg, [train_file], [val_file], None, run_dir, workflow_config=config, **init)
+        train(cfg, [train_file], [val_file], None, run_dir, resume=True, workflow_config=config, **init)
         loss = final_val_loss(run_dir / "history.csv")
         candidates.append({"lr": lr, "val_loss": loss, "wall_s": time.time() - t_run, "dir": run_dir})
         print(f"cell {cell_id}: lr {lr:.4g} -> validation loss {loss:.5f} ({time.time() - t_run:.1f} s)")
