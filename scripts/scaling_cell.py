@@ -1,0 +1,14 @@
+"""Snakemake `script:` entry of rule `scaling_cell`: one cell of the sweep (as `jetfm scaling cell`)."""
+
+from jetfm.logs import redirect_to_log
+from jetfm.scaling.cell import run_cell
+
+with redirect_to_log(snakemake.log[0]):
+    run_cell(
+        snakemake.config,
+        snakemake.wildcards.cell,
+        snakemake.input.train,
+        snakemake.input.val,
+        snakemake.params.out_dir,
+        threads=snakemake.threads,
+    )

@@ -1,0 +1,93 @@
+"""`jetfm scaling`: the sweep's steps one by one (what the Snakemake rules call) or all at once.
+
+jetfm scaling cells                                   # the grid's cell ids
+jetfm scaling run --h5-dir results/h5/tiny            # the whole sweep in this process
+jetfm scaling subset --split train --jets 512 --out train_D512.h5
+jetfm scaling cell --cell s-D512-E1 --train-subset train_D512.h5 --val-subset val.h5 --out cells/s-D512-E1
+jetfm scaling collect cells/*/result.json --out runs.csv
+jetfm scaling fit --runs runs.csv --out-dir results/scaling/tiny
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from jetfm.cli import add_config_arguments
+from jetfm.config import load_config, parse_overrides
+
+
+def configure_parser(parser: argparse.ArgumentParser) -> None:
+    add_config_arguments(parser)
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("cells", help="print the grid's cell ids and their settings")
+    sub.add_parser("cost", help="expected accelerator-hours of the grid and the Slurm hours requested")
+    run = sub.add_parser("run", help="the whole sweep in this process (cells with a result.json are kept)")
+    run.add_argument("--h5-dir", help="preprocessed shards (default results/h5/<dataset>)")
+    run.add_argument("--out-dir", help="default results/scaling/<sweep>")
+    run.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = default)")
+    subset = sub.add_parser("subset", help="the first JETS nominal jets of a split's fixed order, one shard")
+    subset.add_argument("--split", choices=("train", "val"), default="train")
+    subset.add_argument("--jets", type=int, required=True)
+    subset.add_argument("--h5-dir", help="preprocessed shards (default results/h5/<dataset>)")
+    subset.add_argument("--out", required=True)
+    cell = sub.add_parser("cell", help="train one cell at every candidate learning rate; write result.json")
+    cell.add_argument("--cell", required=True, help="cell id <size>-D<jets>-E<epochs> (see `cells`)")
+    cell.add_argument("--train-subset", required=True)
+    cell.add_argument("--val-subset", required=True)
+    cell.add_argument("--out", required=True, help="cell directory")
+    cell.add_argument("--threads", type=int, default=0)
+    collect = sub.add_parser("collect", help="cells' result.json -> runs.csv")
+    collect.add_argument("results", nargs="+")
+    collect.add_argument("--out", required=True)
+    fit = sub.add_parser("fit", help="runs.csv -> fit.json and figures")
+    fit.add_argument("--runs", required=True)
+    fit.add_argument("--out-dir", required=True)
+    compare = sub.add_parser(
+        "compare", help="fits of several sweeps side by side (e.g. scratch vs pretrained)"
+    )
+    compare.add_argument("fits", nargs="+", metavar="LABEL=FIT_JSON", help="the first is the reference")
+    compare.add_argument("--out", required=True, help="comparison CSV")
+
+
+def run(args: argparse.Namespace) -> int:
+    from jetfm.scaling import grid, sweep
+
+    config = load_config(args.config, parse_overrides(args.overrides))
+    h5_dir = getattr(args, "h5_dir", None) or f"results/h5/{config['dataset']}"
+    if args.command == "cells":
+        for c in grid.cells(config["scaling"]):
+            print(c.id, json.dumps(grid.cell_settings(config, c.id), sort_keys=True))
+    elif args.command == "cost":
+        cost = grid.expected_cost(config)
+        print(
+            f"{cost['cells']} cells: {cost['compute_hours']:.1f} h of training compute + "
+            f"{cost['overhead_hours']:.1f} h start-up/evaluation = {cost['expected_hours']:.1f} "
+            f"accelerator-hours expected; Slurm requests {cost['requested_hours']:.1f} h (x2 margins)"
+        )
+    elif args.command == "subset":
+        from jetfm.scaling.subset import write_subset
+
+        files = sweep.split_files(h5_dir, args.split, config)
+        print(write_subset(files, args.jets, args.out, config["scaling"]["subset_seed"], args.split))
+    elif args.command == "cell":
+        from jetfm.scaling.cell import run_cell
+
+        run_cell(config, args.cell, args.train_subset, args.val_subset, args.out, args.threads)
+    elif args.command == "collect":
+        from jetfm.scaling.runs import collect
+
+        print(f"{len(collect(args.results, args.out))} cells -> {args.out}")
+    elif args.command == "compare":
+        from jetfm.scaling.compare import compare_fits
+
+        pairs = dict(item.split("=", 1) for item in args.fits)
+        for row in compare_fits(pairs, args.out):
+            print(f"{row['sweep']:>12} {row['quantity']:>6} = {row['value']:.4g} ± {row['uncertainty']:.2g}"
+                  f"  ({row['pull_vs_first']:+.1f} σ vs first)")  # fmt: skip
+    elif args.command == "fit":
+        print(sweep.describe(sweep.fit_sweep(config, args.runs, args.out_dir)))
+    else:  # run
+        out = args.out_dir or sweep.sweep_dir(config)
+        print(sweep.describe(sweep.run_sweep(config, h5_dir, out, args.threads)))
+    return 0

@@ -1,0 +1,90 @@
+"""Sweep-level steps shared by the CLI and the Snakemake scripts: paths, the fit + figures, a whole sweep."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from jetfm.atomic import write_json_atomic
+from jetfm.provenance import make_provenance
+
+
+def sweep_dir(config: dict[str, Any]) -> Path:
+    return Path("results/scaling") / config["scaling"]["sweep"]
+
+
+def split_files(h5_dir: str | Path, split: str, config: dict[str, Any]) -> list[str]:
+    """The preprocessing stage's shards of a split (`{h5_dir}/{split}/{i:04d}.h5`)."""
+    from jetfm.train.cli import shard_paths
+
+    return shard_paths(h5_dir, split, config["preprocess"]["shards_per_split"])
+
+
+def fit_sweep(config: dict[str, Any], runs_csv: str | Path, out_dir: str | Path) -> dict[str, Any]:
+    """runs.csv -> fit.json (every parameter with its uncertainty) + the report figures in out_dir."""
+    from jetfm.scaling.fit import analyse
+    from jetfm.scaling.plots import plot_all
+    from jetfm.scaling.runs import read_runs
+
+    t0 = time.time()
+    rows = read_runs(runs_csv)
+    fit_cfg = config["scaling"]["fit"]
+    fit = analyse(rows, bootstrap=fit_cfg["bootstrap"], seed=fit_cfg["seed"])
+    flagged = [r["cell"] for r in rows if str(r["lr_at_edge"]) == "True"]
+    if flagged:
+        fit["notes"].append(f"best learning rate at the edge of the search grid in cells {flagged}: widen it")
+    plot_all(rows, fit, out_dir)
+    fit["provenance"] = make_provenance(
+        "scaling-fit", config, fit_cfg["seed"], counts={"cells": len(rows)}, wall_time_s=time.time() - t0,
+        inputs=[str(runs_csv)],
+    )  # fmt: skip
+    write_json_atomic(Path(out_dir) / "fit.json", fit)
+    return fit
+
+
+def describe(fit: dict[str, Any]) -> str:
+    """One line per fitted quantity, for logs and the CLI."""
+    if fit.get("status") != "ok":
+        return f"fit {fit.get('status')}: " + "; ".join(fit.get("notes", []))
+    lines = []
+    for name, p in fit["parameters"].items():
+        lines.append(f"{name} = {p['value']:.4g} ± {p.get('uncertainty', float('nan')):.2g}")
+    gof = fit["goodness_of_fit"]
+    lines.append(f"chi2/ndf = {gof['chi2']:.2f}/{gof['ndf']}")
+    fr = fit["frontier"]
+    lines.append(f"N_opt ∝ C^{fr['a']['value']:.3f} ± {fr['a'].get('uncertainty', float('nan')):.2g}")
+    if fit.get("repetition"):
+        r = fit["repetition"]["R_star"]
+        lines.append(f"R* = {r['value']:.3g} ± {r.get('uncertainty', float('nan')):.2g}")
+    lines += [f"unconstrained: {u}" for u in fit["unconstrained"]] + [f"note: {n}" for n in fit["notes"]]
+    return "\n".join(lines)
+
+
+def run_sweep(
+    config: dict[str, Any], h5_dir: str | Path, out_dir: str | Path, threads: int = 0
+) -> dict[str, Any]:
+    """The whole sweep in this process (what `snakemake scaling_all` runs as separate jobs), skipping cells
+    whose result.json exists."""
+    from jetfm.scaling.cell import run_cell
+    from jetfm.scaling.grid import cells
+    from jetfm.scaling.runs import collect
+    from jetfm.scaling.subset import write_subset
+
+    section = config["scaling"]
+    out = Path(out_dir)
+    seed = section["subset_seed"]
+    val = out / "data" / f"val_D{section['val_jets']}.h5"  # the names the Snakemake rules use
+    if not val.exists():
+        write_subset(split_files(h5_dir, "val", config), section["val_jets"], val, seed, "val")
+    results = []
+    for cell in cells(section):
+        subset = out / "data" / f"train_D{cell.jets}.h5"
+        if not subset.exists():
+            write_subset(split_files(h5_dir, "train", config), cell.jets, subset, seed)
+        result = out / "cells" / cell.id / "result.json"
+        if not result.exists():
+            run_cell(config, cell.id, str(subset), str(val), result.parent, threads)
+        results.append(result)
+    collect(results, out / "runs.csv")
+    return fit_sweep(config, out / "runs.csv", out)

@@ -1,0 +1,286 @@
+"""Scaling sweeps: the fit recovers a known law within its quoted uncertainties, the FLOP counter matches a
+hand count, subsets are nested, a tiny grid runs end to end, and Snakemake reruns only missing or changed
+cells."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+import torch
+import yaml
+from train_fixtures import make_dataset
+
+from jetfm.config import validate_config
+from jetfm.models import build_model
+from jetfm.scaling import grid
+from jetfm.scaling.fit import NAMES, analyse, effective_data, law
+from jetfm.scaling.flops import parameter_counts, training_step_flops
+from jetfm.scaling.subset import write_subset
+from jetfm.scaling.sweep import run_sweep
+
+REPO = Path(__file__).resolve().parents[1]
+SNAKEMAKE = Path(sys.executable).with_name("snakemake")
+TRUTH = {"E": 0.45, "A": 8.0, "alpha": 0.35, "B": 12.0, "beta": 0.25}
+
+
+def _synthetic_rows(rng: np.random.Generator, r_star: float = 4.0, rel_noise: float = 0.004) -> list[dict]:
+    truth = tuple(TRUTH[k] for k in NAMES)
+    rows = []
+    for n in np.logspace(3, 6, 5):
+        for d in np.logspace(3, 6, 5):
+            for epochs in (1, 3, 9) if d <= 1e4 and n in (1e3, 1e6) else (1,):
+                loss = law(truth, n, effective_data(d, epochs, r_star))
+                sem = rel_noise * loss
+                rows.append({"N": n, "D": d, "epochs": epochs, "val_loss": loss + rng.normal(0, sem),
+                             "val_loss_sem": sem, "flops": 6 * n * d * epochs * 40,
+                             "jets_seen": d * epochs})  # fmt: skip
+    return rows
+
+
+def test_fit_recovers_known_parameters_within_its_uncertainties() -> None:
+    fit = analyse(_synthetic_rows(np.random.default_rng(7)), bootstrap=80, seed=1)
+    assert fit["status"] == "ok" and fit["cells"] == 25
+    for name, true in TRUTH.items():
+        p = fit["parameters"][name]
+        assert abs(p["value"] - true) < 3 * p["uncertainty"], (name, p, true)
+        assert p["uncertainty"] < 0.1 * true, (name, p)  # and the uncertainty is informative
+    gof = fit["goodness_of_fit"]
+    assert gof["ndf"] == 20 and 0.3 < gof["chi2_per_ndf"] < 2.5, gof
+    a = fit["frontier"]["a"]
+    true_a = TRUTH["beta"] / (TRUTH["alpha"] + TRUTH["beta"])
+    assert abs(a["value"] - true_a) < 3 * a["uncertainty"], a
+    rep = fit["repetition"]["R_star"]
+    assert abs(rep["value"] - 4.0) < 3 * rep["uncertainty"] and rep["uncertainty"] < 2.0, rep
+    assert fit["unconstrained"] == [], fit["unconstrained"]
+
+
+def test_fit_says_when_the_grid_cannot_constrain_the_law() -> None:
+    rows = [r for r in _synthetic_rows(np.random.default_rng(0)) if r["epochs"] == 1 and r["N"] < 2e3]
+    fit = analyse(rows, bootstrap=10)
+    assert fit["status"] == "underdetermined" and "1 sizes" in fit["notes"][0]
+    # Without noise-free help, one size cannot pin alpha: a 2-size grid is flagged, not silently trusted.
+    two = [r for r in _synthetic_rows(np.random.default_rng(0)) if r["epochs"] == 1 and r["N"] in (1e3, 1e6)]
+    fit = analyse(two, bootstrap=40)
+    assert fit["status"] == "ok" and any("2 model sizes" in note for note in fit["notes"])
+
+
+def test_training_flops_of_a_tiny_part_equal_a_hand_count() -> None:
+    """B jets of n particles, one particle block, one class block; every matmul counted by hand."""
+    torch.manual_seed(0)
+    b, n, f, c, e, h, p1 = 3, 5, 17, 10, 8, 2, 4
+    model = build_model("part", f, 8, c, embed_dim=e, depth=1, heads=h, cls_depth=1, pair_dims=(p1,),
+                        embed_dims=(e,), dropout=0.0)  # fmt: skip
+    batch = {
+        "part_features": torch.randn(b, n, f),
+        "part_vectors": torch.rand(b, n, 4) * 10 + torch.tensor([0, 0, 0, 30.0]),
+        "part_mask": torch.ones(b, n, dtype=torch.bool), "jet_features": torch.randn(b, 8),
+        "label": torch.tensor([0, 1, 2]),
+    }  # fmt: skip
+    t, pairs = b * n, b * n * (n + 1) // 2
+    # A Linear costs 2 (forward) + 2 (weight grad) + 2 (input grad) x in x out per row: 6, except the pair
+    # MLP's first layer, whose input (pair features) needs no gradient: 4.
+    linear = 6 * t * f * e  # particle embedding
+    linear += 6 * t * 4 * e * e + 6 * t * 2 * e * 4 * e  # q, k, v, proj; fc1, fc2 of the particle block
+    linear += 6 * b * 2 * e * e + 6 * b * (n + 1) * 2 * e * e + 6 * b * 2 * e * 4 * e  # class block
+    linear += 6 * b * e * c + 4 * pairs * 4 * p1 + 6 * pairs * p1 * h  # head, pair MLP
+    # Attention QK and AV (2 x s_q x s_k x E each): with the pair bias SDPA runs unfused (backward 4 matmuls:
+    # 3x forward), the class attention (per-key mask) runs SDPA's fused CPU kernel (backward 5 matmuls).
+    attention = 3 * 4 * b * n * n * e + (4 + 10) * b * 1 * (n + 1) * e
+    assert training_step_flops(model, batch) == linear + attention
+    counts = parameter_counts(model)
+    part = getattr(model, "backbone", model)  # the layers may sit in a backbone module
+    embed = sum(p.numel() for p in (*part.embed.parameters(), *part.pair_embed.parameters()))
+    assert counts["non_embedding"] == counts["total"] - embed > 0
+
+
+def test_subsets_are_nested_deterministic_and_class_mixed(tmp_path: Path) -> None:
+    files = make_dataset(tmp_path / "h5", n_train=600, n_val=64, n_test=64, shards=2)
+
+    def rows(path: Path) -> set[tuple[int, float]]:
+        with h5py.File(path, "r") as f:  # (label, leading-particle feature) identifies a synthetic jet
+            return set(zip(f["label"][:].tolist(), f["part_features"][:, 0, 0].tolist(), strict=True))
+
+    small = write_subset(files["train"], 100, tmp_path / "d100.h5", seed=3)
+    write_subset(files["train"], 400, tmp_path / "d400.h5", seed=3)
+    write_subset(files["train"], 100, tmp_path / "again.h5", seed=3)
+    assert small["jets"] == 100 and len(small["labels"]) == 3  # all three fixture classes present
+    assert rows(tmp_path / "d100.h5") <= rows(tmp_path / "d400.h5")
+    assert rows(tmp_path / "d100.h5") == rows(tmp_path / "again.h5")
+    write_subset(files["train"], 100, tmp_path / "other.h5", seed=4)
+    assert rows(tmp_path / "other.h5") != rows(tmp_path / "d100.h5")
+    with pytest.raises(ValueError, match="hold only 600 nominal jets"):
+        write_subset(files["train"], 601, tmp_path / "too_many.h5", seed=3)
+
+
+def test_cells_ids_settings_and_bad_grids() -> None:
+    config = validate_config({"scaling": {"data_sizes": [64, 128], "epochs": [1, 2]}})
+    ids = [c.id for c in grid.cells(config["scaling"])]
+    assert ids == ["xs-D64-E1", "xs-D64-E2", "xs-D128-E1", "xs-D128-E2",
+                   "s-D64-E1", "s-D64-E2", "s-D128-E1", "s-D128-E2"]  # fmt: skip
+    settings = grid.cell_settings(config, "s-D128-E2")
+    assert settings["steps"] == 128 // 32 * 2 and settings["learning_rates"] == pytest.approx(
+        [0.008 * (16 / 32) ** -0.5], rel=1e-5
+    )
+    res = [grid.cell_resources(config, cid) for cid in ("xs-D64-E1", "s-D64-E1")]
+    assert res[1]["mem_mb"] > res[0]["mem_mb"]  # memory grows with the model
+    big = validate_config(
+        {"scaling": {"data_sizes": [10**5, 10**7], "sizes": {"l": {"embed_dim": 512, "depth": 12}}}}
+    )
+    runtimes = [grid.cell_resources(big, cid)["runtime"] for cid in ("l-D100000-E1", "l-D10000000-E1")]
+    assert runtimes[1] > 5 * runtimes[0], runtimes  # runtime grows with D (and N)
+    with pytest.raises(ValueError, match="not in the grid"):
+        grid.lookup(config["scaling"], "m-D64-E1")
+    config["scaling"]["cell_overrides"] = {"s-D99-E1": {"lr_multipliers": [2.0]}}
+    with pytest.raises(ValueError, match=r"cell_overrides names cell\(s\) \['s-D99-E1'\]"):
+        grid.cell_settings(config, "s-D64-E1")
+    config["scaling"]["cell_overrides"] = {}
+    config["scaling"]["train"] = {"batch_sise": 8}
+    with pytest.raises(
+        ValueError, match=r"scaling\.train: unknown training config key\(s\) \['batch_sise'\]"
+    ):
+        grid.cells(config["scaling"])
+    config["scaling"]["train"] = {"batch_size": 32}
+    config["scaling"]["data_sizes"] = [16]
+    with pytest.raises(ValueError, match=r"below scaling\.train\.batch_size=32"):
+        grid.cells(config["scaling"])
+
+
+TINY = {
+    "sizes": {"xs": {"embed_dim": 8, "depth": 1, "heads": 2, "cls_depth": 1, "pair_dims": [4]},
+              "s": {"embed_dim": 16, "depth": 1, "heads": 2, "cls_depth": 1, "pair_dims": [4]}},
+    "val_jets": 64, "train": {"batch_size": 16, "shuffle_buffer": 256, "block_size": 32},
+    "flop_probe_batches": 1, "fit": {"bootstrap": 20},
+}  # fmt: skip
+
+
+def test_tiny_grid_end_to_end_in_process(tmp_path: Path) -> None:
+    make_dataset(tmp_path / "h5", n_train=256, n_val=96, n_test=16, shards=1)
+    config = validate_config(
+        {"preprocess": {"shards_per_split": 1}, "scaling": {**TINY, "data_sizes": [32, 64, 128]}}
+    )
+    fit = run_sweep(config, tmp_path / "h5", tmp_path / "sweep", threads=1)
+    with open(tmp_path / "sweep/runs.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    assert [r["cell"] for r in rows] == [
+        "xs-D32-E1",
+        "xs-D64-E1",
+        "xs-D128-E1",
+        "s-D32-E1",
+        "s-D64-E1",
+        "s-D128-E1",
+    ]
+    for r in rows:
+        assert int(r["steps"]) == int(r["D"]) // 16 and int(r["val_jets"]) == 64
+        assert 0.5 < float(r["flops_ratio_6ND_total"]) < 2.0, r  # measured compute ~ 6 N D (D in particles)
+        assert float(r["val_loss"]) > 0 and float(r["val_loss_sem"]) > 0
+    assert int(rows[0]["N"]) < int(rows[-1]["N"])
+    assert fit["status"] == "ok" and fit["goodness_of_fit"]["ndf"] == 1
+    saved = json.loads((tmp_path / "sweep/fit.json").read_text())
+    assert set(saved["parameters"]) == set(NAMES) and saved["provenance"]["counts"]["cells"] == 6
+    for name in ("loss_vs_n", "loss_vs_d", "isoflop", "residuals", "repetition"):
+        assert (tmp_path / f"sweep/{name}.png").stat().st_size > 5000
+    # A second call finds every cell's result.json and trains nothing.
+    mtime = (tmp_path / "sweep/cells/s-D128-E1/result.json").stat().st_mtime_ns
+    run_sweep(config, tmp_path / "h5", tmp_path / "sweep")
+    assert (tmp_path / "sweep/cells/s-D128-E1/result.json").stat().st_mtime_ns == mtime
+    # A cell whose job died after training continues from its checkpoint: the same loss, no steps redone.
+    result = tmp_path / "sweep/cells/s-D128-E1/result.json"
+    before = json.loads(result.read_text())
+    result.unlink()
+    history = next((tmp_path / "sweep/cells/s-D128-E1").glob("lr0-*/history.csv"))
+    rows_before = history.read_text()
+    run_sweep(config, tmp_path / "h5", tmp_path / "sweep")
+    after = json.loads(result.read_text())
+    assert after["val_loss"] == before["val_loss"] and history.read_text() == rows_before
+
+
+def _snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("JETFM_SLURM_")}  # default partitions
+    return subprocess.run(
+        [str(SNAKEMAKE), "-c2", "--directory", str(workdir), "-s", str(workdir / "Snakefile"), *args],
+        capture_output=True, text=True, timeout=600, env=env,
+    )  # fmt: skip
+
+
+def _planned_cells(workdir: Path) -> list[str]:
+    proc = _snakemake(workdir, "-n", "scaling_all")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return sorted(set(re.findall(r"wildcards: cell=(\S+)", proc.stdout + proc.stderr)))
+
+
+@pytest.mark.slow
+def test_snakemake_reruns_only_missing_or_changed_cells(tmp_path: Path) -> None:
+    make_dataset(tmp_path / "results/h5/fx", n_train=128, n_val=96, n_test=16, shards=1)
+    config = {"dataset": "fx", "preprocess": {"shards_per_split": 1}, "scaling": {**TINY, "data_sizes": [64]}}
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+    (tmp_path / "Snakefile").write_text(
+        'configfile: "config.yaml"\n'
+        f'include: "{REPO}/workflow/rules/common.smk"\n'
+        f'include: "{REPO}/workflow/rules/scaling.smk"\n'
+    )
+    proc = _snakemake(tmp_path, "scaling_all")
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    sweep = tmp_path / "results/scaling/tiny"
+    assert len((sweep / "runs.csv").read_text().splitlines()) == 1 + 2
+    assert json.loads((sweep / "fit.json").read_text())["status"] == "underdetermined"  # 2 cells: no fit
+    assert "cell xs-D64-E1: N=" in (tmp_path / "logs/scaling/tiny/xs-D64-E1.log").read_text()
+
+    assert _planned_cells(tmp_path) == []  # finished cells are not rerun
+
+    # Under the Slurm profile each cell is a GPU job whose runtime and memory come from the cell.
+    proc = _snakemake(tmp_path, "--profile", str(REPO / "profiles/slurm"), "-n", "--forceall", "scaling_all")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    requests = dict(re.findall(r"wildcards: cell=(\S+)\n\s+resources: (.*)", proc.stdout + proc.stderr))
+    assert set(requests) == {"xs-D64-E1", "s-D64-E1"}, requests
+    for cell, line in requests.items():
+        want = grid.cell_resources(validate_config(config), cell)
+        assert "slurm_partition=gpu" in line and "gpu=1" in line, line
+        assert f"runtime={want['runtime']}," in line and f"mem_mb={want['mem_mb']}," in line, (line, want)
+
+    config["scaling"]["cell_overrides"] = {"s-D64-E1": {"lr_multipliers": [0.5, 1.0]}}
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+    assert _planned_cells(tmp_path) == ["s-D64-E1"]  # one cell's settings changed: only that cell
+    config["scaling"]["data_sizes"] = [64, 96]
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+    assert _planned_cells(tmp_path) == ["s-D64-E1", "s-D96-E1", "xs-D96-E1"]  # + the new data size's cells
+
+
+def test_pretrained_init_needs_the_pretrain_stage_or_a_checkpoint(tmp_path: Path) -> None:
+    from jetfm.scaling.cell import run_cell
+
+    config = validate_config({"scaling": {**TINY, "data_sizes": [32], "init": "pretrained"}})
+    try:
+        import jetfm.train.finetune  # noqa: F401
+    except ModuleNotFoundError:
+        with pytest.raises(NotImplementedError, match="needs the pretrain stage"):
+            run_cell(config, "xs-D32-E1", "unused.h5", "unused.h5", tmp_path)
+    else:
+        with pytest.raises(ValueError, match=r"needs scaling\.pretrained_checkpoint"):
+            run_cell(config, "xs-D32-E1", "unused.h5", "unused.h5", tmp_path)
+
+
+def test_compare_two_sweeps_measures_a_shift_in_units_of_its_uncertainty(tmp_path: Path) -> None:
+    from jetfm.scaling.compare import compare_fits
+
+    rows = [r for r in _synthetic_rows(np.random.default_rng(3)) if r["epochs"] == 1]
+    shifted = [{**r, "val_loss": r["val_loss"] - 0.1} for r in rows]  # a lower asymptote, same slopes
+    paths = {}
+    for label, data in (("scratch", rows), ("pretrained", shifted)):
+        fit = analyse(data, bootstrap=40, seed=2)
+        fit.pop("provenance", None)
+        paths[label] = tmp_path / f"{label}.json"
+        paths[label].write_text(json.dumps(fit))
+    table = {(r["sweep"], r["quantity"]): r for r in compare_fits(paths, tmp_path / "cmp.csv")}
+    assert table["pretrained", "E"]["pull_vs_first"] < -2  # E moved down by 0.1, many sigma
+    assert abs(table["pretrained", "beta"]["pull_vs_first"]) < 3  # the data exponent did not
+    assert np.isnan(table["scratch", "E"]["pull_vs_first"])
+    assert len((tmp_path / "cmp.csv").read_text().splitlines()) == 1 + 2 * 6

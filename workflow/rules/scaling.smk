@@ -1,0 +1,126 @@
+# scaling stage: one training run per cell of the grid sizes x data sizes x repetitions (each its own job, so
+# a cluster runs cells side by side and a rerun redoes only missing or changed cells), then runs.csv, the fit
+# of L(N, D) with bootstrap uncertainties and the report figures. Logic: src/jetfm/scaling (`jetfm scaling`).
+import os
+
+from jetfm.scaling.grid import CELL_PATTERN, cell_resources, cell_settings, cells, parse_cell_id
+
+SCALING = config["scaling"]
+SCALING_DIR = f"{RESULTS}/scaling/{SCALING['sweep']}"
+SCALING_CELLS = [c.id for c in cells(SCALING)]
+SCALING_FIGURES = ["loss_vs_n", "loss_vs_d", "isoflop", "residuals", "repetition"]
+
+
+# A pretrained checkpoint is an input of every cell when the sweep fine-tunes (its change reruns them).
+SCALING_PRETRAINED = (
+    [SCALING["pretrained_checkpoint"]]
+    if SCALING["init"] == "pretrained" and SCALING["pretrained_checkpoint"]
+    else []
+)
+
+
+# The first `jets` nominal jets of one fixed order of a split: nested training subsets, the fixed validation set.
+rule scaling_subset:
+    input:
+        lambda wildcards: expand(
+            f"{RESULTS}/h5/{DATASET}/{wildcards.split}/{{shard}}.h5",
+            shard=shard_ids(config["preprocess"]["shards_per_split"]),
+        ),
+    output:
+        f"{SCALING_DIR}/data/{{split}}_D{{jets}}.h5",
+    params:
+        seed=SCALING["subset_seed"],
+    log:
+        f"{LOGS}/scaling/{SCALING['sweep']}/subset_{{split}}_D{{jets}}.log",
+    wildcard_constraints:
+        split="train|val",
+        jets=r"\d+",
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=30,
+    conda:
+        "../../envs/ml.yaml"
+    script:
+        "../../scripts/scaling_subset.py"
+
+
+rule scaling_cell:
+    input:
+        train=lambda wildcards: f"{SCALING_DIR}/data/train_D{parse_cell_id(wildcards.cell).jets}.h5",
+        val=f"{SCALING_DIR}/data/val_D{SCALING['val_jets']}.h5",
+        pretrained=SCALING_PRETRAINED,
+    output:
+        result=f"{SCALING_DIR}/cells/{{cell}}/result.json",
+    params:
+        # Everything that changes this cell's result (size, D, epochs, steps, learning rates, training keys):
+        # editing one cell's settings reruns that cell only.
+        settings=lambda wildcards: cell_settings(config, wildcards.cell),
+        out_dir=lambda wildcards: f"{SCALING_DIR}/cells/{wildcards.cell}",
+    log:
+        f"{LOGS}/scaling/{SCALING['sweep']}/{{cell}}.log",
+    wildcard_constraints:
+        cell=CELL_PATTERN,
+    threads: 1 + SCALING["train"].get("num_workers", 0)  # the training process + its loader workers
+    resources:
+        # Grow with the cell's N, D, epochs and learning-rate candidates (jetfm.scaling.grid.cell_resources).
+        runtime=lambda wildcards, attempt: cell_resources(config, wildcards.cell, attempt)["runtime"],
+        mem_mb=lambda wildcards, attempt: cell_resources(config, wildcards.cell, attempt)["mem_mb"],
+    conda:
+        "../../envs/ml.yaml"
+    script:
+        "../../scripts/scaling_cell.py"
+
+
+rule scaling_collect:
+    input:
+        results=expand(f"{SCALING_DIR}/cells/{{cell}}/result.json", cell=SCALING_CELLS),
+    output:
+        runs=report(f"{SCALING_DIR}/runs.csv", caption="../report/scaling_runs.rst", category="Scaling"),
+    log:
+        f"{LOGS}/scaling/{SCALING['sweep']}/collect.log",
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    conda:
+        "../../envs/ml.yaml"
+    script:
+        "../../scripts/scaling_collect.py"
+
+
+rule scaling_fit:
+    input:
+        runs=f"{SCALING_DIR}/runs.csv",
+    output:
+        fit=report(f"{SCALING_DIR}/fit.json", caption="../report/scaling_fit.rst", category="Scaling"),
+        figures=[
+            report(
+                f"{SCALING_DIR}/{name}.png",
+                caption=f"../report/scaling_{name}.rst",
+                category="Scaling",
+                subcategory=SCALING["sweep"],
+            )
+            for name in SCALING_FIGURES
+        ],
+    params:
+        fit=SCALING["fit"],
+        out_dir=lambda wildcards, output: os.path.dirname(output.fit),
+    log:
+        f"{LOGS}/scaling/{SCALING['sweep']}/fit.log",
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=30,
+    conda:
+        "../../envs/ml.yaml"
+    script:
+        "../../scripts/scaling_fit.py"
+
+
+rule scaling_all:
+    input:
+        f"{SCALING_DIR}/fit.json",
+
+
+ALL_TARGETS.append(f"{SCALING_DIR}/fit.json")
