@@ -77,6 +77,7 @@ def _wait_for(path: Path, proc: subprocess.Popen, timeout: float = 120) -> None:
     assert path.exists(), f"no {path} after {timeout} s (exit {proc.poll()})"
 
 
+@pytest.mark.slow
 def test_sigkilled_part_with_dropout_resumes_bit_for_bit(
     data: dict[str, list[str]], reference: Path, tmp_path: Path
 ) -> None:
@@ -94,6 +95,7 @@ def test_sigkilled_part_with_dropout_resumes_bit_for_bit(
     _assert_same_run(ref, killed)
 
 
+@pytest.mark.slow
 def test_sigterm_checkpoints_at_the_next_step_exits_retryable_and_resumes_bit_for_bit(
     data: dict[str, list[str]], reference: Path, tmp_path: Path
 ) -> None:

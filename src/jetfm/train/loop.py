@@ -218,10 +218,8 @@ def train(
         saved = step % cfg.checkpoint_every == 0 or last
         if saved:
             save()
-        stop = signals.requested()
-        if (
-            env.distributed and ddp.mean_over_ranks(float(stop is not None), env) > 0
-        ):  # all ranks stop together
+        stop = signals.requested()  # SIGTERM/SIGUSR1 (train/signals.py); under DDP all ranks stop together
+        if env.distributed and ddp.mean_over_ranks(float(stop is not None), env) > 0:
             stop = stop or "a stop signal on another rank"
         if stop and not last:
             if not saved:
