@@ -8,7 +8,10 @@ with redirect_to_log(snakemake.log[0]):
         dict(snakemake.config),
         snakemake.params.label,
         snakemake.params.run_dir,
-        {k: list(snakemake.input[k]) for k in ("sample", "val", "test", "dataset")},
+        {
+            k: [f] if isinstance(f := snakemake.input[k], str) else list(f)
+            for k in ("sample", "val", "test", "dataset")
+        },
         {k: snakemake.output[k] for k in ("temperature", "evaluation", "reliability")},
         member_dirs=list(snakemake.params.member_dirs),
         threads=snakemake.threads,

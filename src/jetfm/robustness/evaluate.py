@@ -82,6 +82,12 @@ def check_held_out(sample_ids: np.ndarray, dataset_paths: Sequence[str]) -> int:
 
 def paired_views(rows: dict[str, np.ndarray], n_views: int) -> list[np.ndarray]:
     """Row indices of each view, ordered so that position i of every view is the same event."""
+    found = np.unique(rows["view"])
+    if not np.array_equal(found, np.arange(n_views)):
+        raise ValueError(
+            f"robustness sample: views {found.tolist()} in the shards, but the config names {n_views} "
+            "(nominal + robustness.shifts): the sample was made with other shifts; rebuild it"
+        )
     base = np.flatnonzero(rows["view"] == 0)
     ids = rows["event_id"][base]
     if np.unique(ids).size != ids.size:
