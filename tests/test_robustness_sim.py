@@ -21,6 +21,7 @@ from jetfm.robustness.samples import write_sample_shard
 REPO = Path(__file__).resolve().parents[1]
 EVENTS = 3
 SHIFTS = [
+    {"name": "replica"},
     {"name": "fsr_up", "settings": ["TimeShower:renormMultFac = 4.0"]},
     {"name": "tracking", "detector": {"track_pt_resolution_scale": 2.0, "tracking_efficiency_scale": 0.8}},
 ]
@@ -35,7 +36,9 @@ def sample(tmp_path_factory: pytest.TempPathFactory) -> dict:
     out = tmp_path_factory.mktemp("rob") / "0000.views.root"
     counts = write_sample_shard(config, "Wqq", 0, out)
     with uproot.open(out) as f:
-        arrays = f[TREE_NAME].arrays(["event_id", "view", "part_px", "part_py", "jet_pt"], library="np")
+        arrays = f[TREE_NAME].arrays(
+            ["event_id", "view", "part_px", "jet_pt", "aux_genpart_pt"], library="np"
+        )
         prov = json.loads(str(f["provenance"]))
     return {"arrays": arrays, "provenance": prov, "counts": counts}
 
@@ -46,10 +49,10 @@ def test_each_shifted_version_shares_its_event_id_with_a_nominal_version(sample:
     assert sample["counts"]["events_written"] == EVENTS == len(np.unique(ids))
     for e in np.unique(ids):
         rows = np.flatnonzero(ids == e)
-        assert sorted(view[rows]) == [0, 1, 2]  # nominal + 2 shifts of the same hard event
+        assert sorted(view[rows]) == [0, 1, 2, 3]  # nominal + 3 shifted versions of the same hard event
         assert decode_event_id(e)["stream"] == ROBUSTNESS_STREAM
         nominal = rows[view[rows] == 0][0]
-        for k in (1, 2):
+        for k in (1, 2, 3):
             shifted = rows[view[rows] == k][0]
             differs = len(a["part_px"][shifted]) != len(a["part_px"][nominal]) or not np.allclose(
                 a["part_px"][shifted], a["part_px"][nominal]
@@ -60,9 +63,23 @@ def test_each_shifted_version_shares_its_event_id_with_a_nominal_version(sample:
 def test_sample_provenance_names_stream_seeds_and_shifts(sample: dict) -> None:
     prov = sample["provenance"]
     assert prov["stream"] == ROBUSTNESS_STREAM and prov["mode"] == "reshower"
-    assert prov["view_settings"] == [[], ["TimeShower:renormMultFac = 4.0"], []]
-    assert prov["view_detectors"][2] == {"track_pt_resolution_scale": 2.0, "tracking_efficiency_scale": 0.8}
+    assert prov["view_settings"] == [[], [], ["TimeShower:renormMultFac = 4.0"], []]
+    assert prov["view_detectors"][3] == {"track_pt_resolution_scale": 2.0, "tracking_efficiency_scale": 0.8}
     assert prov["view_detectors"][0] == {"track_pt_resolution_scale": 1.0, "tracking_efficiency_scale": 1.0}
+    # Common random numbers for the real shifts, fresh ones for the replica.
+    engine, detector = prov["seeds"]["views"], prov["seeds"]["detector"]
+    assert engine[2] == engine[3] == engine[0] != engine[1]
+    assert detector[3] == detector[0] != detector[1]
+
+
+def test_tracker_shift_sees_the_nominal_particles(sample: dict) -> None:
+    """Same shower seed and settings: the tracker-shifted version has the nominal version's truth object,
+    while the replica's independent reshower moves it (ISR recoil)."""
+    a = sample["arrays"]
+    order = np.lexsort((a["view"], a["event_id"]))
+    truth_pt = a["aux_genpart_pt"][order].reshape(EVENTS, 4)
+    np.testing.assert_array_equal(truth_pt[:, 3], truth_pt[:, 0])
+    assert not np.array_equal(truth_pt[:, 1], truth_pt[:, 0])
 
 
 def _rule_edges(target: str, tmp_path: Path) -> set[tuple[str, str]]:

@@ -8,8 +8,12 @@ ids come from their own stream (`ROBUSTNESS_STREAM`) and the seeds from their ow
 never be the nominal sample's or the pretraining views' events, and they are preprocessed into their own
 directory that no training rule reads.
 
-A shift with no settings (`replica`) reruns the nominal settings with fresh random numbers: the distance of
-its outputs from view 0 is the re-simulation noise floor against which the real shifts are read.
+Common random numbers: a shift reuses view 0's random numbers (shower, hadronisation and detector seeds), so
+it differs from the nominal version by its changed settings only: a tracker variation sees exactly the
+nominal version's particles; a shower variation starts from the same random sequence, which decorrelates as
+the changed setting alters the emissions. A shift with neither settings nor a detector variation (`replica`)
+is the exception: it reruns the nominal settings with its own random numbers, and the distance of its
+outputs from view 0 is the re-simulation noise floor (what an independent reshower alone changes).
 """
 
 from __future__ import annotations
@@ -88,7 +92,14 @@ def write_sample_shard(
         resim_config(config), cls, shard, out, progress,
         stream=ROBUSTNESS_STREAM, seed_tag=SEED_TAG,
         view_detectors=[NOMINAL_DETECTOR, *(s.detector for s in shifts)],
+        seed_views=seed_views(shifts),
     )  # fmt: skip
+
+
+def seed_views(shifts: list[Shift]) -> list[int]:
+    """Per view, the view whose random numbers it uses: 0 for the nominal version and every real shift (common
+    random numbers), its own index for a replica (no settings, nominal detector)."""
+    return [0, *(k if not s.settings and s.detector.nominal else 0 for k, s in enumerate(shifts, start=1))]
 
 
 def preprocess_config(config: dict[str, Any]) -> dict[str, Any]:

@@ -57,15 +57,28 @@ GENERATOR_STOPS = {
 }
 
 
-def view_seeds(base_seed: int, cls: str, shard: int, views: int, tag: str = "resim") -> dict[str, Any]:
+def view_seeds(
+    base_seed: int,
+    cls: str,
+    shard: int,
+    views: int,
+    tag: str = "resim",
+    seed_views: Sequence[int] | None = None,
+) -> dict[str, Any]:
     """All seeds of one shard: generator, per-view engine and per-view detector smearing.
 
     `tag` names the sample: another tag (e.g. the robustness stage's held-out events) draws other events.
+    `seed_views[k]` is the view whose random numbers view k reuses (default: its own); views that share them
+    and their settings are identical, so a view with one changed setting differs from its partner by the
+    change (common random numbers) rather than by a fresh shower as well.
     """
+    index = list(range(views)) if seed_views is None else [int(i) for i in seed_views]
+    if len(index) != views or not all(0 <= i < views for i in index):
+        raise ValueError(f"seed_views must name one of the {views} views per view, got {seed_views!r}")
     return {
         "generator": derive_seed(base_seed, tag, cls, shard),
-        "views": [derive_seed(base_seed, tag, cls, shard, k) for k in range(views)],
-        "detector": [derive_seed(base_seed, f"{tag}-detector", cls, shard, k) for k in range(views)],
+        "views": [derive_seed(base_seed, tag, cls, shard, i) for i in index],
+        "detector": [derive_seed(base_seed, f"{tag}-detector", cls, shard, i) for i in index],
     }
 
 
@@ -110,12 +123,13 @@ def resimulate_shard(
     stream: int = RESIM_STREAM,
     seed_tag: str = "resim",
     view_detectors: Sequence[DetectorVariation] = (),
+    seed_views: Sequence[int] | None = None,
 ) -> dict[str, Any]:
     """Write `out` (*.views.root) with K views of `resimulate.events_per_shard` hard events; return counts.
 
     `stream` (event ids) and `seed_tag` (seeds) name the sample, so another caller (the robustness stage)
     gets events that can never coincide with these; `view_detectors[k]` shifts view k's detector response
-    (views beyond the list: nominal detector).
+    (views beyond the list: nominal detector); `seed_views` lets views share random numbers (`view_seeds`).
     """
     t0 = time.perf_counter()
     spec, sim_cfg = _check_inputs(config, cls, shard)
@@ -125,7 +139,7 @@ def resimulate_shard(
     n_target = int(config["resimulate"]["events_per_shard"])
     max_events = max(n_target, math.ceil(float(sim_cfg["max_events_per_jet"]) * n_target))
     batch = max(1, min(int(sim_cfg["batch_size"]), 2 * n_target))
-    seeds = view_seeds(int(config["seed"]), cls, shard, spec.views, seed_tag)
+    seeds = view_seeds(int(config["seed"]), cls, shard, spec.views, seed_tag, seed_views)
     margin = float(config["resimulate"].get("window_margin", 0.2))
 
     generator = resim_views.make_generator(
