@@ -308,3 +308,17 @@ def test_held_out_check_refuses_a_sample_that_shares_events(evaluated: dict) -> 
         check_held_out(ids, files["train"])
     held_out = make_event_ids(ROBUSTNESS_STREAM, 0, 0, np.arange(90))
     assert check_held_out(held_out, files["train"] + files["val"] + files["test"]) == 384
+
+
+def test_a_run_without_a_classifier_is_refused_by_name(evaluated: dict, tmp_path: Path) -> None:
+    import torch
+
+    from jetfm.robustness.evaluate import load_tagger
+    from jetfm.train.checkpoint import save_checkpoint
+
+    ckpt = torch.load(evaluated["runs"]["pfn"] / "checkpoint.pt", weights_only=True)
+    ckpt["config"] = {**ckpt["config"], "model": "mlp", "size": {}}
+    ckpt["objective"] = {"name": "masked_particles"}
+    save_checkpoint(tmp_path / "checkpoint.pt", {k: v for k, v in ckpt.items() if k != "format"})
+    with pytest.raises(ValueError, match="objective 'masked_particles' did not store a 'mlp' classifier"):
+        load_tagger(tmp_path)

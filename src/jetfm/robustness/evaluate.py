@@ -38,20 +38,25 @@ TEST = "test"  # the dataset's own nominal test split (other events: a reference
 
 
 def load_tagger(run_dir: str | Path) -> tuple[nn.Module, TrainConfig, list[str]]:
-    """The trained classifier of a run directory, rebuilt from the config and shapes in its checkpoint."""
+    """The trained classifier of a run directory, rebuilt from the config and shapes in its checkpoint.
+
+    Any objective whose checkpoint stores a registry classifier (`build_model(cfg.model, ...)`) under "model"
+    loads: supervised runs and fine-tuned runs that save their classifier the same way.
+    """
     path = Path(run_dir) / "checkpoint.pt"
     ckpt = load_checkpoint(path)
-    objective = ckpt.get("objective", {"name": "supervised"}).get("name")
-    if objective != "supervised":
-        raise ValueError(
-            f"{path}: objective {objective!r}; the robustness stage evaluates classifiers written by the "
-            "supervised objective (a fine-tuned run must save its classifier the same way)"
-        )
     cfg = TrainConfig.from_dict(ckpt["config"])
     classes = list(ckpt["classes"])
     meta = ShardMeta(ckpt["num_features"], ckpt["num_jet_features"], 0, tuple(classes), None)
     module = Supervised().build(cfg, meta)
-    module.load_state_dict(ckpt["model"])
+    try:
+        module.load_state_dict(ckpt["model"])
+    except RuntimeError as exc:
+        objective = ckpt.get("objective", {"name": "supervised"}).get("name")
+        raise ValueError(
+            f"{path}: objective {objective!r} did not store a {cfg.model!r} classifier under 'model' "
+            f"(the robustness stage evaluates classifiers): {str(exc).splitlines()[0]}"
+        ) from exc
     module.eval()
     return module, cfg, classes
 
