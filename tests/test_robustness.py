@@ -258,6 +258,7 @@ def evaluated(tmp_path_factory: pytest.TempPathFactory) -> dict:
     return {"root": root, "results": results, "files": files, "sample": sample, "runs": runs}
 
 
+@pytest.mark.slow
 def test_evaluation_rows_drops_and_distances(evaluated: dict) -> None:
     res = evaluated["results"]["pfn"]
     assert res["samples"] == ["test", "nominal", "replica", "smeared"]
@@ -277,6 +278,7 @@ def test_evaluation_rows_drops_and_distances(evaluated: dict) -> None:
     assert "provenance" in stored and (evaluated["runs"]["pfn"] / "metrics.json").is_file()
 
 
+@pytest.mark.slow
 def test_ensemble_rows_have_member_spread(evaluated: dict) -> None:
     ens = evaluated["results"]["mlp"]["ensemble"]
     assert ens["smeared"]["members"] == 3
@@ -285,6 +287,7 @@ def test_ensemble_rows_have_member_spread(evaluated: dict) -> None:
     assert set(evaluated["results"]["mlp"]["reliability"]["nominal"]) == {"single", "single_ts", "ensemble"}
 
 
+@pytest.mark.slow
 def test_table_and_figures_written(evaluated: dict) -> None:
     root = evaluated["root"] / "robustness"
     with open(root / "robustness.csv") as fh:
@@ -301,6 +304,7 @@ def test_table_and_figures_written(evaluated: dict) -> None:
         assert path.stat().st_size > 10_000
 
 
+@pytest.mark.slow
 def test_held_out_check_refuses_a_sample_that_shares_events(evaluated: dict) -> None:
     files = evaluated["files"]
     ids = np.array([7], np.uint64)  # make_dataset numbers its events 0..n-1 per shard: 7 is a training event
@@ -310,6 +314,7 @@ def test_held_out_check_refuses_a_sample_that_shares_events(evaluated: dict) -> 
     assert check_held_out(held_out, files["train"] + files["val"] + files["test"]) == 384
 
 
+@pytest.mark.slow
 def test_a_run_without_a_classifier_is_refused_by_name(evaluated: dict, tmp_path: Path) -> None:
     import torch
 

@@ -18,6 +18,7 @@ from jetfm.ids import ROBUSTNESS_STREAM, decode_event_id
 from jetfm.jetclass import TREE_NAME
 from jetfm.robustness.samples import write_sample_shard
 
+pytestmark = pytest.mark.slow  # Pythia re-showering and a Snakemake rule graph
 REPO = Path(__file__).resolve().parents[1]
 EVENTS = 3
 SHIFTS = [
