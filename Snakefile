@@ -26,6 +26,8 @@ include: "workflow/rules/resimulate.smk"
 include: "workflow/rules/preprocess.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/scaling.smk"
+
+include: "workflow/rules/robustness.smk"
 include: "workflow/rules/report.smk"
 
 

@@ -17,7 +17,12 @@ with redirect_to_log(snakemake.log[0]):
             snakemake.wildcards.model,
             {split: list(snakemake.input[split]) for split in ("train", "val", "test")},
             snakemake.params.out_dir,
-            overrides={"progress": False, "threads": snakemake.threads},
+            # params.overrides: extra TrainConfig fields (e.g. an ensemble member's seed, rule robustness_member)
+            overrides={
+                "progress": False,
+                "threads": snakemake.threads,
+                **snakemake.params.get("overrides", {}),
+            },
             resume="auto",
         )
     except StopRequested as stop:

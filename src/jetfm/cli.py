@@ -32,6 +32,7 @@ STAGES: dict[str, tuple[str, str]] = {
     "finetune": ("jetfm.train.finetune_cli", "fine-tune a pretrained backbone for tagging"),
     "scaling": ("jetfm.scaling.cli", "model-size x data-size sweeps and loss-surface fits"),
     "fpga": ("jetfm.fpga.cli", "compress, convert with hls4ml, emulate and synthesise"),
+    "robustness": ("jetfm.robustness.cli", "taggers on shifted held-out samples, calibration, ensembles"),
 }
 USER_ERRORS = (ValueError, FileNotFoundError, yaml.YAMLError)
 USAGE_EXIT_CODE = 2

@@ -1,6 +1,7 @@
 """Globally unique, human-decodable 64-bit event ids.
 
-Layout (most significant first): 4 bits stream (0 nominal, 1 re-simulation), 8 bits class index,
+Layout (most significant first): 4 bits stream (0 nominal, 1 re-simulation, 2 the robustness stage's
+held-out events), 8 bits class index,
 20 bits shard, 32 bits event index within the shard. Unique across classes, shards and streams,
 so hash-based splits never mix samples by accident.
 """
@@ -11,6 +12,7 @@ import numpy as np
 
 NOMINAL_STREAM = 0
 RESIM_STREAM = 1
+ROBUSTNESS_STREAM = 2  # held-out shifted evaluation samples: never in a training, validation or test split
 
 
 def make_event_ids(stream: int, cls_index: int, shard: int, event_index: np.ndarray) -> np.ndarray:

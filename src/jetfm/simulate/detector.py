@@ -21,9 +21,17 @@ Model (`delphes_cms`), all vectorised over the flattened particles of a batch:
   threshold (ECAL 0.5 GeV, HCAL 1.0 GeV) and significance E/sigma >= 2 (card values); massless candidates.
 `truth`: every visible final-state particle with its true momentum and true (unsmeared) impact parameters,
 errors 0.
+
+`DetectorVariation` degrades the `delphes_cms` tracker for robustness studies (a worse track pT resolution, a
+lower tracking efficiency): the default variation leaves every number and every random draw as they are, so
+the nominal output is unchanged bit for bit.
 """
 
 from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from typing import Any
 
 import awkward as ak
 import numpy as np
@@ -40,6 +48,44 @@ TRACKER_ETA = 2.5
 ECAL_ETA = 3.0
 CALO_ETA = 5.0
 ECAL_E_MIN, HCAL_E_MIN, CALO_SIGNIFICANCE_MIN = 0.5, 1.0, 2.0
+
+
+@dataclass(frozen=True)
+class DetectorVariation:
+    """A shifted `delphes_cms` tracker: sigma(pT)/pT times `track_pt_resolution_scale`, efficiency times
+    `tracking_efficiency_scale`. Untracked charged particles then reach the calorimeters, as in Delphes."""
+
+    track_pt_resolution_scale: float = 1.0
+    tracking_efficiency_scale: float = 1.0
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.track_pt_resolution_scale <= 10.0:
+            raise ValueError(
+                f"detector variation: track_pt_resolution_scale = {self.track_pt_resolution_scale!r}, "
+                "expected a factor in (0, 10]"
+            )
+        if not 0.0 < self.tracking_efficiency_scale <= 1.0:
+            raise ValueError(
+                f"detector variation: tracking_efficiency_scale = {self.tracking_efficiency_scale!r}, "
+                "expected a factor in (0, 1] (an efficiency cannot exceed 1)"
+            )
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any] | None) -> DetectorVariation:
+        """From a config mapping; unknown keys raise naming the allowed ones."""
+        values = dict(values or {})
+        names = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - names)
+        if unknown:
+            raise ValueError(f"detector variation: unknown key(s) {unknown}; allowed: {sorted(names)}")
+        return cls(**{k: float(v) for k, v in values.items()})
+
+    @property
+    def nominal(self) -> bool:
+        return self == DetectorVariation()
+
+
+NOMINAL_DETECTOR = DetectorVariation()
 
 
 def tracking_efficiency(pt: np.ndarray, abseta: np.ndarray, apid: np.ndarray | None = None) -> np.ndarray:
@@ -154,14 +200,22 @@ def _flags(n: int, **on: np.ndarray) -> dict[str, np.ndarray]:
     return {k: np.asarray(on.get(k, np.zeros(n, bool)), dtype=np.int32) for k in names}
 
 
-def detector_response(particles: ak.Array, detector: str, rng: np.random.Generator) -> ak.Array:
+def detector_response(
+    particles: ak.Array,
+    detector: str,
+    rng: np.random.Generator,
+    variation: DetectorVariation = NOMINAL_DETECTOR,
+) -> ak.Array:
     """Generator-level final-state particles -> particle-flow candidates (see the module docstring).
 
     `rng` supplies every random number (efficiencies, smearing), so a seeded generator gives reproducible
-    output. `detector` is "delphes_cms" or "truth".
+    output. `detector` is "delphes_cms" or "truth"; `variation` shifts the delphes_cms tracker (the nominal
+    variation takes the nominal code path: same numbers, same random draws).
     """
     if detector not in DETECTORS:
         raise ValueError(f"unknown detector {detector!r}; expected one of {', '.join(DETECTORS)}")
+    if detector == "truth" and not variation.nominal:
+        raise ValueError(f"detector 'truth' has no tracker to vary; got {variation}")
     counts, c = _flat(particles)
     n_events = len(counts)
     event = _event_index(counts)
@@ -195,9 +249,14 @@ def detector_response(particles: ak.Array, detector: str, rng: np.random.Generat
         return _pack(event[keep], n_events, cols)
 
     # --- tracks ---
-    tracked = is_charged & (rng.random(px.shape) < tracking_efficiency(pt, abseta, apid))
+    efficiency = tracking_efficiency(pt, abseta, apid)
+    if variation.tracking_efficiency_scale != 1.0:
+        efficiency = efficiency * variation.tracking_efficiency_scale
+    tracked = is_charged & (rng.random(px.shape) < efficiency)
     t = tracked
     res = track_pt_resolution(pt[t], abseta[t])
+    if variation.track_pt_resolution_scale != 1.0:
+        res = res * variation.track_pt_resolution_scale
     scale = _lognormal(rng, np.ones_like(res), res)  # Delphes draws pT log-normally; direction kept
     mass2 = np.maximum(e[t] ** 2 - p[t] ** 2, 0.0)
     tpx, tpy, tpz = px[t] * scale, py[t] * scale, pz[t] * scale

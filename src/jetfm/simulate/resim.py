@@ -30,6 +30,7 @@ import logging
 import math
 import time
 from collections.abc import Sequence
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +44,7 @@ from jetfm.jetclass import class_index
 from jetfm.provenance import make_provenance
 from jetfm.seeds import derive_seed
 from jetfm.simulate import resim_views
+from jetfm.simulate.detector import NOMINAL_DETECTOR, DetectorVariation
 from jetfm.simulate.resim_engine import Rehadronizer, Reshowerer, hard_process
 from jetfm.simulate.resim_settings import ResimSpec, resim_spec
 from jetfm.stale import prepare_output
@@ -56,12 +58,28 @@ GENERATOR_STOPS = {
 }
 
 
-def view_seeds(base_seed: int, cls: str, shard: int, views: int) -> dict[str, Any]:
-    """All seeds of one shard: generator, per-view engine and per-view detector smearing."""
+def view_seeds(
+    base_seed: int,
+    cls: str,
+    shard: int,
+    views: int,
+    tag: str = "resim",
+    seed_views: Sequence[int] | None = None,
+) -> dict[str, Any]:
+    """All seeds of one shard: generator, per-view engine and per-view detector smearing.
+
+    `tag` names the sample: another tag (e.g. the robustness stage's held-out events) draws other events.
+    `seed_views[k]` is the view whose random numbers view k reuses (default: its own); views that share them
+    and their settings are identical, so a view with one changed setting differs from its partner by the
+    change (common random numbers) rather than by a fresh shower as well.
+    """
+    index = list(range(views)) if seed_views is None else [int(i) for i in seed_views]
+    if len(index) != views or not all(0 <= i < views for i in index):
+        raise ValueError(f"seed_views must name one of the {views} views per view, got {seed_views!r}")
     return {
-        "generator": derive_seed(base_seed, "resim", cls, shard),
-        "views": [derive_seed(base_seed, "resim", cls, shard, k) for k in range(views)],
-        "detector": [derive_seed(base_seed, "resim-detector", cls, shard, k) for k in range(views)],
+        "generator": derive_seed(base_seed, tag, cls, shard),
+        "views": [derive_seed(base_seed, tag, cls, shard, i) for i in index],
+        "detector": [derive_seed(base_seed, f"{tag}-detector", cls, shard, i) for i in index],
     }
 
 
@@ -102,15 +120,29 @@ def resimulate_shard(
     shard: int,
     out: str | Path,
     progress: bool = True,
+    *,
+    stream: int = RESIM_STREAM,
+    seed_tag: str = "resim",
+    view_detectors: Sequence[DetectorVariation] = (),
+    seed_views: Sequence[int] | None = None,
 ) -> dict[str, Any]:
-    """Write `out` (*.views.root) with K views of `resimulate.events_per_shard` hard events; return counts."""
+    """Write `out` (*.views.root) with K views of `resimulate.events_per_shard` hard events; return counts.
+
+    `stream` (event ids) and `seed_tag` (seeds) name the sample, so another caller (the robustness stage)
+    gets events that can never coincide with these; `view_detectors[k]` shifts view k's detector response
+    (views beyond the list: nominal detector); `seed_views` lets views share random numbers (`view_seeds`).
+    """
     t0 = time.perf_counter()
     spec, sim_cfg = _check_inputs(config, cls, shard)
     prepare_output(out)
+
+    if len(view_detectors) > spec.views:
+        raise ValueError(f"{len(view_detectors)} per-view detector variations for {spec.views} views")
+    detectors = [*view_detectors, *[NOMINAL_DETECTOR] * (spec.views - len(view_detectors))]
     n_target = int(config["resimulate"]["events_per_shard"])
     max_events = max(n_target, math.ceil(float(sim_cfg["max_events_per_jet"]) * n_target))
     batch = max(1, min(int(sim_cfg["batch_size"]), 2 * n_target))
-    seeds = view_seeds(int(config["seed"]), cls, shard, spec.views)
+    seeds = view_seeds(int(config["seed"]), cls, shard, spec.views, seed_tag, seed_views)
     margin = float(config["resimulate"].get("window_margin", 0.2))
 
     generator = resim_views.make_generator(
@@ -142,7 +174,9 @@ def resimulate_shard(
             if spec.mode == "rehadronize" and truth is None and ok.all():
                 # Identical parton-level records in every view: identical truth objects, computed once.
                 truth = resim_views.truth_objects(cls, events)
-            per_view.append(resim_views.view_jets(cls, sim_cfg, events, ok, rngs[k], truth, margin))
+            per_view.append(
+                resim_views.view_jets(cls, sim_cfg, events, ok, rngs[k], truth, margin, detectors[k])
+            )
         chosen, info = resim_views.common_truth_object(per_view, len(saved))
         counts["events_no_jet_any_view"] += info["events_no_jet_any_view"]
         counts["events_dropped_lost_view"] += info["events_dropped_lost_view"]
@@ -170,11 +204,13 @@ def resimulate_shard(
             "resimulate %s shard %d: only %d of %d events after %d generated (see provenance counts)",
             cls, shard, n_written, n_target, counts["events_generated"],
         )  # fmt: skip
-    jets, event_id, view = _interleave(kept, cls, shard, spec.views)
+    jets, event_id, view = _interleave(kept, cls, shard, spec.views, stream)
     provenance = make_provenance(
         "resimulate", config, seeds["generator"], counts, time.perf_counter() - t0,
         cls=cls, shard=shard, mode=spec.mode, seeds=seeds,
         view_settings=[list(spec.settings_for_view(k)) for k in range(spec.views)],
+        **({"view_detectors": [asdict(d) for d in detectors]} if view_detectors else {}),
+        **({"stream": stream} if stream != RESIM_STREAM else {}),
         class_settings=resim_views.class_settings(cls, sim_cfg, shard),
         event_policy=(
             "all K views have a jet matched to the same truth object within the window widened by "
@@ -206,7 +242,7 @@ def _generate(generator: pythia8mc.Pythia, mode: str, n: int) -> tuple[list[Any]
 
 
 def _interleave(
-    kept: Sequence[Sequence[dict[str, np.ndarray]]], cls: str, shard: int, views: int
+    kept: Sequence[Sequence[dict[str, np.ndarray]]], cls: str, shard: int, views: int, stream: int
 ) -> tuple[dict[str, Any], np.ndarray, np.ndarray]:
     """Order jets event by event, views 0..K-1 within an event; ids shared by the K views of an event."""
     per_view = [resim_views.concat_jets(list(kv)) for kv in kept]
@@ -214,6 +250,6 @@ def _interleave(
     src_view = np.tile(np.arange(views), n)  # event 0: views 0..K-1, event 1: views 0..K-1, ...
     src_index = np.repeat(np.arange(n), views)
     jets = resim_views.gather_views(per_view, src_view, src_index)
-    event_id = np.repeat(make_event_ids(RESIM_STREAM, CLASSES.index(cls), shard, np.arange(n)), views)
+    event_id = np.repeat(make_event_ids(stream, CLASSES.index(cls), shard, np.arange(n)), views)
     view = src_view.astype(np.int16)
     return jets, event_id, view

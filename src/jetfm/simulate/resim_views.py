@@ -22,7 +22,7 @@ import numpy as np
 import pythia8mc
 
 from jetfm.jetclass import EVENT_ID_BRANCH, VIEW_BRANCH
-from jetfm.simulate.detector import detector_response
+from jetfm.simulate.detector import NOMINAL_DETECTOR, DetectorVariation, detector_response
 from jetfm.simulate.jets import JetCuts, build_jets, empty_jets
 from jetfm.simulate.particles import final_state_from_batch, truth_from_batch
 from jetfm.simulate.processes import make_pythia, pythia_settings
@@ -103,12 +103,13 @@ def view_jets(
     rng: np.random.Generator,
     truth: ak.Array | None = None,
     margin: float = 0.0,
+    detector_variation: DetectorVariation = NOMINAL_DETECTOR,
 ) -> ViewJets:
     """One view of a batch through the nominal detector and jet building; failed events give no jets.
 
     `truth` may be passed in when it is known to be identical for every view (rehadronize mode). `margin`
     widens the jet window (pT by that fraction, |eta| by that amount): the caller selects events on the
-    view-averaged jet instead (see `jetfm.simulate.resim`).
+    view-averaged jet instead (see `jetfm.simulate.resim`). `detector_variation` shifts this view's tracker.
     """
     good = np.flatnonzero(ok)
     if good.size == 0:
@@ -120,7 +121,7 @@ def view_jets(
         truth = truth_objects(cls, ev)
     elif good.size != len(events):
         truth = truth[good]
-    cands = detector_response(final_state_from_batch(ev), str(sim_cfg["detector"]), rng)
+    cands = detector_response(final_state_from_batch(ev), str(sim_cfg["detector"]), rng, detector_variation)
     jets, counts = build_jets(cands, truth, cls, relaxed_cuts(sim_cfg, margin))
     local = np.asarray(jets.pop("event_index"), dtype=np.int64)
     key = _truth_ordinal(jets, local, truth)

@@ -40,13 +40,18 @@ def comparison_rows(metrics_files: list[str]) -> list[dict[str, object]]:
     return rows
 
 
-def write_comparison(metrics_files: list[str], out: str | Path) -> list[dict[str, object]]:
-    """CSV with accuracy, macro AUC, F1, ECE and QCD rejection at 50 % signal efficiency per model."""
-    rows = comparison_rows(metrics_files)
-    extra = sorted({k for r in rows for k in r} - set(COLUMNS))
+def write_rows_csv(out: str | Path, rows: list[dict[str, object]], columns: tuple[str, ...]) -> None:
+    """CSV of `rows` (atomically): `columns` first, then any other keys sorted; missing values empty."""
+    extra = sorted({k for r in rows for k in r} - set(columns))
     buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=[*COLUMNS, *extra], restval="", lineterminator="\n")
+    writer = csv.DictWriter(buf, fieldnames=[*columns, *extra], restval="", lineterminator="\n")
     writer.writeheader()
     writer.writerows(rows)
     write_text_atomic(out, buf.getvalue())
+
+
+def write_comparison(metrics_files: list[str], out: str | Path) -> list[dict[str, object]]:
+    """CSV with accuracy, macro AUC, F1, ECE and QCD rejection at 50 % signal efficiency per model."""
+    rows = comparison_rows(metrics_files)
+    write_rows_csv(out, rows, COLUMNS)
     return rows
