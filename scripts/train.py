@@ -17,7 +17,7 @@ with redirect_to_log(snakemake.log[0]):
             snakemake.wildcards.model,
             {split: list(snakemake.input[split]) for split in ("train", "val", "test")},
             snakemake.params.out_dir,
-            # params.overrides: extra TrainConfig fields (e.g. an ensemble member's seed, rule robustness_member)
+            # params.overrides: extra TrainConfig fields (an ensemble member's seed: rule robustness_member)
             overrides={
                 "progress": False,
                 "threads": snakemake.threads,
