@@ -38,6 +38,8 @@ MODELS: dict[str, tuple[type, Callable[[int, int, int, Any], nn.Module]]] = {
     "cnn": (CNNSize, lambda f, j, c, s: JetCNN(c, s)),
 }
 
+CIFAR_STEM = {"stem_kernel": 3, "stem_stride": 1, "stem_pool": False}  # small images keep their resolution
+
 # Named sizes; `jetclass` is the JetClass-full ParT of the paper (2.14M parameters).
 PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     "part": {
@@ -50,11 +52,9 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     # resnet18 = torchvision's ResNet18 layout (loads its state dict); small/tiny: 3x3 stride-1 stem, no pool
     "cnn": {
         "resnet18": {},
-        "small": {"image_size": 32, "widths": (16, 32, 64), "blocks": (1, 1, 1), "stem_kernel": 3,
-                  "stem_stride": 1, "stem_pool": False},
-        "tiny": {"image_size": 16, "widths": (8, 16), "blocks": (1, 1), "stem_kernel": 3, "stem_stride": 1,
-                 "stem_pool": False},
-    },  # fmt: skip
+        "small": {"image_size": 32, "widths": (16, 32, 64), "blocks": (1, 1, 1), **CIFAR_STEM},
+        "tiny": {"image_size": 16, "widths": (8, 16), "blocks": (1, 1), **CIFAR_STEM},
+    },
 }
 
 
