@@ -118,7 +118,7 @@ def one(
         if len(batches) == steps + 2:
             break
     model = WeaverParT() if name == "weaver" else build_model(name, 17, 8, 10, **size)
-    opt = make_optimizer(model, TrainConfig(), torch.device("cpu"))
+    opt = make_optimizer(model, TrainConfig())
     ours = model if name != "weaver" else build_model("part", 17, 8, 10)  # same FLOPs by construction
     model.train()
     rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -173,7 +173,7 @@ def interleaved(files: list[str], steps: int, batch: int) -> dict[str, tuple[flo
     contenders["jetfm bf16"] = (build_model("part", 17, 8, 10, preset="jetclass"), True, plain)
     if Path(WEAVER_PATH, "weaver").is_dir():
         contenders["weaver-core fp32"] = (WeaverParT(), False, plain)
-    opts = {k: make_optimizer(m, TrainConfig(), torch.device("cpu")) for k, (m, _, _) in contenders.items()}
+    opts = {k: make_optimizer(m, TrainConfig()) for k, (m, _, _) in contenders.items()}
     spent = dict.fromkeys(contenders, 0.0)
     for i in range(steps + 2):
         for key, (model, bf16, batches) in contenders.items():

@@ -56,7 +56,7 @@ def step_rate(
     device: torch.device,
 ) -> float:
     """Jets/s over `steps` timed training steps after 3 warm-up steps (compilation, allocator, cuBLAS)."""
-    opt = make_optimizer(model, TrainConfig(), device)
+    opt = make_optimizer(model, TrainConfig())
     model.train()
     n = 0
     for i in range(steps + 3):

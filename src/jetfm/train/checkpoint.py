@@ -54,9 +54,13 @@ def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> None:
 
 
 def load_checkpoint(
-    path: str | Path, config: TrainConfig | None = None, world_size: int | None = None
+    path: str | Path,
+    config: TrainConfig | None = None,
+    world_size: int | None = None,
+    objective: dict[str, Any] | None = None,
 ) -> dict:
-    """Read and validate a checkpoint; with `config`, refuse one written with a different config."""
+    """Read and validate a checkpoint; with `config` (and the objective's `describe()`), refuse one written
+    with a different config or objective."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {path} does not exist (nothing to resume)")
@@ -80,6 +84,15 @@ def load_checkpoint(
                 "continue the same run. Differences:\n  "
                 + "\n  ".join(diff)
                 + "\nUse the original config or a new output directory."
+            )
+    if objective is not None:
+        saved = ckpt.get("objective", {"name": "supervised"})
+        diff = config_diff(saved, objective)
+        if diff:
+            raise ValueError(
+                f"checkpoint {path} was written by another objective setting; differences:\n  "
+                + "\n  ".join(diff)
+                + "\nUse the original settings or a new output directory."
             )
     if world_size is not None and ckpt["world_size"] != world_size:
         raise ValueError(

@@ -2,6 +2,8 @@
 
 Set the LR, accumulate micro-batches (DDP syncs gradients on the last one only), clip, step, log; evaluate
 and checkpoint on rank 0; stop at max_steps. The same code runs on 1 CPU process, under torchrun or srun.
+What is optimised is an `Objective` (`train/objectives.py`): supervised classification by default;
+pretraining, fine-tuning and distillation plug in their own model, data stream, loss, validation and outputs.
 """
 
 from __future__ import annotations
@@ -18,31 +20,20 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel as DDP
 from tqdm import tqdm
 
-from jetfm.atomic import write_json_atomic, write_text_atomic
-from jetfm.models import build_model, count_parameters, flops_per_jet
+from jetfm.atomic import write_text_atomic
 from jetfm.provenance import make_provenance
 from jetfm.train import ddp
 from jetfm.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from jetfm.train.config import TrainConfig
-from jetfm.train.data import H5JetStream, make_loader, read_arrays
-from jetfm.train.metrics import classification_metrics
-from jetfm.train.plots import plot_confusion, plot_loss, plot_roc
+from jetfm.train.data import make_loader
+from jetfm.train.objectives import Objective, Supervised, decay_groups
+from jetfm.train.plots import plot_loss
 
-HISTORY_COLUMNS = (
-    "step",
-    "epoch",
-    "lr",
-    "train_loss",
-    "grad_norm",
-    "val_loss",
-    "val_accuracy",
-    "jets",
-    "time_s",
-)
+# History columns of every run; an objective's validation columns go between these and the last two.
+HISTORY_COLUMNS = ("step", "epoch", "lr", "train_loss", "grad_norm", "jets", "time_s")
 
 
 def lr_at(step: int, cfg: TrainConfig) -> float:
@@ -54,47 +45,24 @@ def lr_at(step: int, cfg: TrainConfig) -> float:
     return floor + 0.5 * (cfg.lr - floor) * (1 + math.cos(math.pi * min(progress, 1.0)))
 
 
-def make_optimizer(model: torch.nn.Module, cfg: TrainConfig, device: torch.device) -> torch.optim.Optimizer:
-    """AdamW with weight decay on matrices only (biases, norms, head scales and tokens are not decayed)."""
-    decay = [p for p in model.parameters() if p.requires_grad and p.dim() >= 2 and p.shape[0] > 1]
-    ids = {id(p) for p in decay}
-    no_decay = [p for p in model.parameters() if p.requires_grad and id(p) not in ids]
-    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+def make_optimizer(
+    model: torch.nn.Module, cfg: TrainConfig, groups: list[dict] | None = None
+) -> torch.optim.Optimizer:
+    """Fused AdamW over `groups` (default: weight decay on matrices only, see `objectives.decay_groups`)."""
+    groups = groups if groups is not None else decay_groups(model, cfg)
     return torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), fused=True)
 
 
-def forward(model: torch.nn.Module, batch: dict[str, torch.Tensor], device: torch.device) -> torch.Tensor:
-    b = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
-    return model(b["part_features"], b["part_vectors"], b["part_mask"], b["jet_features"])
+def history_columns(objective: Objective) -> tuple[str, ...]:
+    return (*HISTORY_COLUMNS[:5], *objective.history_columns, *HISTORY_COLUMNS[5:])
 
 
-@torch.no_grad()
-def predict(
-    model: torch.nn.Module, paths: list[str], cfg: TrainConfig, device: torch.device, max_batches: int = 0
-) -> tuple[np.ndarray, np.ndarray]:
-    """Softmax probabilities and labels over a split, in file order (no shuffling, nothing dropped)."""
-    stream = H5JetStream(
-        paths, cfg.eval_batch_size, shuffle=False, block_size=cfg.block_size, nominal_only=cfg.nominal_only,
-        drop_last=False,
-    )  # fmt: skip
-    was_training = model.training
-    model.eval()
-    probs, labels = [], []
-    for i, batch in enumerate(make_loader(stream)):
-        if max_batches and i >= max_batches:
-            break
-        probs.append(torch.softmax(forward(model, batch, device).float(), dim=-1).cpu().numpy())
-        labels.append(batch["label"].numpy())
-    model.train(was_training)
-    return np.concatenate(probs), np.concatenate(labels)
-
-
-def write_history(path: Path, history: list[dict[str, Any]]) -> None:
+def write_history(path: Path, history: list[dict[str, Any]], columns: tuple[str, ...]) -> None:
     buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=HISTORY_COLUMNS, lineterminator="\n")
+    writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
     writer.writeheader()
     for row in history:
-        writer.writerow({k: row.get(k, "") for k in HISTORY_COLUMNS})
+        writer.writerow({k: row.get(k, "") for k in columns})
     write_text_atomic(path, buf.getvalue())
 
 
@@ -107,9 +75,13 @@ def train(
     *,
     resume: bool = False,
     workflow_config: dict[str, Any] | None = None,
+    objective: Objective | None = None,
 ) -> dict[str, Any]:
-    """Train `cfg.model` on the shards; write checkpoint.pt, history.csv, metrics.json, plots to out_dir."""
+    """Optimise `objective` (default: supervised `cfg.model`) on the shards; write checkpoint.pt, history.csv,
+    loss.png and the objective's outputs (supervised: metrics.json, ROC, confusion) to out_dir."""
     t_start = time.time()
+    objective = objective or Supervised(cfg.label_smoothing)
+    columns = history_columns(objective)
     out = Path(out_dir)
     ckpt_path = out / "checkpoint.pt"
     env, device = ddp.setup(cfg.device)
@@ -122,19 +94,12 @@ def train(
 
     # Same init on every rank (DDP also broadcasts it); dropout and the like then get per-rank streams.
     torch.manual_seed(cfg.seed)
-    train_stream = H5JetStream(
-        train_files, cfg.batch_size, seed=cfg.seed, block_size=cfg.block_size,
-        shuffle_buffer=cfg.shuffle_buffer, bucket_by_length=cfg.bucket_by_length,
-        nominal_only=cfg.nominal_only, rank=env.rank, world_size=env.world_size,
-    )  # fmt: skip
+    train_stream = objective.stream(train_files, cfg, env.rank, env.world_size)
     meta = train_stream.meta
-    model = build_model(cfg.model, meta.num_features, meta.num_jet_features, len(meta.classes), **cfg.size)
-    if hasattr(model, "fit_input"):  # jet MLP: standardise inputs with training-set statistics
-        model.fit_input(
-            torch.from_numpy(read_arrays(train_files, ("jet_features",), cfg.nominal_only)["jet_features"])
-        )
+    model = objective.build(cfg, meta)
+    objective.prepare(model, train_files, cfg)
     model.to(device)
-    optimizer = make_optimizer(model, cfg, device)
+    optimizer = make_optimizer(model, cfg, objective.param_groups(model, cfg))
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_at(s, cfg) / cfg.lr)
     torch.manual_seed(cfg.seed + 1 + env.rank)
     np.random.seed((cfg.seed + env.rank) % 2**32)  # noqa: NPY002 - seed the global RNG libraries use
@@ -143,7 +108,7 @@ def train(
     step, epoch, batch_in_epoch, jets = 0, 0, 0, 0
     history: list[dict[str, Any]] = []
     if resume and ckpt_path.exists():
-        ckpt = load_checkpoint(ckpt_path, cfg, env.world_size)
+        ckpt = load_checkpoint(ckpt_path, cfg, env.world_size, objective.describe())
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
         scheduler.load_state_dict(ckpt["scheduler"])
@@ -192,10 +157,11 @@ def train(
             save_checkpoint(ckpt_path, {
                 "config": cfg.to_dict(), "model": raw_model.state_dict(), "optimizer": optimizer.state_dict(),
                 "scheduler": scheduler.state_dict(), "step": step, "jets": jets, "ranks": ranks,
+                "objective": objective.describe(),
                 "history": history, "world_size": env.world_size, "classes": list(meta.classes),
                 "num_features": meta.num_features, "num_jet_features": meta.num_jet_features,
             })  # fmt: skip
-            write_history(out / "history.csv", history)
+            write_history(out / "history.csv", history, columns)
         ddp.barrier(env)
 
     stream = batches()
@@ -208,10 +174,7 @@ def train(
             batch = next(stream)
             sync = not env.distributed or micro == cfg.grad_accum - 1
             with contextlib.nullcontext() if sync else model.no_sync(), autocast:
-                logits = forward(model, batch, device)
-                loss = F.cross_entropy(
-                    logits.float(), batch["label"].to(device), label_smoothing=cfg.label_smoothing
-                )
+                loss = objective.loss(model, batch, device)
                 (loss / cfg.grad_accum).backward()  # inside no_sync: only the last micro-batch all-reduces
             loss_sum += loss.item() / cfg.grad_accum
             jets += len(batch["label"]) * env.world_size
@@ -234,11 +197,9 @@ def train(
             }  # fmt: skip
             if step % cfg.eval_every == 0 or last:
                 if env.is_main:
-                    probs, labels = predict(raw_model, val_files, cfg, device, cfg.eval_batches)
-                    p = torch.from_numpy(probs).clamp_min(1e-12).log()
-                    row["val_loss"] = f"{F.nll_loss(p, torch.from_numpy(labels)).item():.6f}"
-                    row["val_accuracy"] = f"{float((probs.argmax(1) == labels).mean()):.4f}"
-                    bar.set_postfix(train=row["train_loss"], val=row["val_loss"])
+                    val = objective.evaluate(raw_model, val_files, cfg, device)
+                    row.update({k: f"{v:.6f}" for k, v in val.items()})
+                    bar.set_postfix(train=row["train_loss"], val=row.get("val_loss"))
                 ddp.barrier(env)
             history.append(row)
             t_last = time.time()
@@ -248,30 +209,21 @@ def train(
 
     result: dict[str, Any] = {"step": step}
     if env.is_main:
-        write_history(out / "history.csv", history)
-        plot_loss(history, out / "loss.png", title=f"{cfg.model}: loss")
-        if test_files:
-            probs, labels = predict(raw_model, test_files, cfg, device)
-            classes = list(meta.classes)
-            metrics = classification_metrics(probs, labels, classes)
-            n_mean = float(
-                read_arrays(test_files, ("part_mask",), cfg.nominal_only)["part_mask"].sum(1).mean()
-            )
-            metrics.update(
-                model=cfg.model, parameters=count_parameters(raw_model), mean_particles=n_mean,
-                flops_per_jet=flops_per_jet(raw_model, n_mean), steps=step, jets_seen=jets,
-                provenance=make_provenance(
-                    "train", workflow_config or {}, cfg.seed,
-                    counts={"test_jets": len(labels), "train_rows": train_stream.rows,
-                            "world_size": env.world_size},
-                    wall_time_s=time.time() - t_start, train_config=cfg.to_dict(),
-                    inputs={"train": train_files, "val": val_files, "test": test_files},
-                ),
-            )  # fmt: skip
-            plot_roc(probs, labels, classes, out / "roc.png", title=f"{cfg.model}: X vs QCD")
-            plot_confusion(metrics["confusion_matrix"], metrics["confusion_classes"], out / "confusion.png",
-                           title=f"{cfg.model}: test confusion")  # fmt: skip
-            write_json_atomic(out / "metrics.json", metrics)
+        write_history(out / "history.csv", history, columns)
+        plot_loss(history, out / "loss.png", title=f"{cfg.model} ({objective.name}): loss")
+        provenance = make_provenance(
+            "train", workflow_config or {}, cfg.seed,
+            counts={"train_rows": train_stream.rows, "world_size": env.world_size},
+            wall_time_s=time.time() - t_start, train_config=cfg.to_dict(), objective=objective.describe(),
+            inputs={"train": train_files, "val": val_files, "test": test_files},
+        )  # fmt: skip
+        extras = {
+            "classes": list(meta.classes),
+            "provenance": provenance,
+            "metrics": {"steps": step, "jets_seen": jets, "provenance": provenance},
+        }
+        metrics = objective.finish(raw_model, test_files, cfg, device, out, extras)
+        if metrics is not None:
             result["metrics"] = metrics
     ddp.barrier(env)
     return result

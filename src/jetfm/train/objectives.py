@@ -1,0 +1,197 @@
+"""Pluggable training objectives: what the one training loop (`train/loop.py`) optimises.
+
+The loop owns everything every objective shares (DDP, precision, gradient accumulation, clipping, LR schedule,
+checkpoints and exact resume, history, progress, provenance). An `Objective` owns what differs:
+
+- `build(cfg, meta)`: the trainable module (a classifier; a backbone with a decoder; a student...). Its
+  `state_dict()` is what the checkpoint stores under "model".
+- `prepare(module, train_files, cfg)`: anything done once before the optimiser exists (fit input scalings,
+  load pretrained weights, freeze parameters).
+- `param_groups(module, cfg)`: optimiser groups (weight decay on matrices only; objectives may scale the
+  learning rate of some parameters, e.g. a pretrained backbone).
+- `stream(files, cfg, rank, world_size)`: the training data stream (supervised: nominal jets; contrastive:
+  batches of events with all their views).
+- `loss(model, batch, device)`: the scalar loss of one micro-batch. `model` may be the DDP / compiled wrapper,
+  so call it (never `model.module...`) for gradients to be synchronised.
+- `evaluate(module, val_files, cfg, device)`: validation numbers for the history (`history_columns`).
+- `finish(module, test_files, cfg, device, out, extras)`: final outputs of the run (metrics.json, figures) on
+  rank 0; returns the metrics dict or None.
+- `describe()`: the objective's settings; stored in the checkpoint and compared on resume.
+
+Supervised classification is the first objective; pretraining (masked particles, RS3L contrastive),
+fine-tuning and distillation are others.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from jetfm.atomic import write_json_atomic
+from jetfm.models import build_model, count_parameters, flops_per_jet
+from jetfm.train.config import TrainConfig
+from jetfm.train.data import H5JetStream, ShardMeta, make_loader, read_arrays
+from jetfm.train.metrics import classification_metrics
+from jetfm.train.plots import plot_confusion, plot_roc
+
+
+def to_device(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
+    return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+
+
+def classify(model: nn.Module, batch: dict[str, torch.Tensor], device: torch.device) -> torch.Tensor:
+    """Logits of a registry model (same call signature for every model) on a batch moved to `device`."""
+    b = to_device(batch, device)
+    return model(b["part_features"], b["part_vectors"], b["part_mask"], b["jet_features"])
+
+
+def decay_groups(module: nn.Module, cfg: TrainConfig, lr_scale: dict[int, float] | None = None) -> list[dict]:
+    """AdamW groups: weight decay on matrices only (biases, norms, head scales and tokens are not decayed).
+
+    `lr_scale` maps id(parameter) -> factor on cfg.lr (default 1); frozen parameters are left out.
+    """
+    lr_scale = lr_scale or {}
+    groups: dict[tuple[bool, float], list[nn.Parameter]] = {}
+    for p in module.parameters():
+        if not p.requires_grad:
+            continue
+        decay = p.dim() >= 2 and p.shape[0] > 1
+        groups.setdefault((decay, lr_scale.get(id(p), 1.0)), []).append(p)
+    return [
+        {"params": ps, "weight_decay": cfg.weight_decay if decay else 0.0, "lr": cfg.lr * scale}
+        for (decay, scale), ps in sorted(groups.items(), key=lambda kv: (not kv[0][0], -kv[0][1]))
+    ]
+
+
+@torch.no_grad()
+def predict(
+    model: nn.Module, paths: list[str], cfg: TrainConfig, device: torch.device, max_batches: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """Softmax probabilities and labels over a split, in file order (no shuffling, nothing dropped)."""
+    stream = H5JetStream(
+        paths, cfg.eval_batch_size, shuffle=False, block_size=cfg.block_size, nominal_only=cfg.nominal_only,
+        drop_last=False,
+    )  # fmt: skip
+    was_training = model.training
+    model.eval()
+    probs, labels = [], []
+    for i, batch in enumerate(make_loader(stream)):
+        if max_batches and i >= max_batches:
+            break
+        probs.append(torch.softmax(classify(model, batch, device).float(), dim=-1).cpu().numpy())
+        labels.append(batch["label"].numpy())
+    model.train(was_training)
+    return np.concatenate(probs), np.concatenate(labels)
+
+
+class Objective:
+    """Base class: defaults shared by every objective (see the module docstring for the contract)."""
+
+    name = "objective"
+    history_columns: tuple[str, ...] = ("val_loss",)
+
+    def build(self, cfg: TrainConfig, meta: ShardMeta) -> nn.Module:
+        raise NotImplementedError
+
+    def prepare(self, module: nn.Module, train_files: list[str], cfg: TrainConfig) -> None:
+        """Nothing by default."""
+
+    def param_groups(self, module: nn.Module, cfg: TrainConfig) -> list[dict]:
+        return decay_groups(module, cfg)
+
+    def stream(self, files: list[str], cfg: TrainConfig, rank: int, world_size: int) -> H5JetStream:
+        return H5JetStream(
+            files, cfg.batch_size, seed=cfg.seed, block_size=cfg.block_size,
+            shuffle_buffer=cfg.shuffle_buffer, bucket_by_length=cfg.bucket_by_length,
+            nominal_only=cfg.nominal_only, rank=rank, world_size=world_size,
+        )  # fmt: skip
+
+    def loss(self, model: nn.Module, batch: dict[str, torch.Tensor], device: torch.device) -> torch.Tensor:
+        raise NotImplementedError
+
+    def evaluate(
+        self, module: nn.Module, val_files: list[str], cfg: TrainConfig, device: torch.device
+    ) -> dict[str, float]:
+        return {}
+
+    def finish(
+        self,
+        module: nn.Module,
+        test_files: list[str] | None,
+        cfg: TrainConfig,
+        device: torch.device,
+        out: Path,
+        extras: dict[str, Any],
+    ) -> dict[str, Any] | None:
+        return None
+
+    def describe(self) -> dict[str, Any]:
+        return {"name": self.name}
+
+
+class Supervised(Objective):
+    """Classification of the nominal jets with cross-entropy (optionally label-smoothed)."""
+
+    name = "supervised"
+    history_columns = ("val_loss", "val_accuracy")
+
+    def build(self, cfg: TrainConfig, meta: ShardMeta) -> nn.Module:
+        return build_model(cfg.model, meta.num_features, meta.num_jet_features, len(meta.classes), **cfg.size)
+
+    def prepare(self, module: nn.Module, train_files: list[str], cfg: TrainConfig) -> None:
+        if hasattr(module, "fit_input"):  # jet MLP: standardise inputs with training-set statistics
+            jets = read_arrays(train_files, ("jet_features",), cfg.nominal_only)["jet_features"]
+            module.fit_input(torch.from_numpy(jets))
+
+    def __init__(self, label_smoothing: float = 0.0) -> None:
+        self.label_smoothing = label_smoothing
+
+    def loss(self, model: nn.Module, batch: dict[str, torch.Tensor], device: torch.device) -> torch.Tensor:
+        logits = classify(model, batch, device)
+        labels = batch["label"].to(device)
+        return F.cross_entropy(logits.float(), labels, label_smoothing=self.label_smoothing)
+
+    def evaluate(
+        self, module: nn.Module, val_files: list[str], cfg: TrainConfig, device: torch.device
+    ) -> dict[str, float]:
+        probs, labels = predict(module, val_files, cfg, device, cfg.eval_batches)
+        p = torch.from_numpy(probs).clamp_min(1e-12).log()
+        return {
+            "val_loss": F.nll_loss(p, torch.from_numpy(labels)).item(),
+            "val_accuracy": float((probs.argmax(1) == labels).mean()),
+        }
+
+    def finish(
+        self,
+        module: nn.Module,
+        test_files: list[str] | None,
+        cfg: TrainConfig,
+        device: torch.device,
+        out: Path,
+        extras: dict[str, Any],
+    ) -> dict[str, Any] | None:
+        """Test metrics (metrics.json), ROC and confusion figures; `extras` adds provenance and counts."""
+        if not test_files:
+            return None
+        probs, labels = predict(module, test_files, cfg, device)
+        classes = list(extras["classes"])
+        metrics = classification_metrics(probs, labels, classes)
+        n_mean = float(read_arrays(test_files, ("part_mask",), cfg.nominal_only)["part_mask"].sum(1).mean())
+        metrics.update(
+            model=cfg.model, objective=self.name, parameters=count_parameters(module), mean_particles=n_mean,
+            flops_per_jet=flops_per_jet(module, n_mean), **extras.get("metrics", {}),
+        )  # fmt: skip
+        if "provenance" in metrics:
+            metrics["provenance"]["counts"]["test_jets"] = len(labels)
+        plot_roc(probs, labels, classes, out / "roc.png", title=f"{cfg.model}: X vs QCD")
+        plot_confusion(
+            metrics["confusion_matrix"], metrics["confusion_classes"], out / "confusion.png",
+            title=f"{cfg.model}: test confusion",
+        )  # fmt: skip
+        write_json_atomic(out / "metrics.json", metrics)
+        return metrics
