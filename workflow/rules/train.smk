@@ -48,7 +48,7 @@ rule train:
     log:
         f"{LOGS}/train/{{dataset}}_{{model}}.log",
     wildcard_constraints:
-        model="part|pfn|mlp",
+        model="part|pfn|mlp|cnn",
     threads: 2
     resources:
         mem_mb=4000,
