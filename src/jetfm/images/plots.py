@@ -56,7 +56,7 @@ def plot_average_images(
         raise ValueError("no jets to average: every class is empty")
     n_ch = len(spec.channels)
     fig, axes = plt.subplots(
-        len(rows), n_ch, figsize=(1.7 * n_ch + 0.8, 1.6 * len(rows) + 0.6), squeeze=False
+        len(rows), n_ch, figsize=(2.1 * n_ch + 0.8, 1.55 * len(rows) + 0.7), squeeze=False
     )
     e = spec.extent
     for c in range(n_ch):

@@ -49,10 +49,12 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     },
     "pfn": {"jetclass": {}, "small": {"phi_dims": (64, 64, 64), "f_dims": (64, 64)}},
     "mlp": {"jetclass": {}, "small": {"dims": (64, 64, 64)}},
-    # resnet18 = torchvision's ResNet18 layout (loads its state dict); small/tiny: 3x3 stride-1 stem, no pool
+    # resnet18 = torchvision's ResNet18 layout at 64x64 (loads its state dict); medium/small/tiny: 3x3
+    # stride-1 stem, no pool; small (16x16) is the default config's (its training fits make run's budget)
     "cnn": {
         "resnet18": {},
-        "small": {"image_size": 32, "widths": (16, 32, 64), "blocks": (1, 1, 1), **CIFAR_STEM},
+        "medium": {"image_size": 32, "widths": (32, 64, 128), "blocks": (2, 2, 2), **CIFAR_STEM},
+        "small": {"image_size": 16, "widths": (16, 32, 64), "blocks": (1, 1, 1), **CIFAR_STEM},
         "tiny": {"image_size": 16, "widths": (8, 16), "blocks": (1, 1), **CIFAR_STEM},
     },
 }
