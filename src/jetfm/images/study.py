@@ -27,6 +27,7 @@ import numpy as np
 
 from jetfm.atomic import atomic_path, write_text_atomic
 from jetfm.splits import hash_unit_interval
+from jetfm.train.data import read_meta
 
 INITS = ("random", "source", "pretrained")
 LABELLED_SALT = 0x1A8E11ED  # event-hash salt of the labelled subsets (independent of the split hash)
@@ -79,7 +80,7 @@ def class_subset(src_paths: list[str], out_dir: str | Path, classes: list[str]) 
     """Jets of the named classes only (the source task of transfer learning)."""
 
     def keep(f: h5py.File) -> np.ndarray:
-        names = json.loads(f.attrs["classes"])
+        names = list(read_meta([f.filename]).classes)  # JSON string or string array, as the loader reads it
         unknown = sorted(set(classes) - set(names))
         if unknown:
             raise ValueError(
