@@ -13,11 +13,12 @@ from typing import Any
 from torch import nn
 
 from jetfm.models.baselines import JetMLP, JetMLPSize, ParticleFlowNetwork, PFNSize
-from jetfm.models.part import ParticleTransformer, ParTSize
+from jetfm.models.part import ParTBackbone, ParticleTransformer, ParTSize
 
 __all__ = [
     "MODELS",
     "JetMLP",
+    "ParTBackbone",
     "ParTSize",
     "ParticleFlowNetwork",
     "ParticleTransformer",
