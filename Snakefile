@@ -26,6 +26,7 @@ include: "workflow/rules/resimulate.smk"
 include: "workflow/rules/preprocess.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/images.smk"
+include: "workflow/rules/pretrain.smk"
 include: "workflow/rules/report.smk"
 
 

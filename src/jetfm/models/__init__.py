@@ -14,13 +14,14 @@ from torch import nn
 
 from jetfm.models.baselines import JetMLP, JetMLPSize, ParticleFlowNetwork, PFNSize
 from jetfm.models.cnn import CNNSize, JetCNN
-from jetfm.models.part import ParticleTransformer, ParTSize
+from jetfm.models.part import ParTBackbone, ParticleTransformer, ParTSize
 
 __all__ = [
     "MODELS",
     "CNNSize",
     "JetCNN",
     "JetMLP",
+    "ParTBackbone",
     "ParTSize",
     "ParticleFlowNetwork",
     "ParticleTransformer",
