@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 from pathlib import Path
 
 import h5py
@@ -14,7 +15,8 @@ from train_fixtures import make_dataset
 from jetfm.config import validate_config
 from jetfm.images.build import ImageSpec, jet_images
 from jetfm.images.plots import average_images, write_average_images
-from jetfm.images.study import class_subset, labelled_subset, run_transfer_study
+from jetfm.images.study import class_subset, run_transfer_study
+from jetfm.train.labelled import count_labelled
 
 
 @pytest.fixture(scope="module")
@@ -39,14 +41,11 @@ def test_average_image_is_the_class_mean(shards: dict[str, list[str]], tmp_path:
     assert summary["jets_per_class"][classes[0]] == counts[0]
 
 
-def test_subsets_are_nested_and_by_class(shards: dict[str, list[str]], tmp_path: Path) -> None:
-    small = labelled_subset(shards["train"], tmp_path / "a", 0.3)
-    large = labelled_subset(shards["train"], tmp_path / "b", 0.6)
-    ids = [set(h5py.File(p)["event_id"][:].tolist()) for p in (small[0], large[0])]
-    assert ids[0] < ids[1] and 0.15 * 192 < len(ids[0]) < 0.45 * 192
+def test_class_subset(shards: dict[str, list[str]], tmp_path: Path) -> None:
     qcd = class_subset(shards["train"], tmp_path / "c", ["QCD"])
-    with h5py.File(qcd[0]) as f:
+    with h5py.File(qcd[0]) as f, h5py.File(shards["train"][0]) as src:
         assert set(f["label"][:].tolist()) == {0} and f["part_features"].shape[1:] == (32, 17)
+        assert len(f["label"]) == int((src["label"][:] == 0).sum())
     with pytest.raises(ValueError, match="empty"):
         class_subset(shards["train"], tmp_path / "d", ["Hcc"])  # the fixture has QCD, Hbb, Tbqq only
 
@@ -59,18 +58,16 @@ def test_transfer_study_runs_every_arm_and_says_what_it_skipped(
         "images": {"transfer": {"source_classes": ["QCD", "Tbqq"], "fractions": [0.5], "seeds": [1, 2],
                                 "size": {"preset": "tiny"}, "train_overrides": {"max_steps": 3}}},
     })  # fmt: skip
-    rows = run_transfer_study(config, shards, tmp_path / "study")
-    assert sorted((r["init"], r["seed"]) for r in rows) == [
-        ("random", 1),
-        ("random", 2),
-        ("source", 1),
-        ("source", 2),
-    ]
-    with open(tmp_path / "study" / "transfer_summary.csv") as f:
-        summary = list(csv.DictReader(f))
-    skipped = [r for r in summary if r["init"] == "pretrained"]
-    assert skipped and "no images.transfer.pretrained_file" in skipped[0]["skipped"]
-    half = next(r for r in summary if r["init"] == "source")
-    labelled = sum(len(h5py.File(p)["label"]) for p in labelled_subset(shards["train"], tmp_path / "l", 0.5))
-    assert half["seeds"] == "2" and int(half["labelled_jets"]) == labelled and half["accuracy_std"] != ""
-    assert (tmp_path / "study" / "transfer.png").stat().st_size > 0
+    summary = run_transfer_study(config, shards, tmp_path / "study")
+    assert [(r["method"], r["seeds"]) for r in summary] == [("scratch", 2), ("source", 2)]
+    labelled = count_labelled(shards["train"], 0.5)
+    assert all(r["jets"] == labelled for r in summary) and 0.3 * 192 < labelled < 0.7 * 192
+    assert all(r["accuracy_std"] >= 0 for r in summary)
+    result = json.loads((tmp_path / "study" / "efficiency.json").read_text())
+    assert "no images.transfer.pretrained_file" in result["skipped"]["pretrained"]
+    assert len(result["runs"]) == 4 and result["gains"]["accuracy"][0]["method"] == "source"
+    with open(tmp_path / "study" / "efficiency.csv") as f:
+        assert len(list(csv.DictReader(f))) == 2
+    assert (tmp_path / "study" / "efficiency.png").stat().st_size > 0
+    run = json.loads((tmp_path / "study" / "runs" / "source_0.5_1" / "metrics.json").read_text())
+    assert run["init"]["kind"] == "jetfm" and run["labelled_jets"] == labelled

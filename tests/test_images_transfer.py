@@ -10,7 +10,7 @@ import pytest
 import torch
 from train_fixtures import make_dataset
 
-from jetfm.images.transfer import FromPretrained, adapt_input_conv, load_pretrained
+from jetfm.images.transfer import ImageFineTune, adapt_input_conv, load_pretrained
 from jetfm.models import build_model
 from jetfm.train.config import TrainConfig
 from jetfm.train.loop import train
@@ -72,7 +72,7 @@ def test_wrong_channel_count_names_both_shapes(tmp_path: Path) -> None:
         load_pretrained(four, tmp_path / "absent.pth")
 
 
-class RecordingStart(FromPretrained):
+class RecordingStart(ImageFineTune):
     """Snapshots the model's tensors at the first loss evaluation (before any optimiser step)."""
 
     start: dict[str, torch.Tensor] | None = None
@@ -89,7 +89,7 @@ def test_finetuning_starts_from_exactly_the_checkpoint(tmp_path: Path) -> None:
                 progress=False, device="cpu")  # fmt: skip
     train(TrainConfig(**base, max_steps=3, seed=1), data["train"], data["val"], None, tmp_path / "src")
     source = torch.load(tmp_path / "src" / "checkpoint.pt", weights_only=True)["model"]
-    objective = RecordingStart(tmp_path / "src" / "checkpoint.pt")
+    objective = RecordingStart("source", 1.0, tmp_path / "src" / "checkpoint.pt")
     out = train(TrainConfig(**base, max_steps=2, seed=2), data["train"], data["val"], data["test"],
                 tmp_path / "ft", objective=objective)  # fmt: skip
     assert objective.start is not None

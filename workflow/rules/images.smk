@@ -34,14 +34,14 @@ rule images_transfer:
         val=TRAIN_H5["val"],
         test=TRAIN_H5["test"],
     output:
-        runs=f"{RESULTS}/images/{{dataset}}/transfer/transfer.csv",
+        runs=f"{RESULTS}/images/{{dataset}}/transfer/efficiency.json",
         summary=report(
-            f"{RESULTS}/images/{{dataset}}/transfer/transfer_summary.csv",
+            f"{RESULTS}/images/{{dataset}}/transfer/efficiency.csv",
             caption="../report/images_transfer.rst",
             category="Jet images",
         ),
         figure=report(
-            f"{RESULTS}/images/{{dataset}}/transfer/transfer.png",
+            f"{RESULTS}/images/{{dataset}}/transfer/efficiency.png",
             caption="../report/images_transfer.rst",
             category="Jet images",
         ),
@@ -64,15 +64,15 @@ rule images_transfer:
 
 rule images_transfer_all:
     input:
-        f"{IMAGES}/transfer/transfer_summary.csv",
+        f"{IMAGES}/transfer/efficiency.csv",
 
 
 rule images_all:
     input:
         f"{IMAGES}/average_images.png",
-        f"{IMAGES}/transfer/transfer_summary.csv",
+        f"{IMAGES}/transfer/efficiency.csv",
 
 
 ALL_TARGETS.append(f"{IMAGES}/average_images.png")
 if config["images"]["transfer"]["enabled"]:
-    ALL_TARGETS.append(f"{IMAGES}/transfer/transfer_summary.csv")
+    ALL_TARGETS.append(f"{IMAGES}/transfer/efficiency.csv")

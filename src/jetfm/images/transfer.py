@@ -26,6 +26,7 @@ from jetfm.models import make_size
 from jetfm.models.cnn import JetCNN
 from jetfm.train.checkpoint import FORMAT
 from jetfm.train.config import TrainConfig
+from jetfm.train.labelled import LabelledStream
 from jetfm.train.objectives import Supervised
 
 HEAD = "fc."
@@ -133,25 +134,44 @@ def file_digest(path: str | Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
-class FromPretrained(Supervised):
-    """Supervised training of the CNN starting from pre-trained weights (the head starts fresh).
+class ImageFineTune(Supervised):
+    """Supervised CNN on a labelled fraction (`jetfm.train.labelled`, as fine-tuning the ParT), starting from
+    pre-trained weights (`weights`; the head starts fresh) or, without them, from the registry's random init.
 
     The weights are copied in `prepare`, after the model is built with the run's seed and before the
     optimiser exists, so step 0 sees exactly the file's tensors; the source and what was loaded go into the
     checkpoint (`describe`) and metrics.json (`init`).
     """
 
-    name = "supervised_from_pretrained"
+    name = "image_finetune"
 
-    def __init__(self, weights: str | Path, label_smoothing: float = 0.0) -> None:
+    def __init__(
+        self,
+        method: str,
+        fraction: float = 1.0,
+        weights: str | Path | None = None,
+        label_smoothing: float = 0.0,
+    ) -> None:
         super().__init__(label_smoothing)
-        self.weights = Path(weights)
-        self.digest = file_digest(self.weights) if self.weights.is_file() else ""
-        self.report: dict[str, Any] = {}
+        self.method, self.fraction = method, float(fraction)
+        self.weights = Path(weights) if weights else None
+        self.digest = file_digest(self.weights) if self.weights and self.weights.is_file() else ""
+        self.report: dict[str, Any] = {"kind": "random"}
+        self.labelled_jets = 0
 
     def prepare(self, module: nn.Module, train_files: list[str], cfg: TrainConfig) -> None:
         super().prepare(module, train_files, cfg)
-        self.report = load_pretrained(module, self.weights)  # type: ignore[arg-type]  # checked inside
+        if self.weights is not None:
+            self.report = load_pretrained(module, self.weights)  # type: ignore[arg-type]  # checked inside
+
+    def stream(self, files: list[str], cfg: TrainConfig, rank: int, world_size: int) -> LabelledStream:
+        stream = LabelledStream(
+            files, cfg.batch_size, fraction=self.fraction, seed=cfg.seed, block_size=cfg.block_size,
+            shuffle_buffer=cfg.shuffle_buffer, bucket_by_length=cfg.bucket_by_length,
+            nominal_only=cfg.nominal_only, rank=rank, world_size=world_size,
+        )  # fmt: skip
+        self.labelled_jets = stream.rows
+        return stream
 
     def finish(
         self,
@@ -162,8 +182,11 @@ class FromPretrained(Supervised):
         out: Path,
         extras: dict[str, Any],
     ) -> dict[str, Any] | None:
-        extras = {**extras, "metrics": {**extras.get("metrics", {}), "init": self.report}}
+        mine = {"init": self.report, "method": self.method, "fraction": self.fraction,
+                "labelled_jets": self.labelled_jets}  # fmt: skip
+        extras = {**extras, "metrics": {**extras.get("metrics", {}), **mine}}
         return super().finish(module, test_files, cfg, device, out, extras)
 
     def describe(self) -> dict[str, Any]:
-        return {"name": self.name, "weights": str(self.weights), "sha256": self.digest}
+        return {"name": self.name, "method": self.method, "fraction": self.fraction,
+                "weights": str(self.weights or ""), "sha256": self.digest}  # fmt: skip
