@@ -70,4 +70,4 @@ def test_transfer_study_runs_every_arm_and_says_what_it_skipped(
         assert len(list(csv.DictReader(f))) == 2
     assert (tmp_path / "study" / "efficiency.png").stat().st_size > 0
     run = json.loads((tmp_path / "study" / "runs" / "source_0.5_1" / "metrics.json").read_text())
-    assert run["init"]["kind"] == "jetfm" and run["labelled_jets"] == labelled
+    assert run["pretrained"]["kind"] == "jetfm" and run["labelled_jets"] == labelled

@@ -99,6 +99,6 @@ def test_finetuning_starts_from_exactly_the_checkpoint(tmp_path: Path) -> None:
     # and training moved on from there
     final = torch.load(tmp_path / "ft" / "checkpoint.pt", weights_only=True)
     assert not torch.equal(final["model"]["conv1.weight"], source["conv1.weight"])
-    init = out["metrics"]["init"]
+    init = out["metrics"]["pretrained"]
     assert init["kind"] == "jetfm" and init["tensors_loaded"] == len(body)
     assert not init["image_settings_differ"]

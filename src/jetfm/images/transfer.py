@@ -26,8 +26,9 @@ from jetfm.models import make_size
 from jetfm.models.cnn import JetCNN
 from jetfm.train.checkpoint import FORMAT
 from jetfm.train.config import TrainConfig
-from jetfm.train.labelled import LabelledStream
-from jetfm.train.objectives import Supervised
+from jetfm.train.data import ShardMeta
+from jetfm.train.finetune import FineTune
+from jetfm.train.objectives import Supervised, decay_groups
 
 HEAD = "fc."
 INPUT_CONV = "conv1.weight"
@@ -134,13 +135,14 @@ def file_digest(path: str | Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
-class ImageFineTune(Supervised):
-    """Supervised CNN on a labelled fraction (`jetfm.train.labelled`, as fine-tuning the ParT), starting from
-    pre-trained weights (`weights`; the head starts fresh) or, without them, from the registry's random init.
+class ImageFineTune(FineTune):
+    """The fine-tuning objective of the pretraining stage (labelled fraction of `jetfm.train.labelled`, its
+    stream and metrics tags) for the CNN: starts from pre-trained image weights (`weights`; the head starts
+    fresh) or, without them, from the registry's random init (`scratch`).
 
     The weights are copied in `prepare`, after the model is built with the run's seed and before the
-    optimiser exists, so step 0 sees exactly the file's tensors; the source and what was loaded go into the
-    checkpoint (`describe`) and metrics.json (`init`).
+    optimiser exists, so step 0 sees exactly the file's tensors; what was loaded goes into metrics.json
+    (`pretrained`) and the file and its sha256 into the checkpoint (`describe`, checked on resume).
     """
 
     name = "image_finetune"
@@ -152,40 +154,21 @@ class ImageFineTune(Supervised):
         weights: str | Path | None = None,
         label_smoothing: float = 0.0,
     ) -> None:
-        super().__init__(label_smoothing)
-        self.method, self.fraction = method, float(fraction)
+        super().__init__(method, fraction, label_smoothing=label_smoothing)
         self.weights = Path(weights) if weights else None
         self.digest = file_digest(self.weights) if self.weights and self.weights.is_file() else ""
-        self.report: dict[str, Any] = {"kind": "random"}
-        self.labelled_jets = 0
+
+    def build(self, cfg: TrainConfig, meta: ShardMeta) -> nn.Module:
+        if cfg.model != "cnn":
+            raise ValueError(f"image fine-tuning trains the CNN (train.model = 'cnn'), got {cfg.model!r}")
+        return Supervised.build(self, cfg, meta)
 
     def prepare(self, module: nn.Module, train_files: list[str], cfg: TrainConfig) -> None:
-        super().prepare(module, train_files, cfg)
         if self.weights is not None:
-            self.report = load_pretrained(module, self.weights)  # type: ignore[arg-type]  # checked inside
+            self.loaded = load_pretrained(module, self.weights)  # type: ignore[arg-type]  # checked inside
 
-    def stream(self, files: list[str], cfg: TrainConfig, rank: int, world_size: int) -> LabelledStream:
-        stream = LabelledStream(
-            files, cfg.batch_size, fraction=self.fraction, seed=cfg.seed, block_size=cfg.block_size,
-            shuffle_buffer=cfg.shuffle_buffer, bucket_by_length=cfg.bucket_by_length,
-            nominal_only=cfg.nominal_only, rank=rank, world_size=world_size,
-        )  # fmt: skip
-        self.labelled_jets = stream.rows
-        return stream
-
-    def finish(
-        self,
-        module: nn.Module,
-        test_files: list[str] | None,
-        cfg: TrainConfig,
-        device: torch.device,
-        out: Path,
-        extras: dict[str, Any],
-    ) -> dict[str, Any] | None:
-        mine = {"init": self.report, "method": self.method, "fraction": self.fraction,
-                "labelled_jets": self.labelled_jets}  # fmt: skip
-        extras = {**extras, "metrics": {**extras.get("metrics", {}), **mine}}
-        return super().finish(module, test_files, cfg, device, out, extras)
+    def param_groups(self, module: nn.Module, cfg: TrainConfig) -> list[dict]:
+        return decay_groups(module, cfg)
 
     def describe(self) -> dict[str, Any]:
         return {"name": self.name, "method": self.method, "fraction": self.fraction,
