@@ -71,3 +71,9 @@ def test_transfer_study_runs_every_arm_and_says_what_it_skipped(
     assert (tmp_path / "study" / "efficiency.png").stat().st_size > 0
     run = json.loads((tmp_path / "study" / "runs" / "source_0.5_1" / "metrics.json").read_text())
     assert run["pretrained"]["kind"] == "jetfm" and run["labelled_jets"] == labelled
+    # a second invocation with the same settings reuses the finished runs (no retraining)
+    ckpt = tmp_path / "study" / "runs" / "scratch_0.5_2" / "checkpoint.pt"
+    stamp = ckpt.stat().st_mtime_ns
+    source = str(tmp_path / "study" / "source" / "checkpoint.pt")
+    again = run_transfer_study(config, shards, tmp_path / "study", source_checkpoint=source)
+    assert again == summary and ckpt.stat().st_mtime_ns == stamp

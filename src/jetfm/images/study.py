@@ -73,6 +73,21 @@ def class_subset(src_paths: list[str], out_dir: str | Path, classes: list[str]) 
     return write_row_subset(src_paths, out_dir, keep, f"classes {classes}")
 
 
+def finished_run(run: Path, train_config: dict[str, Any], objective: dict[str, Any]) -> dict[str, Any] | None:
+    """metrics.json of a run already done with exactly this training config and objective (the study then
+    continues where it stopped, and independent invocations can share the runs), else None."""
+    path = run / "metrics.json"
+    if not path.is_file():
+        return None
+    metrics = json.loads(path.read_text())
+    prov = metrics.get("provenance", {})
+    same = json.loads(json.dumps([train_config, objective])) == [
+        prov.get("train_config"),
+        prov.get("objective"),
+    ]
+    return metrics if same else None
+
+
 def run_transfer_study(
     config: dict[str, Any],
     files: dict[str, list[str]],
@@ -114,12 +129,13 @@ def run_transfer_study(
             for seed in tcfg["seeds"]:
                 cfg = from_workflow(config, "cnn", {**overrides, "seed": int(seed)})
                 objective = ImageFineTune(method, float(fraction), path, cfg.label_smoothing)
-                result = train(cfg, files["train"], files["val"], files["test"],
-                               out / "runs" / f"{method}_{fraction}_{seed}", workflow_config=config,
-                               objective=objective)  # fmt: skip
-                m = result["metrics"]
-                rows.append(efficiency_row(m, method, float(fraction), objective.labelled_jets, int(seed)))
-                print(f"{method} fraction {fraction} ({objective.labelled_jets} jets) seed {seed}: "
+                run = out / "runs" / f"{method}_{fraction}_{seed}"
+                m = finished_run(run, cfg.to_dict(), objective.describe())
+                if m is None:
+                    m = train(cfg, files["train"], files["val"], files["test"], run, workflow_config=config,
+                              objective=objective)["metrics"]  # fmt: skip
+                rows.append(efficiency_row(m, method, float(fraction), m["labelled_jets"], int(seed)))
+                print(f"{method} fraction {fraction} ({m['labelled_jets']} jets) seed {seed}: "
                       f"accuracy {m['accuracy']:.4f} ({time.time() - t0:.0f} s)")  # fmt: skip
     provenance = make_provenance(
         "images_transfer", config, config.get("seed"), counts={"runs": len(rows)},
