@@ -5,11 +5,12 @@ from jetfm.provenance import make_provenance
 from jetfm.train.finetune_report import efficiency_from_runs
 
 with redirect_to_log(snakemake.log[0]):
+    runs = list(snakemake.input.metrics)
     provenance = make_provenance(
-        "finetune_efficiency", snakemake.config, snakemake.config["seed"], inputs=list(snakemake.input.metrics)
+        "finetune_efficiency", snakemake.config, snakemake.config["seed"], inputs=runs
     )
     efficiency_from_runs(
-        list(snakemake.input.metrics),
+        runs,
         snakemake.output.csv,
         snakemake.output.json,
         snakemake.output.figure,

@@ -79,7 +79,7 @@ rule pretrain:
         f"{LOGS}/pretrain/{{dataset}}_{{method}}.log",
     wildcard_constraints:
         method="mpm|mpm_tok|rs3l",
-    threads: 2
+    threads: 1
     resources:
         mem_mb=4000,
     conda:

@@ -96,6 +96,7 @@ class MaskedParticleObjective(Unsupervised):
         backbone = ParTBackbone(meta.num_features, make_size("part", cfg.size))
         self.groups = FeatureGroups.from_names(meta.feature_names, meta.num_features)
         tokenizer = load_tokenizer(self.tokenizer_path, meta.num_features) if self.tokenizer_path else None
+        self.tokenizer = tokenizer
         out_dim = tokenizer.codebook_size if tokenizer is not None else self.groups.output_dim
         size = backbone.size
         decoder = MaskedParticleDecoder(
@@ -119,9 +120,8 @@ class MaskedParticleObjective(Unsupervised):
         b = to_device({**batch, "hidden": hidden}, device)
         pred = model(b["part_features"], b["part_vectors"], b["part_mask"], b["hidden"])
         target = b["part_features"][b["hidden"]]
-        tokenizer = getattr(model, "module", model).tokenizer if self.tokenizer_path else None
-        if tokenizer is not None:
-            return token_loss(pred, tokenizer.encode(target))
+        if self.tokenizer is not None:  # the frozen submodule of the model (moved to the device with it)
+            return token_loss(pred, self.tokenizer.encode(target))
         assert self.groups is not None
         return continuous_loss(pred, target, self.groups)
 
