@@ -72,7 +72,7 @@ def test_rotation_puts_principal_axis_vertical() -> None:
     centroid = (pt * t).sum() / pt.sum()
     np.testing.assert_allclose(yr.abs().numpy(), (t - centroid).abs().numpy(), atol=1e-6)
     # rotation alone (no flip) keeps distances to the centre
-    np.testing.assert_allclose(np.hypot(xr.numpy(), yr.numpy()), np.abs(t - centroid), atol=1e-6)
+    np.testing.assert_allclose(np.hypot(xr.numpy(), yr.numpy()), (t - centroid).abs().numpy(), atol=1e-6)
 
 
 def test_flip_moves_the_hardest_quadrant_to_upper_right() -> None:
