@@ -28,6 +28,9 @@ include: "workflow/rules/train.smk"
 include: "workflow/rules/scaling.smk"
 
 include: "workflow/rules/robustness.smk"
+
+include: "workflow/rules/images.smk"
+include: "workflow/rules/pretrain.smk"
 include: "workflow/rules/report.smk"
 
 

@@ -111,3 +111,48 @@ def make_dataset(
             arrays = make_jets(n // shards, rng, max_particles)
             files[split].append(str(write_shard(Path(root) / split / f"{s:04d}.h5", arrays, chunk)))
     return files
+
+
+def make_views(arrays: dict[str, np.ndarray], views: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """`views` re-simulation-like copies of every jet (one event each): the particle features jittered and the
+    softest particle dropped at random, as a rerun shower would shift them; view = 0..views-1."""
+    n = len(arrays["label"])
+    out = {k: np.repeat(v, views, axis=0) for k, v in arrays.items()}
+    noise = rng.normal(0, 0.1, out["part_features"].shape).astype(np.float32)
+    out["part_features"] = np.where(out["part_mask"][..., None], out["part_features"] + noise, 0).astype(
+        np.float32
+    )
+    n_real = out["part_mask"].sum(1)
+    drop = (rng.random(len(n_real)) < 0.5) & (n_real > 3)
+    out["part_mask"][np.flatnonzero(drop), n_real[drop] - 1] = False
+    out["part_features"][~out["part_mask"]] = 0
+    out["part_vectors"][~out["part_mask"]] = 0
+    out["view"] = np.tile(np.arange(views, dtype=np.int16), n)
+    return out
+
+
+def make_split_dataset(
+    root: str | Path,
+    n_events: int = 600,
+    n_view_events: int = 120,
+    views: int = 4,
+    seed: int = 0,
+    max_particles: int = 48,
+    fractions: dict[str, float] | None = None,
+) -> dict[str, list[str]]:
+    """Nominal jets and re-simulated views with unique event ids, assigned to train/val/test by the event hash
+    (`jetfm.splits`) as preprocessing does: the layout pretraining reads. Returns the file lists per split."""
+    from jetfm.splits import SPLITS, assign_splits
+
+    rng = np.random.default_rng(seed)
+    nominal = make_jets(n_events, rng, max_particles)
+    nominal["event_id"] = np.arange(n_events, dtype=np.uint64) + np.uint64(10_000)
+    resim = make_views(make_jets(n_view_events, rng, max_particles), views, rng)
+    resim["event_id"] = np.repeat(np.arange(n_view_events, dtype=np.uint64) + np.uint64(900_000), views)
+    rows = {k: np.concatenate([nominal[k], resim[k]]) for k in nominal}
+    split = assign_splits(rows["event_id"], fractions or {"train": 0.6, "val": 0.2, "test": 0.2})
+    files = {}
+    for i, name in enumerate(SPLITS):
+        sel = split == i
+        files[name] = [str(write_shard(Path(root) / name / "0000.h5", {k: v[sel] for k, v in rows.items()}))]
+    return files

@@ -1,4 +1,4 @@
-# train stage: supervised taggers (ParT, Deep Sets/PFN, jet MLP) on the preprocessed shards, and their
+# train stage: supervised taggers (ParT, Deep Sets/PFN, jet MLP, jet-image CNN) on the preprocessed shards, and
 # test-split comparison. Logic: src/jetfm/train/ (same functions as `jetfm train`).
 
 TRAIN_MODELS = config["train"]["models"]
@@ -47,7 +47,7 @@ rule train:
     log:
         f"{LOGS}/train/{{dataset}}_{{model}}.log",
     wildcard_constraints:
-        model="part|pfn|mlp",
+        model="part|pfn|mlp|cnn",
     threads: 2
     resources:
         mem_mb=4000,

@@ -13,11 +13,15 @@ from typing import Any
 from torch import nn
 
 from jetfm.models.baselines import JetMLP, JetMLPSize, ParticleFlowNetwork, PFNSize
-from jetfm.models.part import ParticleTransformer, ParTSize
+from jetfm.models.cnn import CNNSize, JetCNN
+from jetfm.models.part import ParTBackbone, ParticleTransformer, ParTSize
 
 __all__ = [
     "MODELS",
+    "CNNSize",
+    "JetCNN",
     "JetMLP",
+    "ParTBackbone",
     "ParTSize",
     "ParticleFlowNetwork",
     "ParticleTransformer",
@@ -32,7 +36,10 @@ MODELS: dict[str, tuple[type, Callable[[int, int, int, Any], nn.Module]]] = {
     "part": (ParTSize, lambda f, j, c, s: ParticleTransformer(f, c, s)),
     "pfn": (PFNSize, lambda f, j, c, s: ParticleFlowNetwork(f, c, s)),
     "mlp": (JetMLPSize, lambda f, j, c, s: JetMLP(j, c, s)),
+    "cnn": (CNNSize, lambda f, j, c, s: JetCNN(c, s)),
 }
+
+CIFAR_STEM = {"stem_kernel": 3, "stem_stride": 1, "stem_pool": False}  # small images keep their resolution
 
 # Named sizes; `jetclass` is the JetClass-full ParT of the paper (2.14M parameters).
 PRESETS: dict[str, dict[str, dict[str, Any]]] = {
@@ -43,6 +50,14 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     },
     "pfn": {"jetclass": {}, "small": {"phi_dims": (64, 64, 64), "f_dims": (64, 64)}},
     "mlp": {"jetclass": {}, "small": {"dims": (64, 64, 64)}},
+    # resnet18 = torchvision's ResNet18 layout at 64x64 (loads its state dict); medium/small/tiny: 3x3
+    # stride-1 stem, no pool; small (16x16) is the default config's (its training fits make run's budget)
+    "cnn": {
+        "resnet18": {},
+        "medium": {"image_size": 32, "widths": (32, 64, 128), "blocks": (2, 2, 2), **CIFAR_STEM},
+        "small": {"image_size": 16, "widths": (16, 32, 64), "blocks": (1, 1, 1), **CIFAR_STEM},
+        "tiny": {"image_size": 16, "widths": (8, 16), "blocks": (1, 1), **CIFAR_STEM},
+    },
 }
 
 
@@ -112,6 +127,8 @@ def flops_per_jet(model: nn.Module, n_particles: float) -> float:
         macs = p * _linear_macs(model.phi) + _linear_macs(model.f)
     elif isinstance(model, JetMLP):
         macs = _linear_macs(model.net)
+    elif isinstance(model, JetCNN):  # convolutions on the image; building it is O(particles), left out
+        macs = model.macs()
     else:
         raise TypeError(f"no FLOPs formula for {type(model).__name__}")
     return 2.0 * macs

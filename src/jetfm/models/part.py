@@ -188,10 +188,20 @@ class Block(nn.Module):
         return self.drop(y) + self.resid_scale * x
 
 
-class ParticleTransformer(nn.Module):
-    """ParT classifier: `forward(part_features, part_vectors, part_mask, jet_features) -> logits`."""
+class ParTBackbone(nn.Module):
+    """The ParT body shared by every objective: particles -> (particle embeddings, jet embedding).
 
-    def __init__(self, num_features: int, num_classes: int, size: ParTSize | None = None) -> None:
+    `forward(part_features, part_vectors, part_mask)` returns the particle embeddings (B, P, D), zero in
+    padded slots, and the jet embedding (B, D): the normalised class token after the class-attention blocks.
+    Heads sit on top: the classifier (`ParticleTransformer`), the MPM decoder (`jetfm.train.masking`) and the
+    contrastive projection (`jetfm.train.contrastive`). Checkpoints store it under the `backbone.` prefix;
+    `jetfm.train.finetune.load_backbone` loads it.
+
+    Masked particle modelling calls it with the hidden particles removed from `part_mask`: neither their
+    features nor their 4-vectors (through the pair features) reach the backbone.
+    """
+
+    def __init__(self, num_features: int, size: ParTSize | None = None) -> None:
         super().__init__()
         size = size or ParTSize()
         self.size = size
@@ -207,15 +217,14 @@ class ParticleTransformer(nn.Module):
         self.cls_token = nn.Parameter(torch.zeros(1, 1, size.embed_dim))
         nn.init.trunc_normal_(self.cls_token, std=0.02)
         self.norm = nn.LayerNorm(size.embed_dim)
-        self.head = nn.Linear(size.embed_dim, num_classes)
+
+    @property
+    def embed_dim(self) -> int:
+        return self.size.embed_dim
 
     def forward(
-        self,
-        part_features: torch.Tensor,
-        part_vectors: torch.Tensor,
-        part_mask: torch.Tensor,
-        jet_features: torch.Tensor | None = None,
-    ) -> torch.Tensor:
+        self, part_features: torch.Tensor, part_vectors: torch.Tensor, part_mask: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         mask = part_mask.bool()
         b, p = mask.shape
         tokens = Tokens(mask)  # padded slots are never read: exact invariance to their content
@@ -239,4 +248,46 @@ class ParticleTransformer(nn.Module):
         x_cls = self.cls_token.expand(b, -1, -1)
         for block in self.cls_blocks:
             x_cls = block.forward_cls(x, x_cls, cls_bias)
-        return self.head(self.norm(x_cls).squeeze(1))
+        return x, self.norm(x_cls).squeeze(1)
+
+
+class ParticleTransformer(nn.Module):
+    """ParT classifier: `forward(part_features, part_vectors, part_mask, jet_features) -> logits`.
+
+    A `ParTBackbone` and a linear head on its jet embedding. `freeze_backbone()` makes it a linear probe:
+    the backbone's parameters stop requiring gradients and it stays in eval mode (no dropout) even when the
+    classifier is put in training mode.
+    """
+
+    def __init__(self, num_features: int, num_classes: int, size: ParTSize | None = None) -> None:
+        super().__init__()
+        self.backbone = ParTBackbone(num_features, size)
+        self.size = self.backbone.size
+        self.head = nn.Linear(self.size.embed_dim, num_classes)
+        self.backbone_frozen = False
+
+    # Read-only views of the backbone's parts for code written before the split (FLOPs, tests).
+    embed = property(lambda self: self.backbone.embed)
+    pair_embed = property(lambda self: self.backbone.pair_embed)
+    blocks = property(lambda self: self.backbone.blocks)
+    cls_blocks = property(lambda self: self.backbone.cls_blocks)
+
+    def freeze_backbone(self) -> None:
+        self.backbone_frozen = True
+        self.backbone.requires_grad_(False)
+        self.train(self.training)
+
+    def train(self, mode: bool = True) -> ParticleTransformer:
+        super().train(mode)
+        if self.backbone_frozen:
+            self.backbone.eval()
+        return self
+
+    def forward(
+        self,
+        part_features: torch.Tensor,
+        part_vectors: torch.Tensor,
+        part_mask: torch.Tensor,
+        jet_features: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        return self.head(self.backbone(part_features, part_vectors, part_mask)[1])

@@ -47,7 +47,7 @@ def run_training(
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     add_config_arguments(parser)
-    parser.add_argument("--model", default="part", help="registry name: part | pfn | mlp (default part)")
+    parser.add_argument("--model", default="part", help="registry name: part|pfn|mlp|cnn (default part)")
     parser.add_argument("--h5-dir", help="preprocessed shards directory (default results/h5/<dataset>)")
     for split in SPLITS:
         parser.add_argument(

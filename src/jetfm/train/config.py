@@ -19,7 +19,7 @@ RESUME_MUTABLE = frozenset(
 
 @dataclass(frozen=True)
 class TrainConfig:
-    model: str = "part"  # registry name: part | pfn | mlp
+    model: str = "part"  # registry name: part | pfn | mlp | cnn
     size: dict[str, Any] = field(default_factory=dict)  # size fields or {"preset": "small"}
     seed: int = 12345  # model init, dropout, data order
     batch_size: int = 64  # jets per micro-batch per rank

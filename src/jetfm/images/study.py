@@ -1,0 +1,149 @@
+"""Transfer learning vs random initialisation of the CNN, over labelled fractions x seeds.
+
+Methods: `scratch` (the registry's random init; the baseline name of `jetfm.train.efficiency`), `source` (a
+jetfm CNN trained on another task: the same shards restricted to `images.transfer.source_classes`, or a
+checkpoint the user names), `pretrained` (a local torchvision-format file, `images.transfer.pretrained_file`;
+none given -> skipped, and the log, the JSON and the figure say so). Every run goes through the one training
+loop with the `ImageFineTune` objective on the labelled jets of `jetfm.train.labelled` (event-id hash, nested
+in the fraction, the same for every method and seed: the spread over seeds is that of the initialisation and
+the batch order, not of the sample), and the result is the pretraining stage's data-efficiency table and
+figure (`jetfm.train.efficiency`).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+
+from jetfm.atomic import atomic_path
+from jetfm.train.data import read_meta
+
+METHODS = ("scratch", "source", "pretrained")
+
+
+def write_row_subset(
+    src_paths: list[str], out_dir: str | Path, keep: Callable[[h5py.File], np.ndarray], what: str
+) -> list[str]:
+    """Copy each shard's rows where `keep(file)` is True to `out_dir/<i>.h5` (same datasets, chunks and
+    attrs; the provenance attr gains `subset` = `what`); raises if nothing at all is kept."""
+    out, total = [], 0
+    for i, src in enumerate(src_paths):
+        dst = Path(out_dir) / f"{i:04d}.h5"
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        with h5py.File(src, "r") as f:
+            rows = np.flatnonzero(keep(f))
+            if rows.size == 0:
+                continue
+            total += rows.size
+            with atomic_path(dst) as tmp, h5py.File(tmp, "w") as g:
+                for name, ds in f.items():
+                    data = ds[:][rows]
+                    chunks = (min(ds.chunks[0] if ds.chunks else 256, len(rows)), *data.shape[1:])
+                    g.create_dataset(name, data=data, chunks=chunks)
+                for k, v in f.attrs.items():
+                    g.attrs[k] = v
+                prov = json.loads(f.attrs.get("provenance", "{}"))
+                g.attrs["provenance"] = json.dumps(
+                    {**prov, "subset": what, "subset_of": src, "rows": int(rows.size)}
+                )
+        out.append(str(dst))
+    if total == 0:
+        raise ValueError(f"the subset {what!r} of {src_paths} is empty: no training jet selected")
+    return out
+
+
+def class_subset(src_paths: list[str], out_dir: str | Path, classes: list[str]) -> list[str]:
+    """Jets of the named classes only (the source task of transfer learning)."""
+
+    def keep(f: h5py.File) -> np.ndarray:
+        names = list(read_meta([f.filename]).classes)  # JSON string or string array, as the loader reads it
+        unknown = sorted(set(classes) - set(names))
+        if unknown:
+            raise ValueError(
+                f"images.transfer.source_classes: {unknown} not among the shard's classes {names}"
+            )
+        return np.isin(f["label"][:], [names.index(c) for c in classes])
+
+    return write_row_subset(src_paths, out_dir, keep, f"classes {classes}")
+
+
+def finished_run(run: Path, train_config: dict[str, Any], objective: dict[str, Any]) -> dict[str, Any] | None:
+    """metrics.json of a run already done with exactly this training config and objective (the study then
+    continues where it stopped, and independent invocations can share the runs), else None."""
+    path = run / "metrics.json"
+    if not path.is_file():
+        return None
+    metrics = json.loads(path.read_text())
+    prov = metrics.get("provenance", {})
+    same = json.loads(json.dumps([train_config, objective])) == [
+        prov.get("train_config"),
+        prov.get("objective"),
+    ]
+    return metrics if same else None
+
+
+def run_transfer_study(
+    config: dict[str, Any],
+    files: dict[str, list[str]],
+    out_dir: str | Path,
+    source_checkpoint: str | None = None,
+    threads: int = 0,
+) -> list[dict[str, Any]]:
+    """All runs of `images.transfer`; writes efficiency.csv, efficiency.json and efficiency.png in out_dir.
+
+    `source_checkpoint`: a jetfm CNN checkpoint of the source task; None trains it here on
+    `source_classes` (out_dir/source). Returns the summary (mean ± std per method x fraction).
+    """
+    from jetfm.images.transfer import ImageFineTune
+    from jetfm.provenance import make_provenance
+    from jetfm.train.config import from_workflow
+    from jetfm.train.efficiency import efficiency_row, plot_efficiency, write_efficiency
+    from jetfm.train.loop import train
+
+    t0 = time.time()
+    out = Path(out_dir)
+    tcfg = config["images"]["transfer"]
+    overrides = {"size": dict(tcfg["size"]), **tcfg["train_overrides"], "progress": False, "threads": threads}
+    skipped: dict[str, str] = {}
+    if source_checkpoint is None:
+        source_files = class_subset(files["train"], out / "source" / "h5", list(tcfg["source_classes"]))
+        print(f"source task: CNN on classes {tcfg['source_classes']} ({source_files})")
+        cfg = from_workflow(config, "cnn", overrides)
+        train(cfg, source_files, files["val"], None, out / "source", workflow_config=config)
+        source_checkpoint = str(out / "source" / "checkpoint.pt")
+    weights: dict[str, str | None] = {"scratch": None, "source": source_checkpoint}
+    if tcfg["pretrained_file"]:
+        weights["pretrained"] = tcfg["pretrained_file"]
+    else:
+        skipped["pretrained"] = "no images.transfer.pretrained_file given (nothing is downloaded)"
+        print(f"pretrained: skipped, {skipped['pretrained']}")
+    rows = []
+    for fraction in tcfg["fractions"]:
+        for method, path in weights.items():
+            for seed in tcfg["seeds"]:
+                cfg = from_workflow(config, "cnn", {**overrides, "seed": int(seed)})
+                objective = ImageFineTune(method, float(fraction), path, cfg.label_smoothing)
+                run = out / "runs" / f"{method}_{fraction}_{seed}"
+                m = finished_run(run, cfg.to_dict(), objective.describe())
+                if m is None:
+                    m = train(cfg, files["train"], files["val"], files["test"], run, workflow_config=config,
+                              objective=objective)["metrics"]  # fmt: skip
+                rows.append(efficiency_row(m, method, float(fraction), m["labelled_jets"], int(seed)))
+                print(f"{method} fraction {fraction} ({m['labelled_jets']} jets) seed {seed}: "
+                      f"accuracy {m['accuracy']:.4f} ({time.time() - t0:.0f} s)")  # fmt: skip
+    provenance = make_provenance(
+        "images_transfer", config, config.get("seed"), counts={"runs": len(rows)},
+        wall_time_s=time.time() - t0, source_checkpoint=source_checkpoint,
+    )  # fmt: skip
+    summary = write_efficiency(rows, out / "efficiency.csv", out / "efficiency.json",
+                               extra={"skipped": skipped, "provenance": provenance})  # fmt: skip
+    note = "; ".join(f"{k} skipped: {v}" for k, v in skipped.items())
+    title = "CNN: transfer vs random initialisation (scratch)" + (f"\n{note}" if note else "")
+    plot_efficiency(summary, out / "efficiency.png", title=title)
+    return summary

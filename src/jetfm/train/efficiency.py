@@ -1,0 +1,162 @@
+"""The data-efficiency result: metric vs number of labelled jets, per method, mean and spread over seeds.
+
+Generic on purpose (method names are free strings): fine-tuning from each pretrained backbone and from
+scratch use it here, the jet-images stage for its own methods. Input rows are one trained run each,
+`{"method", "fraction", "jets", "seed", <metric>: value, ...}`; `efficiency_row` makes one from a run's
+metrics.json (`jetfm.train.metrics.classification_metrics`). Output: a CSV (one line per method x fraction)
+and a JSON (the same summary plus every run), and one figure with a panel per metric.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from jetfm.atomic import write_json_atomic, write_text_atomic
+from jetfm.figures import save_figure
+
+# metric key -> axis label
+METRICS: dict[str, str] = {
+    "accuracy": "test accuracy",
+    "macro_auc": "macro AUC (one vs rest)",
+    "macro_f1": "macro F1",
+    "rejection50": "QCD rejection at 50 % signal eff.\n(geometric mean over X vs QCD)",
+}
+
+
+def mean_rejection(metrics: dict[str, Any], key: str = "rejection_at_50") -> float | None:
+    """Geometric mean over the X-vs-QCD pairs of the background rejection; where no QCD jet passed, the
+    lower bound (number of QCD test jets) is used. None without any pair."""
+    values = []
+    for r in metrics.get("rejection", {}).values():
+        v = r.get(key)
+        values.append(float(v) if v is not None else float(r["n_background"]))
+    return float(np.exp(np.mean(np.log(values)))) if values else None
+
+
+def efficiency_row(
+    metrics: dict[str, Any], method: str, fraction: float, jets: int, seed: int
+) -> dict[str, Any]:
+    """One run's row from its metrics.json content (keys of METRICS, plus the sizes)."""
+    return {
+        "method": method, "fraction": float(fraction), "jets": int(jets), "seed": int(seed),
+        "accuracy": metrics["accuracy"], "macro_auc": metrics.get("macro_auc"),
+        "macro_f1": metrics["macro_f1"],
+        "rejection50": mean_rejection(metrics), "n_test": metrics.get("n"),
+    }  # fmt: skip
+
+
+def _spread(values: list[float]) -> tuple[float, float]:
+    arr = np.asarray(values, dtype=np.float64)
+    return float(arr.mean()), float(arr.std(ddof=1)) if len(arr) > 1 else 0.0
+
+
+def summarise(
+    rows: Sequence[dict[str, Any]], metrics: Sequence[str] = tuple(METRICS)
+) -> list[dict[str, Any]]:
+    """Mean and sample standard deviation over seeds per (method, fraction), sorted by method, fraction."""
+    cells: dict[tuple[str, float], list[dict[str, Any]]] = {}
+    for r in rows:
+        cells.setdefault((str(r["method"]), float(r["fraction"])), []).append(r)
+    out = []
+    for (method, fraction), runs in sorted(cells.items()):
+        jets = sorted({int(r["jets"]) for r in runs})
+        if len(jets) > 1:
+            raise ValueError(
+                f"method {method!r} at fraction {fraction}: seeds saw different jet counts {jets}"
+            )
+        entry: dict[str, Any] = {"method": method, "fraction": fraction, "jets": jets[0], "seeds": len(runs)}
+        for m in metrics:
+            vals = [float(r[m]) for r in runs if r.get(m) is not None and not math.isnan(float(r[m]))]
+            mean, std = _spread(vals) if vals else (float("nan"), float("nan"))
+            entry[f"{m}_mean"], entry[f"{m}_std"] = mean, std
+        out.append(entry)
+    return out
+
+
+def gains(
+    summary: Sequence[dict[str, Any]], baseline: str = "scratch", metric: str = "accuracy"
+) -> list[dict[str, Any]]:
+    """Every method's difference to `baseline` per fraction (mean difference; spreads in quadrature)."""
+    base = {s["fraction"]: s for s in summary if s["method"] == baseline}
+    out = []
+    for s in summary:
+        b = base.get(s["fraction"])
+        if s["method"] == baseline or b is None:
+            continue
+        out.append({
+            "method": s["method"], "baseline": baseline, "fraction": s["fraction"], "jets": s["jets"],
+            "seeds": s["seeds"], "metric": metric,
+            "gain": s[f"{metric}_mean"] - b[f"{metric}_mean"],
+            "spread": math.hypot(s[f"{metric}_std"], b[f"{metric}_std"]),
+        })  # fmt: skip
+    return out
+
+
+def write_efficiency(
+    rows: Sequence[dict[str, Any]],
+    csv_path: str | Path,
+    json_path: str | Path,
+    metrics: Sequence[str] = tuple(METRICS),
+    extra: dict[str, Any] | None = None,
+) -> list[dict[str, Any]]:
+    """CSV of the summary (method, fraction, jets, seeds, <metric>_mean, <metric>_std...) and a JSON with
+    the summary, the gains over "scratch" (if present), every run and `extra` (e.g. provenance)."""
+    summary = summarise(rows, metrics)
+    columns = ["method", "fraction", "jets", "seeds", *(f"{m}_{s}" for m in metrics for s in ("mean", "std"))]
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    for s in summary:
+        writer.writerow({k: f"{v:.6g}" if isinstance(v, float) else v for k, v in s.items() if k in columns})
+    write_text_atomic(csv_path, buf.getvalue())
+    payload = {
+        "summary": summary,
+        "gains": {m: gains(summary, metric=m) for m in metrics},
+        "runs": list(rows),
+        **(extra or {}),
+    }
+    write_json_atomic(json_path, payload)
+    return summary
+
+
+def plot_efficiency(
+    summary: Sequence[dict[str, Any]],
+    path: str | Path,
+    metrics: Sequence[str] = tuple(METRICS),
+    title: str = "",
+) -> None:
+    """One panel per metric: mean ± std over seeds vs labelled jets (log axis), one line per method."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cols = min(2, len(metrics))
+    rows = math.ceil(len(metrics) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(5.2 * cols, 3.6 * rows), squeeze=False)
+    methods = sorted({s["method"] for s in summary})
+    for ax, m in zip(axes.flat, metrics, strict=False):
+        for method in methods:
+            pts = sorted((s["jets"], s[f"{m}_mean"], s[f"{m}_std"]) for s in summary if s["method"] == method)
+            x, y, e = (np.asarray(v, dtype=float) for v in zip(*pts, strict=True))
+            ax.errorbar(x, y, yerr=e, marker="o", ms=4, capsize=3, label=method, lw=1.2)
+        ax.set_xscale("log")
+        ax.set_xlabel("labelled training jets")
+        ax.set_ylabel(METRICS.get(m, m))
+        if m == "rejection50":
+            ax.set_yscale("log")
+        ax.grid(alpha=0.3, which="both")
+    for ax in list(axes.flat)[len(metrics) :]:
+        ax.set_visible(False)
+    axes.flat[0].legend(fontsize=8)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    save_figure(fig, path, dpi=110)

@@ -1,0 +1,71 @@
+"""Which training jets carry a label in a data-efficiency study: a fraction chosen by a hash of event_id.
+
+Deterministic (no RNG, no file order), the same for every method, model family and seed, and nested: the jets
+of fraction f are those whose hash falls below f, so the 1 % subset lies inside the 10 % subset. The hash is
+salted differently from the train/val/test split (`jetfm.splits`), so the selection is uniform within the
+training split rather than correlated with it. Used by fine-tuning (`train/finetune.py`) and by any other
+stage that compares methods at a labelled fraction (e.g. jet images).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from jetfm.splits import hash_unit_interval
+from jetfm.train.data import ARRAYS, Block, H5JetStream
+
+LABEL_SALT = 0x6C6162656C6C6564  # "labelled": independent of the split hash (salt 0)
+
+
+def labelled_selection(event_id: np.ndarray, fraction: float, salt: int = LABEL_SALT) -> np.ndarray:
+    """Boolean mask of the events that are labelled at `fraction` (0 < fraction <= 1); nested in fraction."""
+    if not 0 < fraction <= 1:
+        raise ValueError(f"labelled fraction must be in (0, 1], got {fraction}")
+    if fraction >= 1:
+        return np.ones(len(event_id), dtype=bool)
+    return hash_unit_interval(np.asarray(event_id, dtype=np.uint64), salt) < fraction
+
+
+def count_labelled(paths: list[str | Path], fraction: float, nominal_only: bool = True) -> int:
+    """Number of (nominal) jets of the shards selected at `fraction`."""
+    n = 0
+    for path in paths:
+        with h5py.File(path, "r") as f:
+            keep = labelled_selection(f["event_id"][:], fraction)
+            if nominal_only:
+                keep &= f["view"][:] == -1
+            n += int(keep.sum())
+    return n
+
+
+class LabelledStream(H5JetStream):
+    """`H5JetStream` over the labelled jets only (same blocks, order and sharding; rows outside the fraction
+    are dropped after each block read). The batch is cut to the number of labelled jets when that is
+    smaller, so a 1 % subset of a small dataset still gives full-batch steps."""
+
+    def __init__(
+        self, paths: list[str | Path], batch_size: int, *, fraction: float, **kwargs: object
+    ) -> None:
+        super().__init__(paths, batch_size, **kwargs)  # type: ignore[arg-type]
+        self.fraction = fraction
+        self.rows = count_labelled(self.paths, fraction, self.nominal_only)
+        if self.rows == 0:
+            raise ValueError(
+                f"no labelled jets in {self.paths} at fraction {fraction} "
+                f"(nominal_only={self.nominal_only}); "
+                "use a larger fraction or more data"
+            )
+        self.batch_size = min(batch_size, self.rows)
+
+    def _read(self, files: dict[int, h5py.File], block: Block) -> dict[str, np.ndarray]:
+        f = files.get(block.shard)
+        if f is None:
+            f = files[block.shard] = h5py.File(self.paths[block.shard], "r")
+        rows = slice(block.start, block.stop)
+        keep = labelled_selection(f["event_id"][rows], self.fraction)
+        if self.nominal_only:
+            keep &= f["view"][rows] == -1
+        return {k: f[k][rows][keep] for k in ARRAYS}

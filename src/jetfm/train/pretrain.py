@@ -1,0 +1,255 @@
+"""Pretraining objectives on the ParT backbone and the entry that runs one pretraining method.
+
+Methods (`pretrain.methods` in the workflow config):
+- `mpm`: masked particle modelling with continuous targets (`train/masking.py`);
+- `mpm_tok`: masked particle modelling with VQ-VAE token targets; needs the tokenizer run first
+  (`tokenizer`, `train/vq.py`);
+- `rs3l`: re-simulation contrastive (`train/contrastive.py`).
+Each is an `Objective` of the one training loop (`train/loop.py`): DDP, bf16, checkpoints and exact resume,
+history, progress and provenance are the loop's. The checkpoint's model is `backbone.*` + the method's head;
+fine-tuning, scaling and FPGA load the backbone with `jetfm.train.finetune.load_backbone`. No labels are read.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from jetfm.models import make_size
+from jetfm.models.part import ParTBackbone
+from jetfm.train.config import TrainConfig, from_workflow
+from jetfm.train.contrastive import (
+    ContrastiveModel,
+    ViewStream,
+    check_disjoint_events,
+    evaluate_views,
+    nt_xent,
+)
+from jetfm.train.data import H5JetStream, ShardMeta, make_loader
+from jetfm.train.masking import (
+    FeatureGroups,
+    MaskedParticleDecoder,
+    MaskedParticleModel,
+    choose_hidden,
+    continuous_loss,
+    token_loss,
+)
+from jetfm.train.objectives import Objective, to_device
+from jetfm.train.unsupervised import SeededStream, Unsupervised, batch_seed, generator_for
+from jetfm.train.vq import TokenizerObjective, load_tokenizer
+
+METHODS = ("mpm", "mpm_tok", "rs3l")
+TOKENIZER = "tokenizer"
+
+
+@dataclass(frozen=True)
+class MPMSettings:
+    mask_fraction: float = 0.3  # of each jet's real particles (the jetssl sweep peaks at 20-30 %)
+    decoder_depth: int = 1  # attention blocks of the decoder
+    use_views: bool = True  # also mask the re-simulation views of training events (more unlabelled jets)
+
+    def __post_init__(self) -> None:
+        if not 0 < self.mask_fraction < 1:
+            raise ValueError(f"pretrain.mpm.mask_fraction must be in (0, 1), got {self.mask_fraction}")
+
+
+@dataclass(frozen=True)
+class TokenizerSettings:
+    codebook_size: int = 512
+    latent_dim: int = 16
+    hidden: int = 128
+    beta: float = 0.25  # commitment weight
+    train: dict[str, Any] = field(default_factory=dict)  # training overrides of the tokenizer run
+
+
+@dataclass(frozen=True)
+class RS3LSettings:
+    temperature: float = 0.1  # NT-Xent temperature (RS3L follow-up code)
+    projection_dim: int = 64
+    events_per_batch: int = 16  # events x K views = jets per batch
+
+    def __post_init__(self) -> None:
+        if self.temperature <= 0:
+            raise ValueError(f"pretrain.rs3l.temperature must be > 0, got {self.temperature}")
+
+
+class MaskedParticleObjective(Unsupervised):
+    """MPM: hide `mask_fraction` of each jet's particles, predict them (continuous features or tokens)."""
+
+    def __init__(self, settings: MPMSettings, tokenizer: str | Path | None = None) -> None:
+        self.settings = settings
+        self.tokenizer_path = str(tokenizer) if tokenizer else None
+        self.name = "mpm_tok" if tokenizer else "mpm"
+        self.history_columns = (
+            ("val_loss", "val_token_acc")
+            if tokenizer
+            else ("val_loss", "val_regression", "val_charge_acc", "val_pid_acc")
+        )
+        self.groups: FeatureGroups | None = None
+        self.tokenizer: nn.Module | None = None
+
+    def build(self, cfg: TrainConfig, meta: ShardMeta) -> nn.Module:
+        backbone = ParTBackbone(meta.num_features, make_size("part", cfg.size))
+        self.groups = FeatureGroups.from_names(meta.feature_names, meta.num_features)
+        tokenizer = load_tokenizer(self.tokenizer_path, meta.num_features) if self.tokenizer_path else None
+        self.tokenizer = tokenizer
+        out_dim = tokenizer.codebook_size if tokenizer is not None else self.groups.output_dim
+        size = backbone.size
+        decoder = MaskedParticleDecoder(
+            size.embed_dim, size.heads, meta.max_particles, out_dim, self.settings.decoder_depth
+        )
+        return MaskedParticleModel(backbone, decoder, tokenizer)
+
+    def stream(self, files: list[str], cfg: TrainConfig, rank: int, world_size: int) -> H5JetStream:
+        return SeededStream(
+            files, cfg.batch_size, seed=cfg.seed, block_size=cfg.block_size,
+            shuffle_buffer=cfg.shuffle_buffer,
+            bucket_by_length=cfg.bucket_by_length, nominal_only=not self.settings.use_views, rank=rank,
+            world_size=world_size,
+        )  # fmt: skip
+
+    def parts(
+        self, model: nn.Module, batch: dict[str, torch.Tensor], device: torch.device
+    ) -> dict[str, torch.Tensor]:
+        """The loss and its parts on one batch (masks from the batch's own generator)."""
+        hidden = choose_hidden(batch["part_mask"], self.settings.mask_fraction, generator_for(batch))
+        b = to_device({**batch, "hidden": hidden}, device)
+        pred = model(b["part_features"], b["part_vectors"], b["part_mask"], b["hidden"])
+        target = b["part_features"][b["hidden"]]
+        if self.tokenizer is not None:  # the frozen submodule of the model (moved to the device with it)
+            return token_loss(pred, self.tokenizer.encode(target))
+        assert self.groups is not None
+        return continuous_loss(pred, target, self.groups)
+
+    def loss(self, model: nn.Module, batch: dict[str, torch.Tensor], device: torch.device) -> torch.Tensor:
+        return self.parts(model, batch, device)["loss"]
+
+    @torch.no_grad()
+    def validation(
+        self, module: nn.Module, val_files: list[str], cfg: TrainConfig, device: torch.device
+    ) -> dict[str, float]:
+        """Mean loss parts over the validation jets with fixed masks (seeded by batch index)."""
+        stream = H5JetStream(val_files, cfg.eval_batch_size, shuffle=False, block_size=cfg.block_size,
+                             nominal_only=not self.settings.use_views, drop_last=False)  # fmt: skip
+        was = module.training
+        module.eval()
+        sums: dict[str, float] = {}
+        n = 0
+        for i, batch in enumerate(make_loader(stream)):
+            if cfg.eval_batches and i >= cfg.eval_batches:
+                break
+            batch["batch_seed"] = torch.tensor(batch_seed(cfg.seed, 999_999, i))
+            w = int(batch["part_mask"].sum())
+            for k, v in self.parts(module, batch, device).items():
+                sums[k] = sums.get(k, 0.0) + float(v) * w
+            n += w
+        module.train(was)
+        return {f"val_{k}": v / max(n, 1) for k, v in sums.items() if f"val_{k}" in self.history_columns}
+
+    def describe(self) -> dict[str, Any]:
+        return {"name": self.name, "mask_fraction": self.settings.mask_fraction,
+                "decoder_depth": self.settings.decoder_depth, "use_views": self.settings.use_views,
+                "tokenizer": self.tokenizer_path}  # fmt: skip
+
+
+class ContrastiveObjective(Unsupervised):
+    """RS3L: NT-Xent over the re-simulation views of each event in a batch of whole events."""
+
+    name = "rs3l"
+    history_columns = ("val_loss", "val_positive_top1")
+
+    def __init__(self, settings: RS3LSettings) -> None:
+        self.settings = settings
+
+    def build(self, cfg: TrainConfig, meta: ShardMeta) -> nn.Module:
+        return ContrastiveModel(
+            ParTBackbone(meta.num_features, make_size("part", cfg.size)), self.settings.projection_dim
+        )
+
+    def stream(self, files: list[str], cfg: TrainConfig, rank: int, world_size: int) -> ViewStream:
+        return ViewStream(
+            files, self.settings.events_per_batch, seed=cfg.seed, rank=rank, world_size=world_size
+        )
+
+    def loss(self, model: nn.Module, batch: dict[str, torch.Tensor], device: torch.device) -> torch.Tensor:
+        b = to_device(batch, device)
+        return nt_xent(
+            model(b["part_features"], b["part_vectors"], b["part_mask"]),
+            b["event"],
+            self.settings.temperature,
+        )
+
+    def validation(
+        self, module: nn.Module, val_files: list[str], cfg: TrainConfig, device: torch.device
+    ) -> dict[str, float]:
+        s = self.settings
+        return evaluate_views(module, val_files, s.events_per_batch, s.temperature, device, cfg.eval_batches)
+
+    def describe(self) -> dict[str, Any]:
+        s = self.settings
+        return {"name": self.name, "temperature": s.temperature, "projection_dim": s.projection_dim,
+                "events_per_batch": s.events_per_batch}  # fmt: skip
+
+
+def _settings(cls: type, section: dict[str, Any], name: str) -> Any:
+    allowed = set(cls.__dataclass_fields__)
+    unknown = sorted(set(section) - allowed)
+    if unknown:
+        raise ValueError(f"unknown key(s) {unknown} in pretrain.{name}; allowed: {sorted(allowed)}")
+    return cls(**section)
+
+
+def pretrain_config(
+    config: dict[str, Any], method: str, overrides: dict[str, Any] | None = None
+) -> TrainConfig:
+    """TrainConfig of a pretraining run: `train:` + `pretrain.train` (+ the tokenizer's own overrides), with
+    the backbone size of `pretrain.size` (the one fine-tuning and the scratch baseline use too)."""
+    section = config.get("pretrain", {})
+    values = {**section.get("train", {}), "size": dict(section.get("size", {}))}
+    if method == TOKENIZER:
+        values.update(section.get("tokenizer", {}).get("train", {}))
+    return from_workflow(config, "part", {**values, **(overrides or {})})
+
+
+def make_objective(config: dict[str, Any], method: str, tokenizer: str | Path | None = None) -> Objective:
+    """The objective of a pretraining method from the workflow config's `pretrain:` section."""
+    section = config.get("pretrain", {})
+    if method == TOKENIZER:
+        s = _settings(TokenizerSettings, section.get("tokenizer", {}), "tokenizer")
+        return TokenizerObjective(s.codebook_size, s.latent_dim, s.hidden, s.beta)
+    if method in ("mpm", "mpm_tok"):
+        if method == "mpm_tok" and not tokenizer:
+            raise ValueError(
+                "pretraining method 'mpm_tok' needs a trained tokenizer checkpoint (--tokenizer)"
+            )
+        return MaskedParticleObjective(_settings(MPMSettings, section.get("mpm", {}), "mpm"),
+                                       tokenizer if method == "mpm_tok" else None)  # fmt: skip
+    if method == "rs3l":
+        return ContrastiveObjective(_settings(RS3LSettings, section.get("rs3l", {}), "rs3l"))
+    raise ValueError(f"unknown pretraining method {method!r}; known: {[*METHODS, TOKENIZER]}")
+
+
+def run_pretraining(
+    config: dict[str, Any],
+    method: str,
+    files: dict[str, list[str]],
+    out_dir: str | Path,
+    overrides: dict[str, Any] | None = None,
+    tokenizer: str | Path | None = None,
+    resume: bool = False,
+) -> dict[str, Any]:
+    """Pretrain `method` on the training split (validated against val/test: no shared event) into out_dir."""
+    from jetfm.train.loop import train
+
+    counts = check_disjoint_events(files["train"], {s: files[s] for s in ("val", "test") if files.get(s)})
+    cfg = pretrain_config(config, method, overrides)
+    objective = make_objective(config, method, tokenizer)
+    result = train(cfg, files["train"], files["val"], None, out_dir, resume=resume, workflow_config=config,
+                   objective=objective)  # fmt: skip
+    summary = getattr(objective, "last_val", {})
+    print(f"{method}: " + ", ".join(f"{k} {v:.4g}" for k, v in summary.items()) + f"; events {counts}")
+    return {**result, "events": counts, "val": summary}
