@@ -33,6 +33,7 @@ STAGES: dict[str, tuple[str, str]] = {
     "scaling": ("jetfm.scaling.cli", "model-size x data-size sweeps and loss-surface fits"),
     "fpga": ("jetfm.fpga.cli", "compress, convert with hls4ml, emulate and synthesise"),
     "robustness": ("jetfm.robustness.cli", "taggers on shifted held-out samples, calibration, ensembles"),
+    "images": ("jetfm.images.cli", "jet images: average-image figure, CNN transfer-learning study"),
 }
 USER_ERRORS = (ValueError, FileNotFoundError, yaml.YAMLError)
 USAGE_EXIT_CODE = 2
