@@ -1,4 +1,4 @@
-"""FPGA stage costs: hls4ml write + g++ compile time, and C++ emulation jets/s, per student at the default size.
+"""FPGA stage costs: hls4ml write + g++ compile time and C++ emulation jets/s per student (default sizes).
 
 Students are built with random (seeded) weights, compressed with the default spec (50 % sparsity, 8-bit
 weights): compile time and emulation speed do not depend on what the weights learned. The emulation is
@@ -40,7 +40,11 @@ def bench_student(name: str, config: dict, jets: int, workdir: Path) -> dict:
     model, compile_s = convert(student.core, student.input_shape, spec, hls, workdir / name)
     total_s = time.perf_counter() - t0
     rng = np.random.default_rng(0)
-    x = spec.types()["input"].quantize(torch.from_numpy(rng.normal(0, 2, (jets, *student.input_shape)))).numpy()
+    x = (
+        spec.types()["input"]
+        .quantize(torch.from_numpy(rng.normal(0, 2, (jets, *student.input_shape))))
+        .numpy()
+    )
     emulated, jets_per_s = emulate(model, x)
     t1 = time.perf_counter()
     reference = quantised_logits(student.core, x)

@@ -1,4 +1,5 @@
-"""Snakemake `script:` entry of rule `fpga_convert`: hls4ml project, compile, emulation (`jetfm fpga convert`)."""
+"""Snakemake `script:` entry of rule `fpga_convert`: hls4ml project, compile, emulation (`jetfm fpga
+convert`)."""
 
 from jetfm.fpga.stage import convert_student
 from jetfm.logs import redirect_to_log

@@ -1,4 +1,4 @@
-"""Snakemake `script:` entry of rule `fpga_tables`: accuracy/agreement and synthesis tables of all students."""
+"""Snakemake `script:` entry of rule `fpga_tables`: accuracy and synthesis tables of all students."""
 
 from jetfm.fpga.stage import write_tables
 from jetfm.logs import redirect_to_log

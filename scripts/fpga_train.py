@@ -1,4 +1,4 @@
-"""Snakemake `script:` entry of rule `fpga_train`: distil, then prune + QAT, one student (`jetfm fpga train`)."""
+"""Snakemake `script:` entry of rule `fpga_train`: distil, then prune + QAT (`jetfm fpga train`)."""
 
 from jetfm.fpga.stage import train_student
 from jetfm.logs import redirect_to_log

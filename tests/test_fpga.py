@@ -6,6 +6,7 @@ The two hls4ml builds (one per student, tiny widths) dominate the time: ~10 s of
 
 from __future__ import annotations
 
+import itertools
 import json
 import shutil
 from pathlib import Path
@@ -14,17 +15,17 @@ import numpy as np
 import pytest
 import torch
 from torch import nn
+from train_fixtures import make_dataset
 
 from jetfm.config import load_config
 from jetfm.fpga import stage
-from jetfm.fpga.compress import CompressSpec, FixedType, QuantReLU, Quantize, apply_compression, prune_to
+from jetfm.fpga.compress import CompressSpec, FixedType, Quantize, QuantReLU, apply_compression, prune_to
 from jetfm.fpga.convert import HLSSettings, convert, emulate, first_disagreement, quantised_logits
 from jetfm.fpga.hccs import HCCSSoftmax, calibrate, hccs, kl_to_softmax
 from jetfm.fpga.opcount import operation_counts
 from jetfm.fpga.students import build_student
 from jetfm.fpga.synth import parse_csynth_xml, synthesise
 from jetfm.train.cli import run_training
-from train_fixtures import make_dataset
 
 pytestmark = pytest.mark.skipif(shutil.which("g++") is None, reason="hls4ml's C++ emulation needs g++")
 
@@ -40,9 +41,9 @@ def test_fixed_point_matches_ap_fixed_rules() -> None:
     u = FixedType.parse("ap_ufixed<4,2,AP_RND,AP_SAT>")
     assert u.quantize(torch.tensor([-1.0, 0.125, 9.0], dtype=torch.float64)).tolist() == [0.0, 0.25, 3.75]
     assert t.hls() == "ap_fixed<6,3,AP_RND_CONV,AP_SAT>"
-    with pytest.raises(ValueError, match="AP_RND_MIN_INF|rounding must be"):
+    with pytest.raises(ValueError, match="rounding must be"):
         FixedType.parse("ap_fixed<8,3,AP_RND_MIN_INF,AP_SAT>")
-    with pytest.raises(ValueError, match="expected e.g."):
+    with pytest.raises(ValueError, match=r"expected e\.g\."):
         FixedType.parse("float<8>")
 
 
@@ -53,7 +54,7 @@ def test_iterative_pruning_reaches_the_asked_sparsity_and_only_grows() -> None:
     apply_compression(student.core, spec)
     schedule = [spec.sparsity_at(s, 60) for s in range(60)]
     assert schedule[0] == pytest.approx(0.7 / 3) and schedule[-1] == pytest.approx(0.7)
-    assert all(a <= b for a, b in zip(schedule, schedule[1:], strict=False))
+    assert all(a <= b for a, b in itertools.pairwise(schedule))
     previous = None
     for s in sorted(set(schedule)):
         prune_to(student.core, s)
@@ -110,7 +111,9 @@ def test_csynth_report_parser_reads_the_documented_format(tmp_path: Path) -> Non
     assert r["utilisation_percent"]["LUT"] == pytest.approx(1.0)
     broken = tmp_path / "broken_csynth.xml"
     broken.write_text(REPORT.read_text().replace("<Best-caseLatency>9</Best-caseLatency>", ""))
-    with pytest.raises(ValueError, match="lacks PerformanceEstimates/SummaryOfOverallLatency/Best-caseLatency"):
+    with pytest.raises(
+        ValueError, match="lacks PerformanceEstimates/SummaryOfOverallLatency/Best-caseLatency"
+    ):
         parse_csynth_xml(broken)
 
 

@@ -1,5 +1,7 @@
 """`jetfm fpga <step>`: distil + compress, convert + emulate, synthesise, tables (what the rules call).
 
+Examples::
+
   jetfm fpga train --student deepsets       # results/fpga/deepsets/{float,qat}/
   jetfm fpga convert --student deepsets     # results/fpga/deepsets/{hls/,emulation.json}
   jetfm fpga synth --student deepsets       # results/fpga/deepsets/synthesis.json
@@ -22,7 +24,9 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     add_config_arguments(parser)
     parser.add_argument("step", choices=STEPS, help="train | convert | synth | all (every student + tables)")
     parser.add_argument("--student", help="jet_mlp | deepsets (all steps but `all`)")
-    parser.add_argument("--teacher", help="teacher checkpoint (default: fpga.teacher, else the supervised ParT)")
+    parser.add_argument(
+        "--teacher", help="teacher checkpoint (default: fpga.teacher, else the supervised ParT)"
+    )
     parser.add_argument("--h5-dir", help="preprocessed shards directory (default results/h5/<dataset>)")
     parser.add_argument("--out", help="student directory (default results/fpga/<student>)")
 
