@@ -22,7 +22,7 @@ from jetfm.fpga.students import build_student
 from jetfm.models import build_model, count_parameters
 from jetfm.train.checkpoint import load_checkpoint
 from jetfm.train.config import TrainConfig
-from jetfm.train.data import ShardMeta
+from jetfm.train.data import H5JetStream, ShardMeta, make_loader
 from jetfm.train.metrics import classification_metrics
 from jetfm.train.objectives import Supervised, classify, predict
 
@@ -73,6 +73,7 @@ class Distill(Supervised):
         self.compress, self.init_from = compress, init_from
         self.teacher, self.teacher_info = load_teacher(teacher_path)
         self._calls = 0
+        self._teacher_logits: dict[bytes, torch.Tensor] = {}
         self._cfg: TrainConfig | None = None
         self._module: nn.Module | None = None
 
@@ -90,20 +91,44 @@ class Distill(Supervised):
 
     def prepare(self, module: nn.Module, train_files: list[str], cfg: TrainConfig) -> None:
         super().prepare(module, train_files, cfg)  # the jet MLP's input standardisation
+        self._cache_teacher(train_files, cfg)
         if self.init_from is not None:
             module.load_state_dict(load_checkpoint(self.init_from)["model"])
         if self.compress is not None:
             apply_compression(module.core, self.compress)
             module.input_quant = Quantize(self.compress.types()["input"])
 
+    @staticmethod
+    def _keys(batch: dict[str, torch.Tensor]) -> list[bytes]:
+        """A jet's identity in the stream (batches carry no ids): its jet features and leading particle."""
+        jets, lead = batch["jet_features"].numpy(), batch["part_features"][:, 0].numpy()
+        return [j.tobytes() + p.tobytes() for j, p in zip(jets, lead, strict=True)]
+
+    @torch.no_grad()
+    def _cache_teacher(self, train_files: list[str], cfg: TrainConfig) -> None:
+        """Teacher logits of every training jet, computed once (one inference pass instead of one per step:
+        the frozen teacher's forward would otherwise dominate the student's training time)."""
+        stream = H5JetStream(train_files, cfg.eval_batch_size, shuffle=False, block_size=cfg.block_size,
+                             nominal_only=cfg.nominal_only, drop_last=False)  # fmt: skip
+        self._teacher_logits = {}
+        for batch in make_loader(stream):
+            logits = classify(self.teacher, batch, torch.device("cpu")).float()
+            self._teacher_logits.update(zip(self._keys(batch), logits, strict=True))
+
+    def teacher_logits(self, batch: dict[str, torch.Tensor], device: torch.device) -> torch.Tensor:
+        cached = [self._teacher_logits.get(k) for k in self._keys(batch)]
+        if any(c is None for c in cached):  # a jet not seen in prepare (another stream): run the teacher
+            self.teacher.to(device)
+            with torch.no_grad():
+                return classify(self.teacher, batch, device).float()
+        return torch.stack(cached).to(device)
+
     def loss(self, model: nn.Module, batch: dict[str, torch.Tensor], device: torch.device) -> torch.Tensor:
         if self.compress is not None and self._cfg is not None and self._module is not None:
             step = self._calls // self._cfg.grad_accum
             prune_to(self._module.core, self.compress.sparsity_at(step, self._cfg.max_steps))
         self._calls += 1
-        self.teacher.to(device)
-        with torch.no_grad():
-            teacher = classify(self.teacher, batch, device).float()
+        teacher = self.teacher_logits(batch, device)
         student = classify(model, batch, device).float()
         t = self.temperature
         soft = F.kl_div(
