@@ -34,7 +34,8 @@ rule fpga_train:
         f"{LOGS}/fpga/{{student}}_train.log",
     wildcard_constraints:
         student="jet_mlp|deepsets",
-    threads: 2
+    # One thread: the students' ops are too small for intra-op parallelism; two students train side by side.
+    threads: 1
     resources:
         mem_mb=4000,
     conda:
