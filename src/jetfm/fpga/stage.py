@@ -51,7 +51,9 @@ def teacher_path(config: dict[str, Any]) -> str:
 def _phase_config(
     config: dict[str, Any], student: str, phase: str, extra: dict[str, Any] | None
 ) -> TrainConfig:
-    return from_workflow(config, student, {**config["fpga"][phase], **(extra or {})})
+    """TrainConfig of a phase (train, qat): `train:` < fpga.<phase> < fpga.overrides.<student>.<phase>."""
+    mine = config["fpga"].get("overrides", {}).get(student, {}).get(phase, {})
+    return from_workflow(config, student, {**config["fpga"][phase], **mine, **(extra or {})})
 
 
 def train_student(
