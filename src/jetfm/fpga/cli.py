@@ -15,6 +15,7 @@ from pathlib import Path
 
 from jetfm.cli import add_config_arguments
 from jetfm.config import load_config, parse_overrides
+from jetfm.fpga.students import STUDENTS
 from jetfm.train.cli import SPLITS, shard_paths
 
 STEPS = ("train", "convert", "synth", "all")
@@ -23,7 +24,7 @@ STEPS = ("train", "convert", "synth", "all")
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     add_config_arguments(parser)
     parser.add_argument("step", choices=STEPS, help="train | convert | synth | all (every student + tables)")
-    parser.add_argument("--student", help="jet_mlp | deepsets (all steps but `all`)")
+    parser.add_argument("--student", choices=STUDENTS, help="the student (every step but `all`)")
     parser.add_argument(
         "--teacher", help="teacher checkpoint (default: fpga.teacher, else the supervised ParT)"
     )
