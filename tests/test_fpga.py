@@ -219,3 +219,15 @@ def test_distillation_caches_the_teacher_once_and_matches_it(teacher_run) -> Non
     loss = objective.loss(student, batch, torch.device("cpu"))
     loss.backward()
     assert loss.item() > 0 and student.core[0].weight.grad is not None
+
+
+def test_phase_configs_layer_train_section_fpga_phase_and_student_overrides() -> None:
+    config = load_config(Path(__file__).parents[1] / "config" / "config.yaml")
+    config["fpga"]["overrides"] = {"jet_mlp": {"train": {"lr": 0.002}}}
+    mlp, deepsets = (stage._phase_config(config, s, "train", None) for s in ("jet_mlp", "deepsets"))
+    assert mlp.lr == 0.002 and deepsets.lr == config["fpga"]["train"]["lr"]
+    assert mlp.batch_size == config["train"].get("batch_size", 64)  # from the train section
+    assert stage._phase_config(config, "jet_mlp", "qat", {"threads": 1}).lr == config["fpga"]["qat"]["lr"]
+    config["fpga"]["overrides"] = {"deepsets": {"qat": {"not_a_key": 1}}}
+    with pytest.raises(ValueError, match="unknown training config key"):
+        stage._phase_config(config, "deepsets", "qat", None)
