@@ -31,6 +31,8 @@ include: "workflow/rules/robustness.smk"
 
 include: "workflow/rules/images.smk"
 include: "workflow/rules/pretrain.smk"
+
+include: "workflow/rules/fpga.smk"
 include: "workflow/rules/report.smk"
 
 

@@ -1,0 +1,12 @@
+"""Snakemake `script:` entry of rule `fpga_tables`: accuracy and synthesis tables of all students."""
+
+from jetfm.fpga.stage import write_tables
+from jetfm.logs import redirect_to_log
+
+with redirect_to_log(snakemake.log[0]):
+    write_tables(
+        list(snakemake.input.emulation),
+        list(snakemake.input.synthesis),
+        snakemake.output.accuracy,
+        snakemake.output.synthesis,
+    )

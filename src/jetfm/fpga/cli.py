@@ -1,0 +1,60 @@
+"""`jetfm fpga <step>`: distil + compress, convert + emulate, synthesise, tables (what the rules call).
+
+Examples::
+
+  jetfm fpga train --student deepsets       # results/fpga/deepsets/{float,qat}/
+  jetfm fpga convert --student deepsets     # results/fpga/deepsets/{hls/,emulation.json}
+  jetfm fpga synth --student deepsets       # results/fpga/deepsets/synthesis.json
+  jetfm fpga all                            # every configured student, then the tables
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from jetfm.cli import add_config_arguments
+from jetfm.config import load_config, parse_overrides
+from jetfm.fpga.students import STUDENTS
+from jetfm.train.cli import SPLITS, shard_paths
+
+STEPS = ("train", "convert", "synth", "all")
+
+
+def configure_parser(parser: argparse.ArgumentParser) -> None:
+    add_config_arguments(parser)
+    parser.add_argument("step", choices=STEPS, help="train | convert | synth | all (every student + tables)")
+    parser.add_argument("--student", choices=STUDENTS, help="the student (every step but `all`)")
+    parser.add_argument(
+        "--teacher", help="teacher checkpoint (default: fpga.teacher, else the supervised ParT)"
+    )
+    parser.add_argument("--h5-dir", help="preprocessed shards directory (default results/h5/<dataset>)")
+    parser.add_argument("--out", help="student directory (default results/fpga/<student>)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from jetfm.fpga import stage
+
+    config = load_config(args.config, parse_overrides(args.overrides))
+    h5_dir = args.h5_dir or f"results/h5/{config['dataset']}"
+    files = {s: shard_paths(h5_dir, s, config["preprocess"]["shards_per_split"]) for s in SPLITS}
+    if args.step != "all" and not args.student:
+        raise SystemExit(f"jetfm fpga {args.step}: --student is required")
+    students = config["fpga"]["students"] if args.step == "all" else [args.student]
+    for student in students:
+        out = Path(args.out or f"results/fpga/{student}")
+        if args.step in ("train", "all"):
+            stage.train_student(config, student, files, out, args.teacher)
+        if args.step in ("convert", "all"):
+            stage.convert_student(config, student, files["test"], out, args.teacher)
+        if args.step in ("synth", "all"):
+            stage.synthesise_student(config, student, files["test"], out)
+    if args.step == "all":
+        root = Path("results/fpga")
+        stage.write_tables(
+            [str(root / s / "emulation.json") for s in students],
+            [str(root / s / "synthesis.json") for s in students],
+            str(root / "accuracy.csv"),
+            str(root / "synthesis.csv"),
+        )
+    return 0

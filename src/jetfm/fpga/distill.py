@@ -1,0 +1,172 @@
+"""Knowledge distillation as an objective of the one training loop (`train/loop.py`).
+
+loss = α · T² · KL(softmax(teacher / T) ‖ softmax(student / T)) + (1 − α) · CE(student, label)
+(Hinton et al. 2015: the T² keeps the soft-target gradients on the scale of the hard ones). The teacher is a
+frozen registry model read from a training checkpoint and run under no_grad. With a `CompressSpec` the same
+objective does the quantisation-aware, pruned second phase: the student starts from the float student's
+checkpoint, carries the fixed-point quantisers, and its pruning masks follow the spec's staircase schedule.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from jetfm.atomic import write_json_atomic
+from jetfm.fpga.compress import CompressSpec, Quantize, apply_compression, prune_to, sparsity
+from jetfm.fpga.students import build_student
+from jetfm.models import build_model, count_parameters
+from jetfm.train.checkpoint import load_checkpoint
+from jetfm.train.config import TrainConfig
+from jetfm.train.data import H5JetStream, ShardMeta, make_loader
+from jetfm.train.metrics import classification_metrics
+from jetfm.train.objectives import Supervised, classify, predict
+
+
+def load_teacher(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
+    """A frozen registry model from a training checkpoint (its own saved config says which and how big)."""
+    ckpt = load_checkpoint(path)
+    cfg = TrainConfig.from_dict(ckpt["config"])
+    for key in ("num_features", "num_jet_features", "classes"):
+        if key not in ckpt:
+            raise ValueError(f"teacher checkpoint {path} lacks {key!r}: not written by the training loop")
+    model = build_model(
+        cfg.model, ckpt["num_features"], ckpt["num_jet_features"], len(ckpt["classes"]), **cfg.size
+    )
+    model.load_state_dict(ckpt["model"])
+    model.eval().requires_grad_(False)
+    return model, {
+        "path": str(path),
+        "model": cfg.model,
+        "classes": list(ckpt["classes"]),
+        "step": ckpt["step"],
+    }
+
+
+class Distill(Supervised):
+    """Soft targets at a temperature plus hard labels; `compress` turns on QAT and pruning."""
+
+    name = "distill"
+
+    def __init__(
+        self,
+        student: str,
+        teacher_path: str | Path,
+        *,
+        size: dict[str, Any] | None = None,
+        temperature: float = 4.0,
+        alpha: float = 0.7,
+        compress: CompressSpec | None = None,
+        init_from: str | Path | None = None,
+    ) -> None:
+        super().__init__()
+        if temperature <= 0 or not 0 <= alpha <= 1:
+            raise ValueError(
+                f"fpga.distill: temperature must be > 0 and alpha in [0, 1]: {temperature}, {alpha}"
+            )
+        self.student, self.size = student, dict(size or {})
+        self.temperature, self.alpha = float(temperature), float(alpha)
+        self.compress, self.init_from = compress, init_from
+        self.teacher, self.teacher_info = load_teacher(teacher_path)
+        self._calls = 0
+        self._teacher_logits: dict[bytes, torch.Tensor] = {}
+        self._cfg: TrainConfig | None = None
+        self._module: nn.Module | None = None
+
+    def build(self, cfg: TrainConfig, meta: ShardMeta) -> nn.Module:
+        if list(meta.classes) != self.teacher_info["classes"]:
+            raise ValueError(
+                f"teacher {self.teacher_info['path']} has classes {self.teacher_info['classes']}, "
+                f"the data {list(meta.classes)}"
+            )
+        student = build_student(
+            self.student, meta.num_features, meta.num_jet_features, len(meta.classes), self.size
+        )
+        self._cfg, self._module = cfg, student
+        return student
+
+    def prepare(self, module: nn.Module, train_files: list[str], cfg: TrainConfig) -> None:
+        super().prepare(module, train_files, cfg)  # the jet MLP's input standardisation
+        self._cache_teacher(train_files, cfg)
+        if self.init_from is not None:
+            module.load_state_dict(load_checkpoint(self.init_from)["model"])
+        if self.compress is not None:
+            apply_compression(module.core, self.compress)
+            module.input_quant = Quantize(self.compress.types()["input"])
+
+    @staticmethod
+    def _keys(batch: dict[str, torch.Tensor]) -> list[bytes]:
+        """A jet's identity in the stream (batches carry no ids): its jet features and leading particle."""
+        jets, lead = batch["jet_features"].numpy(), batch["part_features"][:, 0].numpy()
+        return [j.tobytes() + p.tobytes() for j, p in zip(jets, lead, strict=True)]
+
+    @torch.no_grad()
+    def _cache_teacher(self, train_files: list[str], cfg: TrainConfig) -> None:
+        """Teacher logits of every training jet, computed once (one inference pass instead of one per step:
+        the frozen teacher's forward would otherwise dominate the student's training time)."""
+        stream = H5JetStream(train_files, cfg.eval_batch_size, shuffle=False, block_size=cfg.block_size,
+                             nominal_only=cfg.nominal_only, drop_last=False)  # fmt: skip
+        self._teacher_logits = {}
+        for batch in make_loader(stream):
+            logits = classify(self.teacher, batch, torch.device("cpu")).float()
+            self._teacher_logits.update(zip(self._keys(batch), logits, strict=True))
+
+    def teacher_logits(self, batch: dict[str, torch.Tensor], device: torch.device) -> torch.Tensor:
+        cached = [self._teacher_logits.get(k) for k in self._keys(batch)]
+        if any(c is None for c in cached):  # a jet not seen in prepare (another stream): run the teacher
+            self.teacher.to(device)
+            with torch.no_grad():
+                return classify(self.teacher, batch, device).float()
+        return torch.stack(cached).to(device)
+
+    def loss(self, model: nn.Module, batch: dict[str, torch.Tensor], device: torch.device) -> torch.Tensor:
+        if self.compress is not None and self._cfg is not None and self._module is not None:
+            step = self._calls // self._cfg.grad_accum
+            prune_to(self._module.core, self.compress.sparsity_at(step, self._cfg.max_steps))
+        self._calls += 1
+        teacher = self.teacher_logits(batch, device)
+        student = classify(model, batch, device).float()
+        t = self.temperature
+        soft = F.kl_div(
+            F.log_softmax(student / t, -1),
+            F.log_softmax(teacher / t, -1),
+            log_target=True,
+            reduction="batchmean",
+        )
+        hard = F.cross_entropy(student, batch["label"].to(device))
+        return self.alpha * t * t * soft + (1 - self.alpha) * hard
+
+    def finish(
+        self,
+        module: nn.Module,
+        test_files: list[str] | None,
+        cfg: TrainConfig,
+        device: torch.device,
+        out: Path,
+        extras: dict[str, Any],
+    ) -> dict[str, Any] | None:
+        """metrics.json of the student on the test split (and its per-layer sparsity when compressed)."""
+        if not test_files:
+            return None
+        probs, labels = predict(module, test_files, cfg, device)
+        metrics = classification_metrics(probs, labels, list(extras["classes"]))
+        metrics.update(
+            model=self.student, objective=self.name, parameters=count_parameters(module),
+            teacher=self.teacher_info, **extras.get("metrics", {}),
+        )  # fmt: skip
+        if self.compress is not None:
+            metrics["sparsity"] = sparsity(module.core)
+        write_json_atomic(out / "metrics.json", metrics)
+        return metrics
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "name": self.name, "student": self.student, "size": self.size, "temperature": self.temperature,
+            "alpha": self.alpha, "teacher": self.teacher_info["path"],
+            "compress": None if self.compress is None else vars(self.compress),
+            "init_from": None if self.init_from is None else str(self.init_from),
+        }  # fmt: skip

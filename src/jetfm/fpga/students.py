@@ -1,0 +1,107 @@
+"""Students: small taggers whose firmware part is one plain `nn.Sequential` (`core`) hls4ml converts.
+
+Both keep the registry call signature `model(part_features, part_vectors, part_mask, jet_features)`, so the
+one training loop, `objectives.predict` and the metrics treat them like any tagger. `features(...)` is what
+the trigger hardware would receive (computed upstream of the firmware); `core` is the firmware.
+
+- `jet_mlp`: the hls4ml jet-tagging benchmark MLP (64-32-32 ReLU, Duarte et al. 2018) on the standardised
+  jet-level observables (reuses `models.JetMLP`, its input standardisation fitted on the training set).
+- `deepsets`: Deep Sets on the leading `particles` particles (pT-ordered, zero-padded): Φ as pointwise
+  Conv1d layers *without biases* plus a "real particle" input channel (its weight acts as Φ's bias for real
+  particles only), so padded slots give Φ = 0 exactly and the firmware needs no mask input; the sum over
+  particles is an AvgPool1d (the mean; the 1/N is absorbed by F's first layer).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from jetfm.models.baselines import JetMLP, JetMLPSize, mlp
+
+
+class JetMLPStudent(JetMLP):
+    """`models.JetMLP` with its layers as `core` and the standardisation as `features`."""
+
+    def __init__(self, num_jet_features: int, num_classes: int, dims: tuple[int, ...] = (64, 32, 32)) -> None:
+        super().__init__(num_jet_features, num_classes, JetMLPSize(tuple(dims)))
+        self.core = self.net
+        self.input_shape: tuple[int, ...] = (num_jet_features,)
+        self.input_quant: nn.Module = nn.Identity()
+
+    def features(
+        self,
+        part_features: torch.Tensor | None,
+        part_vectors: torch.Tensor | None,
+        part_mask: torch.Tensor | None,
+        jet_features: torch.Tensor,
+    ) -> torch.Tensor:
+        x = (torch.nan_to_num(jet_features) - self.shift) * self.scale
+        return x.clamp(-10, 10)
+
+    def forward(self, part_features, part_vectors, part_mask, jet_features):  # type: ignore[no-untyped-def]
+        x = self.features(part_features, part_vectors, part_mask, jet_features)
+        return self.core(self.input_quant(x.to(self.shift.dtype)))
+
+
+class DeepSetsStudent(nn.Module):
+    """logits = F(mean_i Φ([x_i, 1])) over the leading particles, Φ(padding) = 0 by construction."""
+
+    def __init__(
+        self,
+        num_features: int,
+        num_classes: int,
+        particles: int = 16,
+        phi_dims: tuple[int, ...] = (32, 32),
+        f_dims: tuple[int, ...] = (32,),
+    ) -> None:
+        super().__init__()
+        self.particles = particles
+        self.input_shape = (num_features + 1, particles)
+        layers: list[nn.Module] = []
+        width = num_features + 1
+        for d in phi_dims:
+            layers += [nn.Conv1d(width, d, kernel_size=1, bias=False), nn.ReLU()]
+            width = d
+        layers += [nn.AvgPool1d(particles), nn.Flatten(), *mlp(width, tuple(f_dims), num_classes)]
+        self.core = nn.Sequential(*layers)
+        self.input_quant: nn.Module = nn.Identity()
+        self.register_buffer("dtype_probe", torch.zeros(()), persistent=False)
+
+    def features(
+        self,
+        part_features: torch.Tensor,
+        part_vectors: torch.Tensor | None,
+        part_mask: torch.Tensor,
+        jet_features: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """(B, F + 1, particles): leading particles' features and a 1 for real ones, zeros for padding."""
+        n = self.particles
+        x, m = part_features[:, :n], part_mask[:, :n].unsqueeze(-1).to(part_features.dtype)
+        x = torch.cat([x * m, m], dim=-1)
+        if x.shape[1] < n:  # the loader trims batches to their longest jet
+            x = torch.nn.functional.pad(x, (0, 0, 0, n - x.shape[1]))
+        return x.transpose(1, 2)
+
+    def forward(self, part_features, part_vectors, part_mask, jet_features=None):  # type: ignore[no-untyped-def]
+        x = self.features(part_features, part_vectors, part_mask, jet_features)
+        return self.core(self.input_quant(x.to(self.dtype_probe.dtype)))
+
+
+STUDENTS = ("jet_mlp", "deepsets")
+
+
+def build_student(
+    name: str, num_features: int, num_jet_features: int, num_classes: int, size: dict[str, Any] | None = None
+) -> nn.Module:
+    size = {k: tuple(v) if isinstance(v, list) else v for k, v in (size or {}).items()}
+    try:
+        if name == "jet_mlp":
+            return JetMLPStudent(num_jet_features, num_classes, **size)
+        if name == "deepsets":
+            return DeepSetsStudent(num_features, num_classes, **size)
+    except TypeError as exc:
+        raise ValueError(f"fpga.sizes.{name}: {exc}") from exc
+    raise ValueError(f"unknown student {name!r}; known: {list(STUDENTS)}")

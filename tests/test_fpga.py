@@ -1,0 +1,233 @@
+"""FPGA stage: fixed-point arithmetic, pruning, HCCS, distillation -> hls4ml (real g++ builds) -> emulation,
+operation counts, and the C-synthesis report parser.
+
+The two hls4ml builds (one per student, tiny widths) dominate the time: ~10 s of g++ each on a free core.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+from train_fixtures import make_dataset
+
+from jetfm.config import load_config
+from jetfm.fpga import stage
+from jetfm.fpga.compress import CompressSpec, FixedType, Quantize, QuantReLU, apply_compression, prune_to
+from jetfm.fpga.convert import HLSSettings, convert, emulate, first_disagreement, quantised_logits
+from jetfm.fpga.hccs import HCCSSoftmax, calibrate, hccs, kl_to_softmax
+from jetfm.fpga.opcount import operation_counts
+from jetfm.fpga.students import build_student
+from jetfm.fpga.synth import parse_csynth_xml, synthesise
+from jetfm.train.cli import run_training
+
+pytestmark = pytest.mark.skipif(shutil.which("g++") is None, reason="hls4ml's C++ emulation needs g++")
+
+REPORT = Path(__file__).parent / "data" / "fpga" / "myproject_csynth.xml"
+
+
+def test_fixed_point_matches_ap_fixed_rules() -> None:
+    t = FixedType.parse("ap_fixed<6,3,AP_RND_CONV,AP_SAT>")  # step 1/8, range [-4, 3.875]
+    x = torch.tensor([0.0625, 0.1875, -0.0625, 3.99, -9.0, 1.3], dtype=torch.float64)
+    assert t.quantize(x).tolist() == [0.0, 0.25, 0.0, 3.875, -4.0, 1.25]  # ties to even, saturation
+    trn = FixedType.parse("fixed<6,3>")  # hls4ml spelling; defaults TRN (floor), WRAP
+    assert trn.quantize(torch.tensor([-0.01, 4.0, 1.3], dtype=torch.float64)).tolist() == [-0.125, -4.0, 1.25]
+    u = FixedType.parse("ap_ufixed<4,2,AP_RND,AP_SAT>")
+    assert u.quantize(torch.tensor([-1.0, 0.125, 9.0], dtype=torch.float64)).tolist() == [0.0, 0.25, 3.75]
+    assert t.hls() == "ap_fixed<6,3,AP_RND_CONV,AP_SAT>"
+    with pytest.raises(ValueError, match="rounding must be"):
+        FixedType.parse("ap_fixed<8,3,AP_RND_MIN_INF,AP_SAT>")
+    with pytest.raises(ValueError, match=r"expected e\.g\."):
+        FixedType.parse("float<8>")
+
+
+def test_iterative_pruning_reaches_the_asked_sparsity_and_only_grows() -> None:
+    torch.manual_seed(0)
+    student = build_student("jet_mlp", 17, 8, 10, {"dims": [16, 12]})
+    spec = CompressSpec(sparsity=0.7, prune_stages=3, prune_until=0.5)
+    apply_compression(student.core, spec)
+    schedule = [spec.sparsity_at(s, 60) for s in range(60)]
+    assert schedule[0] == pytest.approx(0.7 / 3) and schedule[-1] == pytest.approx(0.7)
+    assert all(a <= b for a, b in itertools.pairwise(schedule))
+    previous = None
+    for s in sorted(set(schedule)):
+        prune_to(student.core, s)
+        masks = [m.parametrizations.weight[0].mask.clone() for m in student.core if isinstance(m, nn.Linear)]
+        for mask in masks:
+            assert int((mask == 0).sum()) == round(s * mask.numel())
+        if previous is not None:  # a pruned weight never comes back
+            assert all(bool((old >= new).all()) for old, new in zip(previous, masks, strict=True))
+        previous = masks
+    for m in student.core:
+        if isinstance(m, nn.Linear):  # the smallest magnitudes went first
+            w, mask = m.parametrizations.weight.original.abs(), m.parametrizations.weight[0].mask
+            assert w[mask == 0].max() <= w[mask == 1].min()
+
+
+def test_hccs_matches_its_formula_and_calibration_beats_defaults() -> None:
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(2, 5, 7, generator=g, dtype=torch.float64) * 3
+    b, s, d = 10.0, 2.0, 4.0
+    p = hccs(x, torch.tensor(b), torch.tensor(s), torch.tensor(d))
+    for row in x.reshape(-1, 7):  # the formula of reference.md, one row at a time in plain Python
+        m = max(row.tolist())
+        scores = [b - s * min(m - v, d) for v in row.tolist()]
+        expected = [sc / sum(scores) for sc in scores]
+        got = hccs(row, torch.tensor(b), torch.tensor(s), torch.tensor(d))
+        assert got.tolist() == pytest.approx(expected, abs=1e-12)
+    assert torch.allclose(p.sum(-1), torch.ones(2, 5, dtype=torch.float64))
+    # Two heads with different logit scales: per-head (B, S, D) fits each; the default set fits neither.
+    logits = torch.stack([torch.randn(256, 16, generator=g) * 0.5, torch.randn(256, 16, generator=g) * 4])
+    grid = {"b": tuple(float(v) for v in range(1, 33)), "s": (1.0, 2.0, 4.0), "d": (0.5, 1, 2, 3, 4, 6, 8)}
+    params, kl = calibrate(logits, grid)
+    default = HCCSSoftmax(heads=2)
+    calibrated = HCCSSoftmax(heads=2)
+    calibrated.set_params(params)
+    scores = logits.unsqueeze(0).float()  # (batch 1, heads, rows, length)
+    for h in range(2):
+        kl_default = kl_to_softmax(logits[h], default(scores)[0, h])
+        kl_cal = kl_to_softmax(logits[h], calibrated(scores)[0, h])
+        assert kl_cal < kl_default
+        assert float(kl_cal) == pytest.approx(float(kl[h]), rel=1e-4)
+    shared, _ = calibrate(logits.reshape(1, -1, 16), grid)  # one set for both heads
+    kl_shared = [kl_to_softmax(logits[h], hccs(logits[h], *shared[0])) for h in range(2)]
+    assert sum(kl) < sum(kl_shared)
+    assert not torch.equal(params[0], params[1])
+
+
+def test_csynth_report_parser_reads_the_documented_format(tmp_path: Path) -> None:
+    r = parse_csynth_xml(REPORT)
+    assert r["part"] == "xcvu13p-flga2577-2-e"
+    assert r["latency_cycles"] == {"best": 9, "worst": 11}
+    assert r["latency_ns"] == {"best": 45.0, "worst": 55.0}
+    assert r["interval_cycles"] == {"min": 1, "max": 1}
+    assert r["resources"] == {"BRAM_18K": 0, "DSP": 24, "FF": 4210, "LUT": 17280, "URAM": 0}
+    assert r["utilisation_percent"]["LUT"] == pytest.approx(1.0)
+    broken = tmp_path / "broken_csynth.xml"
+    broken.write_text(REPORT.read_text().replace("<Best-caseLatency>9</Best-caseLatency>", ""))
+    with pytest.raises(
+        ValueError, match="lacks PerformanceEstimates/SummaryOfOverallLatency/Best-caseLatency"
+    ):
+        parse_csynth_xml(broken)
+
+
+def test_synthesis_without_a_tool_records_why_or_fails_when_required(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PATH", "/nonexistent")
+    never = lambda: pytest.fail("no project must be made without a tool")  # noqa: E731
+    skipped = synthesise(never, "Vitis", required=False)
+    assert skipped["status"] == "skipped" and "vitis-run" in skipped["reason"]
+    with pytest.raises(RuntimeError, match="required is true but vivado_hls"):
+        synthesise(never, "Vivado", required=True)
+
+
+def _random_compressed(name: str, size: dict, spec: CompressSpec, sparsity: float) -> nn.Module:
+    torch.manual_seed(3)
+    student = build_student(name, 17, 8, 10, size)
+    apply_compression(student.core, spec)
+    student.input_quant = Quantize(spec.types()["input"])
+    prune_to(student.core, sparsity)
+    return student.eval()
+
+
+def test_jet_mlp_converts_bit_exactly_and_trace_finds_a_planted_difference(tmp_path: Path) -> None:
+    spec = CompressSpec()
+    student = _random_compressed("jet_mlp", {"dims": [16, 8]}, spec, 0.5)
+    model, _ = convert(student.core, student.input_shape, spec, HLSSettings(), tmp_path / "hls")
+    rng = np.random.default_rng(0)
+    x = spec.types()["input"].quantize(torch.from_numpy(rng.normal(0, 3, (300, 8)))).numpy()
+    emulated, _ = emulate(model, x)
+    reference = quantised_logits(student.core, x)
+    assert np.array_equal(emulated, reference)  # bit-exact, not merely close
+    assert first_disagreement(model, student.core, x[:4]) is None
+    # Plant a difference: the PyTorch side rounds the second ReLU's output coarser than the firmware.
+    planted = student.core
+    planted[3] = QuantReLU(FixedType.parse("ap_ufixed<6,5,AP_RND_CONV,AP_SAT>"))
+    found = first_disagreement(model, planted, x[:4])
+    assert found is not None and found["layer"] == "_3" and found["module"] == "QuantReLU"
+    ops = operation_counts(model)
+    nonzero = sum(int((m.weight != 0).sum()) for m in student.core if isinstance(m, nn.Linear))
+    assert ops["totals"]["nonzero_weights"] == nonzero
+    assert ops["totals"]["multiplications"] + ops["totals"]["shifts"] == nonzero
+
+
+@pytest.fixture(scope="module")
+def teacher_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, dict[str, list[str]], Path]:
+    root = tmp_path_factory.mktemp("fpga")
+    files = make_dataset(root / "h5", n_train=384, n_val=64, n_test=250, max_particles=32)
+    config = load_config(Path(__file__).parents[1] / "config" / "config.yaml")
+    config["train"].update(max_steps=30, eval_every=30, checkpoint_every=30, progress=False, warmup_steps=3)
+    config["train"]["sizes"]["pfn"] = {"phi_dims": [16, 16], "f_dims": [16]}
+    run_training(config, "pfn", files, root / "teacher", overrides={"lr": 0.003})
+    config["fpga"].update(
+        teacher=str(root / "teacher" / "checkpoint.pt"),
+        sizes={"deepsets": {"particles": 8, "phi_dims": [8], "f_dims": [8]}, "jet_mlp": {"dims": [8]}},
+        train={"max_steps": 20, "eval_every": 20, "checkpoint_every": 20, "warmup_steps": 2},
+        qat={"max_steps": 16, "eval_every": 16, "checkpoint_every": 16, "warmup_steps": 2},
+    )
+    config["fpga"]["compress"]["sparsity"] = 0.6
+    return config, files, root
+
+
+def test_deepsets_distils_compresses_and_emulates_the_whole_test_split(teacher_run) -> None:  # type: ignore[no-untyped-def]
+    config, files, root = teacher_run
+    out = root / "deepsets"
+    results = stage.train_student(config, "deepsets", files, out)
+    for run in ("float", "qat"):
+        history = (out / run / "history.csv").read_text().splitlines()
+        assert len(history) > 2 and (out / run / "checkpoint.pt").is_file()
+    assert results["qat"]["objective"] == "distill" and results["qat"]["teacher"]["model"] == "pfn"
+    for layer, frac in results["qat"]["sparsity"].items():  # Conv1d / Linear layers of the firmware
+        n = {"0": 9 * 8, "4": 8 * 8, "6": 8 * 10}[layer]
+        assert round(frac * n) >= round(0.6 * n)  # quantisation may add zeros, never remove them
+    e = stage.convert_student(config, "deepsets", files["test"], out)
+    assert e["n_test"] == 250  # every test jet
+    assert e["argmax_agreement"] >= 0.999 and e["bit_exact"] and e["first_disagreeing_layer"] is None
+    assert set(e["summary"]) == {"float_teacher", "float_student", "quantised_student", "emulation"}
+    assert e["summary"]["emulation"] == e["summary"]["quantised_student"]
+    assert e["operations"]["layers"][0]["positions"] == 8  # Φ runs once per particle slot
+    saved = json.loads((out / "emulation.json").read_text())
+    assert saved["max_abs_output_diff"] == 0.0 and (out / "hls" / "firmware" / "myproject.cpp").is_file()
+    s = stage.synthesise_student(config, "deepsets", files["test"], out)
+    assert s["status"] in ("skipped", "done") and (out / "synthesis.json").is_file()
+    stage.write_tables([str(out / "emulation.json")], [str(out / "synthesis.json")],
+                       str(root / "accuracy.csv"), str(root / "synthesis.csv"))  # fmt: skip
+    table = (root / "accuracy.csv").read_text().splitlines()
+    assert len(table) == 5 and table[0].startswith("student,model,accuracy,macro_auc")
+
+
+def test_distillation_caches_the_teacher_once_and_matches_it(teacher_run) -> None:  # type: ignore[no-untyped-def]
+    from jetfm.fpga.distill import Distill
+    from jetfm.train.config import from_workflow
+    from jetfm.train.objectives import classify
+
+    config, files, _ = teacher_run
+    objective = Distill("jet_mlp", config["fpga"]["teacher"], size={"dims": [8]}, temperature=2.0, alpha=0.5)
+    cfg = from_workflow(config, "jet_mlp", config["fpga"]["train"])
+    stream = objective.stream(files["train"], cfg, 0, 1)
+    student = objective.build(cfg, stream.meta)
+    objective.prepare(student, files["train"], cfg)
+    assert len(objective._teacher_logits) == 384  # one entry per training jet
+    batch = next(iter(stream))
+    direct = classify(objective.teacher, batch, torch.device("cpu"))
+    torch.testing.assert_close(objective.teacher_logits(batch, torch.device("cpu")), direct)
+    loss = objective.loss(student, batch, torch.device("cpu"))
+    loss.backward()
+    assert loss.item() > 0 and student.core[0].weight.grad is not None
+
+
+def test_phase_configs_layer_train_section_fpga_phase_and_student_overrides() -> None:
+    config = load_config(Path(__file__).parents[1] / "config" / "config.yaml")
+    config["fpga"]["overrides"] = {"jet_mlp": {"train": {"lr": 0.002}}}
+    mlp, deepsets = (stage._phase_config(config, s, "train", None) for s in ("jet_mlp", "deepsets"))
+    assert mlp.lr == 0.002 and deepsets.lr == config["fpga"]["train"]["lr"]
+    assert mlp.batch_size == config["train"].get("batch_size", 64)  # from the train section
+    assert stage._phase_config(config, "jet_mlp", "qat", {"threads": 1}).lr == config["fpga"]["qat"]["lr"]
+    config["fpga"]["overrides"] = {"deepsets": {"qat": {"not_a_key": 1}}}
+    with pytest.raises(ValueError, match="unknown training config key"):
+        stage._phase_config(config, "deepsets", "qat", None)
