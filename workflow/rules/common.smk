@@ -1,6 +1,8 @@
 # Shared by every stage file: config validation and path helpers (wildcard constraints: Snakefile).
 from snakemake.utils import validate
 
+from jetfm.preprocess.groups import assign_groups
+
 validate(config, schema="../schemas/config.schema.yaml", set_default=True)
 
 DATASET = config["dataset"]
@@ -35,6 +37,16 @@ def preprocess_inputs():
     if config["resimulate"]["enabled"]:
         files += sim_files("views")
     return files + list(config["preprocess"]["input_files"])
+
+
+# Fan-out of preprocessing (src/jetfm/preprocess/groups.py): group g = files whose index mod
+# shards_per_split is g; it writes shard g of every split. Computed once here, so the DAG stays linear.
+PREPROCESS_GROUPS = assign_groups(preprocess_inputs(), config["preprocess"]["shards_per_split"])
+
+
+def h5_shards(split):
+    """Every HDF5 shard of a split (train/val/test): what a rule reading preprocessed jets takes as input."""
+    return [f"{RESULTS}/h5/{DATASET}/{split}/{g:04d}.h5" for g in PREPROCESS_GROUPS]
 
 
 def preprocess_threads():

@@ -1,36 +1,76 @@
-# preprocess stage: a coffea processor on Dask turns the ROOT jets into padded HDF5 shards
-# (logic in src/jetfm/preprocess; `jetfm preprocess` runs the same function without Snakemake).
+# preprocess stage: a coffea processor on Dask turns the ROOT jets into padded HDF5 shards, as a fan-out:
+# one job per group of input files (PREPROCESS_GROUPS in common.smk; mapping in src/jetfm/preprocess/groups.py),
+# each writing shard {group} of every split, then one summary over all groups (counts in == out).
+# Each job starts its own Dask cluster (preprocess.dask): a LocalCluster lives and dies with its job on the
+# cores the job was given, so jobs fail and rerun independently and no scheduler outlives the workflow.
+# `jetfm preprocess` runs the same groups one after another.
 PREPROCESS_DIR = f"{RESULTS}/h5/{DATASET}"
-PREPROCESS_SHARDS = expand(
-    "{dir}/{split}/{shard}.h5",
-    dir=PREPROCESS_DIR,
-    split=["train", "val", "test"],
-    shard=shard_ids(config["preprocess"]["shards_per_split"]),
-)
+PREPROCESS_SHARDS = [shard for split in ("train", "val", "test") for shard in h5_shards(split)]
+# Measured single-worker rate of the whole group job (bench/scale.py), halved as a margin for runtime.
+PREPROCESS_JETS_PER_WORKER_S = 4000
+
+
+def preprocess_group_jets(wildcards):
+    """Jets in a group: simulated files as configured, others as a public JetClass file (100k jets)."""
+    resim = config["resimulate"]
+    size = {".views.root": resim["events_per_shard"] * resim["views"], ".root": config["simulate"]["jets_per_shard"]}
+    sim = f"{RESULTS}/sim/"
+    return sum(
+        next(n for end, n in size.items() if f.endswith(end)) if f.startswith(sim) else 100_000
+        for f in PREPROCESS_GROUPS[int(wildcards.group)]
+    )
+
+
+def preprocess_mem_mb(wildcards, threads, attempt):
+    """The driver (~0.5 GB) + per worker one chunk of ~20 KB/jet in flight and the merge buffers (~0.5 GB)."""
+    dask = config["preprocess"]["dask"]
+    per_worker = 500 + config["preprocess"]["chunksize"] * 20 // 1000 * dask["threads_per_worker"]
+    workers = dask["workers"] if dask["cluster"] == "local" else 0
+    return (500 + workers * per_worker) * attempt
 
 
 rule preprocess:
     input:
-        preprocess_inputs(),
+        lambda wildcards: PREPROCESS_GROUPS[int(wildcards.group)],
     output:
-        shards=PREPROCESS_SHARDS,
-        summary=report(
-            f"{PREPROCESS_DIR}/summary.json",
-            caption="../report/preprocess_summary.rst",
-            category="Preprocessing",
-        ),
+        shards=expand(f"{PREPROCESS_DIR}/{{split}}/{{{{group}}}}.h5", split=("train", "val", "test")),
+        summary=f"{PREPROCESS_DIR}/groups/{{group}}.json",
     log:
-        f"{LOGS}/preprocess/{DATASET}.log",
+        f"{LOGS}/preprocess/{DATASET}/{{group}}.log",
+    wildcard_constraints:
+        group=r"\d+",
     conda:
         # `-e ../` installs jetfm with coffea, dask, dask-jobqueue, uproot and h5py
         "../../envs/sim.yaml"
     threads: preprocess_threads()
     resources:
-        # local cluster: ~2 GB per worker (one chunk in memory) + the driver; Slurm workers are separate jobs
-        mem_mb=lambda wildcards, threads: 2000 * threads + 1000,
-        runtime=240,
+        mem_mb=preprocess_mem_mb,
+        # minutes: the group's jets at the measured rate per worker, plus cluster startup
+        runtime=lambda wildcards, threads: 10
+        + preprocess_group_jets(wildcards) // (PREPROCESS_JETS_PER_WORKER_S * 60 * threads),
     script:
         "../../scripts/preprocess.py"
+
+
+rule preprocess_summary:
+    input:
+        [f"{PREPROCESS_DIR}/groups/{g:04d}.json" for g in PREPROCESS_GROUPS],
+    output:
+        report(
+            f"{PREPROCESS_DIR}/summary.json",
+            caption="../report/preprocess_summary.rst",
+            category="Preprocessing",
+        ),
+    log:
+        f"{LOGS}/preprocess/{DATASET}_summary.log",
+    conda:
+        "../../envs/sim.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=15,
+    script:
+        "../../scripts/preprocess_summary.py"
 
 
 rule preprocess_plot:
