@@ -6,29 +6,6 @@
 # `jetfm preprocess` runs the same groups one after another.
 PREPROCESS_DIR = f"{RESULTS}/h5/{DATASET}"
 PREPROCESS_SHARDS = [shard for split in ("train", "val", "test") for shard in h5_shards(split)]
-# Measured single-worker rate of the whole group job (bench/scale.py), halved as a margin for runtime.
-PREPROCESS_JETS_PER_WORKER_S = 4000
-
-
-def preprocess_group_jets(wildcards):
-    """Jets in a group: simulated files as configured, others as a public JetClass file (100k jets)."""
-    resim = config["resimulate"]
-    size = {".views.root": resim["events_per_shard"] * resim["views"], ".root": config["simulate"]["jets_per_shard"]}
-    sim = f"{RESULTS}/sim/"
-    return sum(
-        next(n for end, n in size.items() if f.endswith(end)) if f.startswith(sim) else 100_000
-        for f in PREPROCESS_GROUPS[int(wildcards.group)]
-    )
-
-
-def preprocess_mem_mb(wildcards, threads, attempt):
-    """The driver (~0.5 GB) + per worker one chunk of ~20 KB/jet in flight and the merge buffers (~0.5 GB)."""
-    dask = config["preprocess"]["dask"]
-    per_worker = 500 + config["preprocess"]["chunksize"] * 20 // 1000 * dask["threads_per_worker"]
-    workers = dask["workers"] if dask["cluster"] == "local" else 0
-    return (500 + workers * per_worker) * attempt
-
-
 rule preprocess:
     input:
         lambda wildcards: PREPROCESS_GROUPS[int(wildcards.group)],
