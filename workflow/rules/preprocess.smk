@@ -14,6 +14,9 @@ rule preprocess:
         summary=f"{PREPROCESS_DIR}/groups/{{group}}.json",
     log:
         f"{LOGS}/preprocess/{DATASET}/{{group}}.log",
+    params:
+        # the number of groups fixes which files form a group and which shards it writes
+        groups=config["preprocess"]["shards_per_split"],
     wildcard_constraints:
         group=r"\d+",
     conda:
@@ -27,6 +30,11 @@ rule preprocess:
         + preprocess_group_jets(wildcards) // (PREPROCESS_JETS_PER_WORKER_S * 60 * threads),
     script:
         "../../scripts/preprocess.py"
+
+
+# Reads one small JSON per group (seconds even at 1250 groups): not worth a Slurm queue wait.
+localrules:
+    preprocess_summary,
 
 
 rule preprocess_summary:
