@@ -5,7 +5,7 @@ groups (10 files per group, one per class, as a 10^8-jet campaign has):
 
 1. DAG: `snakemake -n preprocess_all` (common.smk + preprocess.smk) on a generated config: time, peak memory.
 2. Group jobs: k of the G group jobs, each as its own process as Snakemake runs it (interpreter start,
-   imports, Dask LocalCluster with 1 worker, input checks, processing, merge, shutdown): wall time, driver
+   imports, a LocalCluster with the preset's workers, checks, processing, merge, shutdown): wall time, driver
    peak memory (the job's process), worker peak memory (its largest child process), worker memory over
    the job (first vs second half); then the summary over all G groups (from real group summaries copied
    under the other groups' names): time and peak memory.
@@ -47,7 +47,19 @@ from jetfm import CLASSES  # noqa: E402
 from jetfm.preprocess.groups import assign_groups, group_summary_path  # noqa: E402
 
 SNAKEMAKE = Path(sys.executable).with_name("snakemake")
-CAMPAIGN = {"jets": 125_000_000, "groups": 1250, "files": 12_500}  # config/jetclass-scale.yaml
+PRESET = REPO / "config/jetclass-scale.yaml"
+
+
+def campaign() -> dict:
+    """Jets, groups and Dask workers per group job of the preset the projection is for."""
+    c = yaml.safe_load(PRESET.read_text())
+    sim, resim, pre = c["simulate"], c["resimulate"], c["preprocess"]
+    jets = len(c["classes"]) * sim["shards"] * sim["jets_per_shard"]
+    if resim["enabled"]:
+        jets += len(c["classes"]) * resim["shards"] * resim["events_per_shard"] * resim["views"]
+    return {"jets": jets, "groups": pre["shards_per_split"], "workers": pre["dask"]["workers"]}
+
+
 GROUP_JOB = """
 import json, sys, time
 from jetfm.preprocess.run import preprocess
@@ -136,15 +148,17 @@ def dry_run(workdir: Path, n_files: int, groups: int, jets: int) -> dict:
     return {"dag_s": r["wall_s"], "dag_cpu_s": r["cpu_s"], "dag_mb": r["driver_mb"] + r["worker_mb"]}
 
 
-def group_jobs(work: Path, files: list[str], groups: int, n_run: int, jets_per_file: int) -> dict:
-    """Run n_run group jobs (1-worker LocalCluster each), then the summary over all `groups`."""
+def group_jobs(
+    work: Path, files: list[str], groups: int, n_run: int, jets_per_file: int, workers: int
+) -> dict:
+    """Run n_run group jobs (a `workers`-worker LocalCluster each), then the summary over all `groups`."""
     out = work / "h5"
     shutil.rmtree(out, ignore_errors=True)
     config = {
         "preprocess": {
             "shards_per_split": groups,
             "chunksize": max(jets_per_file, 1000),
-            "dask": {"cluster": "local", "workers": 1},
+            "dask": {"cluster": "local", "workers": workers},
         },
     }
     by_group = assign_groups(files, groups)
@@ -209,6 +223,7 @@ def main() -> None:
     args = ap.parse_args()
     work = Path(args.workdir or tempfile.mkdtemp(prefix="jetfm-bench-scale-"))
     sizes = [int(n) for n in args.files.split(",")]
+    plan = campaign()
     print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f} at start; workdir {work}")
     t = time.perf_counter()
     files = make_inputs(work / "small", max(sizes), args.jets)
@@ -224,15 +239,19 @@ def main() -> None:
         if not link.exists():
             link.symlink_to(work / "small/results/sim")
         row = {"N": n, "G": g, **dry_run(d, n, g, args.jets)}
-        row.update(group_jobs(d, files[:n], g, min(args.run_groups, g), args.jets))
+        row.update(group_jobs(d, files[:n], g, min(args.run_groups, g), args.jets, plan["workers"]))
         rows.append(row)
         print(f"  N={n} done ({time.perf_counter() - t:.0f} s)", flush=True)
 
     big = work / "big"
     big_files = make_inputs(big, len(CLASSES), args.big_jets)
-    big_row = group_jobs(big, big_files, 1, 1, args.big_jets)
+    big_row = group_jobs(big, big_files, 1, 1, args.big_jets, plan["workers"])
 
-    print("\nper N (G = N/10 groups of 10 files; a group job = 1-worker LocalCluster; s = CPU seconds of the")
+    print(
+        f"\nper N (G = N/10 groups of 10 files; a group job = {plan['workers']}-worker LocalCluster as in the"
+        " "
+        "preset; s = CPU seconds of the"
+    )
     print("process tree, wall in brackets; the cores are shared, so wall time swings with the load):")
     print(
         f"{'N':>5} {'G':>4} {'dag s':>13} {'dag MB':>7} {'job s':>13} {'driver MB':>9} {'worker MB':>9} "
@@ -262,18 +281,21 @@ def main() -> None:
         f"{bare_per_jet * 1e6:.0f} us/jet (stage per-jet work = {per_jet / bare_per_jet:.2f} x bare)"
     )
 
-    jets, groups = CAMPAIGN["jets"], CAMPAIGN["groups"]
+    jets, groups = plan["jets"], plan["groups"]
     work_h = jets * per_jet / 3600
     fixed_h = groups * fixed_s / 3600
     sum_slope = (rows[-1]["summary_s"] - rows[0]["summary_s"]) / max(rows[-1]["G"] - rows[0]["G"], 1)
-    print(f"\nprojection to {jets:.3g} jets in {groups} groups of {jets // groups} jets (1 worker each):")
+    print(
+        f"\nprojection to {jets:.3g} jets in {groups} groups of {jets // groups} jets "
+        f"({plan['workers']} workers each, {PRESET.name}):"
+    )
     print(
         f"  per-jet work {work_h:.0f} worker-h (bare read+pad {jets * bare_per_jet / 3600:.0f} h); "
         f"per-job fixed cost {fixed_h:.1f} worker-h = {100 * fixed_h / work_h:.1f} % of the work "
         "(goal <= 10 %)"
     )
     print(
-        f"  one group job: {fixed_s + jets // groups * per_jet:.0f} s on 1 worker; "
+        f"  one group job: {fixed_s + jets // groups * per_jet:.0f} s of worker CPU; "
         f"the summary over {groups} groups: "
         f"~{rows[0]['summary_s'] + sum_slope * (groups - rows[0]['G']):.1f} s; driver memory "
         f"{rows[-1]['driver_mb'] / d10:.2f}x from N={rows[0]['N']} to N={rows[-1]['N']}"

@@ -126,6 +126,7 @@ def _dry_run_jobs(workdir: Path) -> list[str]:
     return sorted(j + (f"[{groups.pop(0)}]" if j == "preprocess" else "") for j in jobs)
 
 
+@pytest.mark.slow
 def test_changing_one_input_reruns_only_its_group(tmp_path: Path) -> None:
     classes, n_files = ["QCD", "Hbb"], 4
     config = {

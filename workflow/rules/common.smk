@@ -57,8 +57,9 @@ def preprocess_threads():
     return 1
 
 
-# Measured single-worker rate of the whole group job (bench/scale.py), halved as a margin for runtime.
-PREPROCESS_JETS_PER_WORKER_S = 4000
+# Rate of a group job per worker for its Slurm runtime: bench/scale.py measured ~370 CPU-us/jet on 2 shared,
+# overloaded cores (~84 us/jet unloaded, docs/architecture.md); 2000 jets/s leaves a margin on slow nodes.
+PREPROCESS_JETS_PER_WORKER_S = 2000
 
 
 def preprocess_group_jets(wildcards):
