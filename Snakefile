@@ -15,7 +15,7 @@ report: "workflow/report/workflow.rst"
 
 wildcard_constraints:
     cls="|".join(CLASSES),
-    shard=r"\d{4}",
+    shard=r"\d+",
     split="train|val|test",
     dataset=r"[A-Za-z0-9_.-]+",
 

@@ -58,7 +58,7 @@ def test_preprocess_all_under_snakemake(tmp_path: Path) -> None:
         text=True,
         timeout=600,
     )
-    log = tmp_path / "logs/preprocess/wf.log"
+    log = tmp_path / "logs/preprocess/wf/0000.log"  # the one group's job
     assert proc.returncode == 0, proc.stderr[-3000:] + (log.read_text()[-3000:] if log.exists() else "")
     summary = json.loads((tmp_path / "results/h5/wf/summary.json").read_text())
     assert summary["counts"]["jets_in"] == summary["counts"]["jets_out"] == 3 * 60 + 3 * 40 + 30

@@ -4,6 +4,7 @@ import copy
 import os
 
 from jetfm.config import validate_config
+from jetfm.preprocess.groups import assign_groups
 
 # The package's validator (same schema, same defaults as snakemake.utils.validate) names the bad key and value
 # in one line per error instead of dumping the whole schema and config.
@@ -46,14 +47,24 @@ def preprocess_inputs():
     return files + list(config["preprocess"]["input_files"])
 
 
-def preprocess_mem_mb():
+def preprocess_mem_mb(wildcards, threads, attempt):
     """A local Dask cluster: workers x `dask.memory` + 1 GB for the driver; otherwise the driver alone."""
     from dask.utils import parse_bytes
 
     dask = config["preprocess"]["dask"]
     if dask["cluster"] == "local":
-        return dask["workers"] * parse_bytes(dask["memory"]) // 10**6 + 1000
-    return 2000
+        return (dask["workers"] * parse_bytes(dask["memory"]) // 10**6 + 1000) * attempt
+    return 2000 * attempt
+
+
+# Fan-out of preprocessing (src/jetfm/preprocess/groups.py): group g = files whose index mod
+# shards_per_split is g; it writes shard g of every split. Computed once here, so the DAG stays linear.
+PREPROCESS_GROUPS = assign_groups(preprocess_inputs(), config["preprocess"]["shards_per_split"])
+
+
+def h5_shards(split):
+    """Every HDF5 shard of a split (train/val/test): what a rule reading preprocessed jets takes as input."""
+    return [f"{RESULTS}/h5/{DATASET}/{split}/{g:04d}.h5" for g in PREPROCESS_GROUPS]
 
 
 def preprocess_threads():
@@ -99,3 +110,23 @@ def train_settings(model):
 
     values = from_workflow(config, model).to_dict()
     return {k: v for k, v in values.items() if k not in TRAIN_NOT_OUTPUT}
+
+
+# Rate of a group job per worker for its Slurm runtime: bench/scale.py measured ~370 CPU-us/jet on 2 shared,
+# overloaded cores (~84 us/jet unloaded, docs/architecture.md); 2000 jets/s leaves a margin on slow nodes.
+PREPROCESS_JETS_PER_WORKER_S = 2000
+
+
+def preprocess_group_jets(wildcards):
+    """Jets in a group: simulated files as configured, others as a public JetClass file (100k jets)."""
+    resim = config["resimulate"]
+    size = {
+        ".views.root": resim["events_per_shard"] * resim["views"],
+        ".root": config["simulate"]["jets_per_shard"],
+    }
+    sim = f"{RESULTS}/sim/"
+    return sum(
+        next(n for end, n in size.items() if f.endswith(end)) if f.startswith(sim) else 100_000
+        for f in PREPROCESS_GROUPS[int(wildcards.group)]
+    )
+

@@ -1,40 +1,65 @@
-# preprocess stage: a coffea processor on Dask turns the ROOT jets into padded HDF5 shards
-# (logic in src/jetfm/preprocess; `jetfm preprocess` runs the same function without Snakemake).
+# preprocess stage: a coffea processor on Dask turns the ROOT jets into padded HDF5 shards, as a fan-out:
+# one job per group of input files (PREPROCESS_GROUPS in common.smk; mapping in src/jetfm/preprocess/groups.py),
+# each writing shard {group} of every split, then one summary over all groups (counts in == out).
+# Each job starts its own Dask cluster (preprocess.dask): a LocalCluster lives and dies with its job on the
+# cores the job was given, so jobs fail and rerun independently and no scheduler outlives the workflow.
+# `jetfm preprocess` runs the same groups one after another.
 PREPROCESS_DIR = f"{RESULTS}/h5/{DATASET}"
-PREPROCESS_SHARDS = expand(
-    "{dir}/{split}/{shard}.h5",
-    dir=PREPROCESS_DIR,
-    split=["train", "val", "test"],
-    shard=shard_ids(config["preprocess"]["shards_per_split"]),
-)
-
-
+PREPROCESS_SHARDS = [shard for split in ("train", "val", "test") for shard in h5_shards(split)]
 rule preprocess:
     input:
-        preprocess_inputs(),
+        lambda wildcards: PREPROCESS_GROUPS[int(wildcards.group)],
     output:
-        shards=PREPROCESS_SHARDS,
-        summary=report(
+        shards=expand(f"{PREPROCESS_DIR}/{{split}}/{{{{group}}}}.h5", split=("train", "val", "test")),
+        summary=f"{PREPROCESS_DIR}/groups/{{group}}.json",
+    log:
+        f"{LOGS}/preprocess/{DATASET}/{{group}}.log",
+    params:
+        # the number of groups fixes which files form a group and which shards it writes
+        groups=config["preprocess"]["shards_per_split"],
+        # where and in how many pieces the work runs does not change the shards (merged in event order)
+        settings=config_params("preprocess", exclude=("preprocess.dask", "preprocess.chunksize")),
+    wildcard_constraints:
+        group=r"\d+",
+    conda:
+        # `-e ../` installs jetfm with coffea, dask, dask-jobqueue, uproot and h5py
+        "../../envs/sim.yaml"
+    threads: preprocess_threads()
+    resources:
+        # local cluster: its workers x dask.memory (+ the driver); Slurm workers are jobs of their own
+        cpus_per_task=preprocess_threads(),
+        mem_mb=preprocess_mem_mb,
+        # minutes: the group's jets at the measured rate per worker, plus cluster startup
+        runtime=lambda wildcards, threads: 10
+        + preprocess_group_jets(wildcards) // (PREPROCESS_JETS_PER_WORKER_S * 60 * threads),
+    script:
+        "../../scripts/preprocess.py"
+
+
+# Reads one small JSON per group (seconds even at 1250 groups): not worth a Slurm queue wait.
+localrules:
+    preprocess_summary,
+
+
+rule preprocess_summary:
+    input:
+        [f"{PREPROCESS_DIR}/groups/{g:04d}.json" for g in PREPROCESS_GROUPS],
+    output:
+        report(
             f"{PREPROCESS_DIR}/summary.json",
             caption="../report/preprocess_summary.rst",
             category="Preprocessing",
         ),
     log:
-        f"{LOGS}/preprocess/{DATASET}.log",
+        f"{LOGS}/preprocess/{DATASET}_summary.log",
     conda:
-        # `-e ../` installs jetfm with coffea, dask, dask-jobqueue, uproot and h5py
         "../../envs/sim.yaml"
-    params:
-        # where and in how many pieces the work runs does not change the shards (merged in event order)
-        settings=config_params("preprocess", exclude=("preprocess.dask", "preprocess.chunksize")),
-    threads: preprocess_threads()
+    threads: 1
     resources:
-        # local cluster: its workers x dask.memory (+ the driver); Slurm workers are jobs of their own
-        cpus_per_task=preprocess_threads(),
-        mem_mb=lambda wildcards, attempt: preprocess_mem_mb() * attempt,
-        runtime=240,
+        mem_mb=1000,
+        runtime=15,
     script:
-        "../../scripts/preprocess.py"
+        "../../scripts/preprocess_summary.py"
 
 
 rule preprocess_plot:

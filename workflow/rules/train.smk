@@ -4,13 +4,7 @@
 TRAIN_MODELS = config["train"]["models"]
 
 
-TRAIN_H5 = {
-    split: expand(
-        f"{RESULTS}/h5/{DATASET}/{split}/{{shard}}.h5",
-        shard=shard_ids(config["preprocess"]["shards_per_split"]),
-    )
-    for split in ("train", "val", "test")
-}
+TRAIN_H5 = {split: h5_shards(split) for split in ("train", "val", "test")}
 
 
 rule train:

@@ -21,11 +21,17 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--results", default="results", help="results directory holding sim/ (default inputs)"
     )
+    parser.add_argument(
+        "--group", type=int,
+        help="run only this fan-out group (files whose index mod preprocess.shards_per_split is GROUP) and "
+        "write groups/GROUP.json, not summary.json (default: every group, then the summary)",
+    )  # fmt: skip
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
 def run(args: argparse.Namespace) -> int:
     from jetfm.config import load_config, parse_overrides
+    from jetfm.preprocess.groups import assign_groups, run_groups
     from jetfm.preprocess.inputs import InputFileError
     from jetfm.preprocess.run import default_inputs, preprocess
 
@@ -34,7 +40,12 @@ def run(args: argparse.Namespace) -> int:
         config = load_config(args.config, parse_overrides(args.overrides))
         inputs = args.inputs or default_inputs(config, args.results)
         out_dir = args.out_dir or str(Path(args.results) / "h5" / config["dataset"])
-        summary = preprocess(config, inputs, out_dir, progress=not args.no_progress)
+        progress = not args.no_progress
+        if args.group is None:
+            summary = run_groups(config, inputs, out_dir, progress=progress)
+        else:
+            files = assign_groups(inputs, config["preprocess"]["shards_per_split"]).get(args.group, [])
+            summary = preprocess(config, files, out_dir, progress=progress, group=args.group)
     except (InputFileError, ValueError, FileNotFoundError) as exc:  # bad input or config: a message
         print(f"jetfm preprocess: {exc}", file=sys.stderr)
         return 1

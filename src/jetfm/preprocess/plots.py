@@ -14,8 +14,11 @@ import numpy as np
 
 from jetfm import CLASSES
 from jetfm.figures import save_figure
+from jetfm.preprocess.sample import sample_rows
 
 MAX_JETS_PER_CLASS = 20_000
+# Jets read for the figure, spread over all shards (sample.py): ~17.5 KB each, so ~0.5 GB at any size.
+SAMPLE_JETS = 30_000
 # (title, source, column name or None, x label)
 PANELS: tuple[tuple[str, str, str | None, str], ...] = (
     ("particle log pT (standardised)", "part", "part_pt_log", "(log pT − 1.7) × 0.7"),
@@ -28,21 +31,14 @@ PANELS: tuple[tuple[str, str, str | None, str], ...] = (
 
 
 def _load(shards: list[str]) -> dict[str, np.ndarray]:
-    """Nominal jets (view == -1; all jets if there are none), at most MAX_JETS_PER_CLASS per class."""
-    cols: dict[str, list[np.ndarray]] = {"label": [], "part": [], "mask": [], "jet": []}
-    names: dict[str, list[str]] = {}
-    for path in shards:
-        with h5py.File(path, "r") as f:
-            names = {"part": list(f.attrs["feature_names"]), "jet": list(f.attrs["jet_feature_names"])}
-            if len(f["label"]) == 0:
-                continue
-            view = f["view"][()]
-            rows = np.flatnonzero(view == -1) if np.any(view == -1) else np.arange(len(view))
-            cols["label"].append(f["label"][()][rows])
-            cols["part"].append(f["part_features"][()][rows])
-            cols["mask"].append(f["part_mask"][()][rows])
-            cols["jet"].append(f["jet_features"][()][rows])
-    out = {k: np.concatenate(v) if v else np.zeros(0) for k, v in cols.items()}
+    """A bounded sample (SAMPLE_JETS over all shards) of nominal jets (view == -1; all if there are none)."""
+    with h5py.File(shards[0], "r") as f:
+        names = {"part": list(f.attrs["feature_names"]), "jet": list(f.attrs["jet_feature_names"])}
+    keys = ("label", "view", "part_features", "part_mask", "jet_features")
+    data = sample_rows(shards, keys, SAMPLE_JETS, nominal_only=False)
+    rows = np.flatnonzero(data["view"] == -1) if np.any(data["view"] == -1) else slice(None)
+    out = {k: data[key][rows] for k, key in (("label", "label"), ("part", "part_features"),
+                                              ("mask", "part_mask"), ("jet", "jet_features"))}  # fmt: skip
     out["names"] = names  # type: ignore[assignment]
     return out
 

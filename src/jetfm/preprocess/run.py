@@ -6,6 +6,9 @@
 3. merge parts into `{out_dir}/{split}/{shard:04d}.h5` (one Dask task per shard), sorted by
    (event_id, view, jet axis),
 4. check jets in == jets out, write `{out_dir}/summary.json` (provenance, counts, skipped files) last.
+
+With `group=g` (one job of the workflow's fan-out, see groups.py) every jet goes to shard g of its split
+and the summary is `{out_dir}/groups/{g:04d}.json`; `merge_group_summaries` joins the groups' summaries.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from jetfm.config import validate_config
 from jetfm.jetclass import TREE_NAME
 from jetfm.preprocess import features
 from jetfm.preprocess.cluster import make_client
+from jetfm.preprocess.groups import group_summary_path
 from jetfm.preprocess.inputs import validate_inputs
 from jetfm.preprocess.processor import JetProcessor
 from jetfm.preprocess.writer import (
@@ -113,7 +117,7 @@ def _merge_shard(client: Any, plan: Any, n: int, staging: str, attrs: dict, pad:
 
 def _merge_all(
     kept: list[dict[str, Any]],
-    n_shards: int,
+    shard_ids: range,
     staging: str,
     attrs: dict,
     shape: tuple,
@@ -129,7 +133,7 @@ def _merge_all(
     pad = (max_particles, n_feat, compression)
     shards = []
     for split in SPLITS:
-        for i in range(n_shards):
+        for i in shard_ids:
             name = group_name(split, i)
             n = sum(r["groups"].get(name, 0) for r in kept)
             shards.append((split, i, [r["part"] for r in kept if name in r["groups"]], n))
@@ -149,7 +153,12 @@ def _merge_all(
 
 
 def preprocess(
-    config: dict[str, Any], inputs: list[str], out_dir: str, *, progress: bool = True
+    config: dict[str, Any],
+    inputs: list[str],
+    out_dir: str,
+    *,
+    progress: bool = True,
+    group: int | None = None,
 ) -> dict[str, Any]:
     """ROOT files in the JetClass layout -> HDF5 shards under `out_dir`; returns the summary dict.
 
@@ -157,6 +166,7 @@ def preprocess(
     steers the work. `dask.cluster: slurm` runs workers as Slurm jobs; out_dir must then be on a filesystem
     the worker nodes share (the parts are written there). Raises InputFileError / ValueError naming the
     file, branch and expectation on bad input unless `preprocess.skip_bad_files`.
+    `group=g`: the inputs are fan-out group g; all jets go to shard g of their split (module docstring).
     """
     t0 = time.perf_counter()
     config = validate_config(config)
@@ -182,8 +192,10 @@ def preprocess(
         max_particles=cfg["max_particles"],
         split_fractions=dict(cfg["split_fractions"]),
         split_salt=cfg["split_salt"],
-        shards_per_split=cfg["shards_per_split"],
+        shards_per_split=1 if group is not None else cfg["shards_per_split"],
+        first_shard=group or 0,
     )
+    shard_ids = range(proc.first_shard, proc.first_shard + proc.shards_per_split)
     try:
         with make_client(cfg["dask"]) as client:
             timing["startup_s"] = time.perf_counter() - t0 - timing["validate_s"]
@@ -205,9 +217,10 @@ def preprocess(
                 len(features.JET_FEATURE_NAMES),
                 cfg["compression"],
             )
-            attrs = _attrs(cfg, prov)
+            # per-file counts stay in the summary: a shard's copy would grow with the number of files
+            attrs = _attrs(cfg, dict(prov, counts={k: v for k, v in counts.items() if k != "per_file"}))
             t1 = time.perf_counter()
-            shards = _merge_all(kept, cfg["shards_per_split"], str(staging), attrs, shape, client, progress)
+            shards = _merge_all(kept, shard_ids, str(staging), attrs, shape, client, progress)
             timing["merge_s"] = time.perf_counter() - t1
         # All shards merged: only now replace the outputs, so a failed run leaves no mix of old and new.
         for shard in shards:
@@ -225,8 +238,8 @@ def preprocess(
         )
     counts["wall_time_s"] = round(time.perf_counter() - t0, 3)
     timing = {k: round(v, 3) for k, v in timing.items()}
-    summary = dict(prov, shards=shards, wall_time_s=counts["wall_time_s"], timing=timing)
-    write_json_atomic(out / SUMMARY_NAME, summary)
+    summary = dict(prov, shards=shards, wall_time_s=counts["wall_time_s"], timing=timing, group=group)
+    write_json_atomic(out / SUMMARY_NAME if group is None else group_summary_path(out, group), summary)
     log.info("preprocess: %d jets in, %d out, %d file(s) skipped, %.1f s", counts["jets_in"],
              counts["jets_out"], len(skipped), counts["wall_time_s"])  # fmt: skip
     return summary

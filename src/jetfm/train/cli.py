@@ -8,6 +8,7 @@ DDP on Slurm:    srun --ntasks 4 --gpus-per-task 1 jetfm train --model part ...
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 from typing import Any
 
@@ -19,8 +20,14 @@ SPLITS = ("train", "val", "test")
 
 
 def shard_paths(h5_dir: str | Path, split: str, n_shards: int) -> list[str]:
-    """`{h5_dir}/{split}/{i:04d}.h5` for i < n_shards (the preprocessing layout)."""
-    return [str(Path(h5_dir) / split / f"{i:04d}.h5") for i in range(n_shards)]
+    """`{h5_dir}/{split}/{i:04d}.h5` for the shards its summary.json lists (the preprocessing fan-out writes
+    none for an empty group), else for i < n_shards (the preprocessing layout)."""
+    summary = Path(h5_dir) / "summary.json"
+    if summary.is_file():
+        ids = [s["shard"] for s in json.loads(summary.read_text())["shards"] if s["split"] == split]
+    else:
+        ids = list(range(n_shards))
+    return [str(Path(h5_dir) / split / f"{i:04d}.h5") for i in ids]
 
 
 def run_training(

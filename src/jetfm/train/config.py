@@ -34,7 +34,7 @@ class TrainConfig:
     grad_clip: float = 1.0  # max global grad norm; 0 disables
     label_smoothing: float = 0.0
     eval_every: int = 100  # steps between validation passes (and at the end)
-    eval_batches: int = 0  # validation batches per pass; 0 = the whole split
+    eval_batches: int = 200  # validation batches per pass (bounded at any split size); 0 = the whole split
     eval_batch_size: int = 256
     log_every: int = 10  # steps between history rows
     checkpoint_every: int = 100  # steps between atomic checkpoints (and at the end)

@@ -11,6 +11,7 @@ brings that longest jet close to the batch's typical one.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import json
 from collections.abc import Iterator
@@ -129,6 +130,30 @@ def read_meta(paths: list[str | Path]) -> ShardMeta:
     return first
 
 
+class OpenFiles:
+    """At most `limit` shards open at once, least recently used closed first: an epoch over thousands of
+    shards (10^8 jets) stays under the process's open-file limit (each DataLoader worker has its own)."""
+
+    def __init__(self, paths: list[str], limit: int) -> None:
+        if limit < 1:
+            raise ValueError(f"max_open_files must be >= 1, got {limit}")
+        self.paths, self.limit = paths, limit
+        self.open: collections.OrderedDict[int, h5py.File] = collections.OrderedDict()
+
+    def get(self, shard: int) -> h5py.File:
+        f = self.open.get(shard)
+        if f is None:
+            while len(self.open) >= self.limit:
+                self.open.popitem(last=False)[1].close()
+            f = self.open[shard] = h5py.File(self.paths[shard], "r")
+        self.open.move_to_end(shard)
+        return f
+
+    def close(self) -> None:
+        while self.open:
+            self.open.popitem()[1].close()
+
+
 @dataclasses.dataclass(frozen=True)
 class Block:
     shard: int
@@ -180,6 +205,7 @@ class H5JetStream(IterableDataset):
         world_size: int = 1,
         drop_last: bool = True,
         bucket_by_length: bool = False,
+        max_open_files: int = 64,
     ) -> None:
         super().__init__()
         self.paths = [str(p) for p in paths]
@@ -188,6 +214,7 @@ class H5JetStream(IterableDataset):
         self.seed, self.shuffle, self.drop_last = seed, shuffle, drop_last
         self.shuffle_buffer = shuffle_buffer if shuffle else 0
         self.bucket_by_length = bucket_by_length
+        self.max_open_files = max_open_files
         self.nominal_only = nominal_only
         self.rank, self.world_size = rank, world_size
         self.epoch = 0
@@ -212,10 +239,8 @@ class H5JetStream(IterableDataset):
         mine = order[self.rank :: self.world_size][worker::num_workers]
         return [self.blocks[i] for i in mine]
 
-    def _read(self, files: dict[int, h5py.File], block: Block) -> dict[str, np.ndarray]:
+    def _read(self, files: OpenFiles, block: Block) -> dict[str, np.ndarray]:
         f = files.get(block.shard)
-        if f is None:
-            f = files[block.shard] = h5py.File(self.paths[block.shard], "r")
         out = {k: f[k][block.start : block.stop] for k in ARRAYS}
         if self.nominal_only:
             keep = f["view"][block.start : block.stop] == -1
@@ -228,7 +253,7 @@ class H5JetStream(IterableDataset):
         worker, num_workers = (info.id, info.num_workers) if info else (0, 1)
         blocks = self.epoch_blocks(self.epoch, worker, num_workers)
         rng = np.random.default_rng([self.seed, self.epoch, self.rank, worker, 1])
-        files: dict[int, h5py.File] = {}
+        files = OpenFiles(self.paths, self.max_open_files)
         pool: list[dict[str, np.ndarray]] = []
         pooled = 0
         bs = self.batch_size
@@ -255,8 +280,7 @@ class H5JetStream(IterableDataset):
             if pooled and not self.drop_last:
                 yield to_torch(trim_padding({k: np.concatenate([p[k] for p in pool]) for k in ARRAYS}))
         finally:
-            for f in files.values():
-                f.close()
+            files.close()
 
 
 def make_loader(stream: H5JetStream, num_workers: int = 0, pin_memory: bool = False) -> DataLoader:
@@ -276,6 +300,19 @@ def make_loader(stream: H5JetStream, num_workers: int = 0, pin_memory: bool = Fa
         prefetch_factor=4 if num_workers else None,
         generator=torch.Generator().manual_seed(stream.seed),
     )
+
+
+def mean_particles(paths: list[str | Path], nominal_only: bool = True, block: int = 65536) -> float:
+    """Mean used particle slots per jet, streamed in blocks of rows (never a whole `part_mask` in memory)."""
+    total = jets = 0
+    for path in paths:
+        with h5py.File(path, "r") as f:
+            for a in range(0, f["label"].shape[0], block):
+                used = f["part_mask"][a : a + block].sum(axis=1)
+                if nominal_only:
+                    used = used[f["view"][a : a + block] == -1]
+                total, jets = total + int(used.sum()), jets + len(used)
+    return total / max(jets, 1)
 
 
 def read_arrays(

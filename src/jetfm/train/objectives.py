@@ -34,10 +34,13 @@ from torch import nn
 
 from jetfm.atomic import write_json_atomic
 from jetfm.models import build_model, count_parameters, flops_per_jet
+from jetfm.preprocess.sample import sample_rows
 from jetfm.train.config import TrainConfig
-from jetfm.train.data import H5JetStream, ShardMeta, make_loader, read_arrays
+from jetfm.train.data import H5JetStream, ShardMeta, make_loader, mean_particles
 from jetfm.train.metrics import classification_metrics
 from jetfm.train.plots import plot_confusion, plot_roc
+
+FIT_SAMPLE_ROWS = 200_000  # jets sampled to fit input scalings (bounded at any dataset size)
 
 
 def to_device(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
@@ -144,8 +147,12 @@ class Supervised(Objective):
         return build_model(cfg.model, meta.num_features, meta.num_jet_features, len(meta.classes), **cfg.size)
 
     def prepare(self, module: nn.Module, train_files: list[str], cfg: TrainConfig) -> None:
-        if hasattr(module, "fit_input"):  # jet MLP: standardise inputs with training-set statistics
-            jets = read_arrays(train_files, ("jet_features",), cfg.nominal_only)["jet_features"]
+        if hasattr(
+            module, "fit_input"
+        ):  # jet MLP: standardise inputs with training-set statistics (a sample)
+            jets = sample_rows(train_files, ("jet_features",), FIT_SAMPLE_ROWS, cfg.nominal_only)[
+                "jet_features"
+            ]
             module.fit_input(torch.from_numpy(jets))
 
     def __init__(self, label_smoothing: float = 0.0) -> None:
@@ -181,7 +188,7 @@ class Supervised(Objective):
         probs, labels = predict(module, test_files, cfg, device)
         classes = list(extras["classes"])
         metrics = classification_metrics(probs, labels, classes)
-        n_mean = float(read_arrays(test_files, ("part_mask",), cfg.nominal_only)["part_mask"].sum(1).mean())
+        n_mean = mean_particles(test_files, cfg.nominal_only)
         metrics.update(
             model=cfg.model, objective=self.name, parameters=count_parameters(module), mean_particles=n_mean,
             flops_per_jet=flops_per_jet(module, n_mean), **extras.get("metrics", {}),
