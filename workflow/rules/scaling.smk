@@ -22,10 +22,7 @@ SCALING_PRETRAINED = (
 # The first `jets` nominal jets of one fixed order of a split: nested training subsets, the fixed validation set.
 rule scaling_subset:
     input:
-        lambda wildcards: expand(
-            f"{RESULTS}/h5/{DATASET}/{wildcards.split}/{{shard}}.h5",
-            shard=shard_ids(config["preprocess"]["shards_per_split"]),
-        ),
+        lambda wildcards: h5_shards(wildcards.split),
     output:
         f"{SCALING_DIR}/data/{{split}}_D{{jets}}.h5",
     params:
