@@ -1,9 +1,13 @@
-"""Snakemake `script:` entry of rule `finetune` (as `jetfm finetune`)."""
+"""Snakemake `script:` entry of rule `finetune` (as `jetfm finetune`).
+
+Resumes an unfinished run of the same settings; a stop on SIGTERM/SIGUSR1 checkpoints and exits for a retry.
+"""
 
 from jetfm.logs import redirect_to_log
 from jetfm.train.finetune_cli import run_finetuning
+from jetfm.train.signals import exit_for_retry
 
-with redirect_to_log(snakemake.log[0]):
+with redirect_to_log(snakemake.log[0]), exit_for_retry():
     run_finetuning(
         snakemake.config,
         snakemake.wildcards.method,
@@ -13,4 +17,5 @@ with redirect_to_log(snakemake.log[0]):
         snakemake.params.out_dir,
         backbone=snakemake.input.backbone[0] if snakemake.input.backbone else None,
         overrides={"progress": False, "threads": snakemake.threads},
+        resume="auto",
     )

@@ -4,29 +4,17 @@ Resumes an unfinished run of the same config (a retry after walltime, preemption
 SIGTERM/SIGUSR1 writes a checkpoint and exits with RETRY_EXIT_CODE, a failure Snakemake's `retries` redo.
 """
 
-import sys
-
 from jetfm.logs import redirect_to_log
 from jetfm.train.cli import run_training
-from jetfm.train.signals import StopRequested
+from jetfm.train.signals import exit_for_retry
 
-with redirect_to_log(snakemake.log[0]):
-    try:
-        run_training(
-            snakemake.config,
-            snakemake.wildcards.model,
-            {split: list(snakemake.input[split]) for split in ("train", "val", "test")},
-            snakemake.params.out_dir,
-            # params.overrides: extra TrainConfig fields (an ensemble member's seed: rule robustness_member)
-            overrides={
-                "progress": False,
-                "threads": snakemake.threads,
-                **snakemake.params.get("overrides", {}),
-            },
-            resume="auto",
-        )
-    except StopRequested as stop:
-        # Also to the job's own stderr (the Slurm job log): Snakemake empties this log before the retry.
-        for stream in (sys.stdout, sys.__stderr__):
-            print(f"train: {stop}", file=stream, flush=True)
-        sys.exit(stop.exit_code)
+with redirect_to_log(snakemake.log[0]), exit_for_retry():
+    run_training(
+        snakemake.config,
+        snakemake.wildcards.model,
+        {split: list(snakemake.input[split]) for split in ("train", "val", "test")},
+        snakemake.params.out_dir,
+        # params.overrides: extra TrainConfig fields (an ensemble member's seed: rule robustness_member)
+        overrides={"progress": False, "threads": snakemake.threads, **snakemake.params.get("overrides", {})},
+        resume="auto",
+    )

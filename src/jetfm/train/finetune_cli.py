@@ -16,6 +16,7 @@ from jetfm.cli import add_config_arguments
 from jetfm.config import load_config, parse_overrides
 from jetfm.train.cli import SPLITS, shard_paths
 from jetfm.train.config import TrainConfig, from_workflow
+from jetfm.train.resume import ResumeMode
 
 SCRATCH = "scratch"
 PROBE = "-probe"
@@ -59,7 +60,7 @@ def run_finetuning(
     out_dir: str,
     backbone: str | None = None,
     overrides: dict[str, Any] | None = None,
-    resume: bool = False,
+    resume: ResumeMode = False,
 ) -> dict[str, Any]:
     """One fine-tuning run (CLI and Snakemake entry); `backbone` is None for the scratch baseline."""
     from jetfm.train.finetune import FineTune

@@ -39,6 +39,7 @@ from jetfm.train.masking import (
     token_loss,
 )
 from jetfm.train.objectives import Objective, to_device
+from jetfm.train.resume import ResumeMode
 from jetfm.train.unsupervised import SeededStream, Unsupervised, batch_seed, generator_for
 from jetfm.train.vq import TokenizerObjective, load_tokenizer
 
@@ -240,7 +241,7 @@ def run_pretraining(
     out_dir: str | Path,
     overrides: dict[str, Any] | None = None,
     tokenizer: str | Path | None = None,
-    resume: bool = False,
+    resume: ResumeMode = False,
 ) -> dict[str, Any]:
     """Pretrain `method` on the training split (validated against val/test: no shared event) into out_dir."""
     from jetfm.train.loop import train

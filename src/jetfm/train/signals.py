@@ -59,3 +59,17 @@ def stop_on_signals() -> Iterator[None]:
         for s, handler in previous.items():
             signal.signal(s, handler)
         _received.clear()
+
+
+@contextlib.contextmanager
+def exit_for_retry() -> Iterator[None]:
+    """For Snakemake scripts of training rules: a `StopRequested` becomes exit status RETRY_EXIT_CODE, said
+    in the rule's log and in the job's stderr (the Slurm job log: Snakemake empties the rule log on retry)."""
+    import sys
+
+    try:
+        yield
+    except StopRequested as stop:
+        for stream in (sys.stdout, sys.__stderr__):
+            print(f"training: {stop}", file=stream, flush=True)
+        sys.exit(stop.exit_code)
