@@ -21,10 +21,11 @@ SPLITS = ("train", "val", "test")
 
 def shard_paths(h5_dir: str | Path, split: str, n_shards: int) -> list[str]:
     """`{h5_dir}/{split}/{i:04d}.h5` for the shards its summary.json lists (the preprocessing fan-out writes
-    none for an empty group), else for i < n_shards (the preprocessing layout)."""
+    none for an empty group), else for i < n_shards (the preprocessing layout, e.g. shards made elsewhere)."""
     summary = Path(h5_dir) / "summary.json"
-    if summary.is_file():
-        ids = [s["shard"] for s in json.loads(summary.read_text())["shards"] if s["split"] == split]
+    listed = json.loads(summary.read_text()).get("shards") if summary.is_file() else None
+    if listed is not None:
+        ids = [s["shard"] for s in listed if s["split"] == split]
     else:
         ids = list(range(n_shards))
     return [str(Path(h5_dir) / split / f"{i:04d}.h5") for i in ids]
