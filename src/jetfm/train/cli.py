@@ -24,10 +24,9 @@ def shard_paths(h5_dir: str | Path, split: str, n_shards: int) -> list[str]:
     none for an empty group), else for i < n_shards (the preprocessing layout, e.g. shards made elsewhere)."""
     summary = Path(h5_dir) / "summary.json"
     listed = json.loads(summary.read_text()).get("shards") if summary.is_file() else None
-    if listed is not None:
-        ids = [s["shard"] for s in listed if s["split"] == split]
-    else:
-        ids = list(range(n_shards))
+    if listed is None:
+        return [str(Path(h5_dir) / split / f"{i:04d}.h5") for i in range(n_shards)]
+    ids = [s["shard"] for s in listed if s["split"] == split]
     return [str(Path(h5_dir) / split / f"{i:04d}.h5") for i in ids]
 
 
