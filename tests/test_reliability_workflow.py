@@ -51,7 +51,7 @@ def _copy_workflow(dest: Path, config: dict) -> Path:
     return dest
 
 
-# The stages these keys feed (later stages' jobs follow from the same params; stubs cannot fake their outputs).
+# The stages these keys feed (later stages' jobs follow from the same params; stubs cannot fake them).
 TARGETS = ("simulate_all", "resimulate_all", "preprocess_all", "train_all")
 
 
