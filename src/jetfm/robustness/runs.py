@@ -1,7 +1,7 @@
 """Which run directories the robustness stage evaluates, their labels and their ensemble members.
 
 Names in `robustness.models` are runs `models/<dataset>_<name>` (the train rule's layout); a name with a slash
-is any run directory under results/ (a fine-tuned or pretrained-then-fine-tuned run), so the lead can list
+is any run directory under results/ (a fine-tuned or pretrained-then-fine-tuned run), so users can list
 new model families in the config without touching the rules. Paths here are relative to results/.
 """
 

@@ -94,11 +94,7 @@ def per_jet_val_losses(cfg: TrainConfig, run_dir: Path, val_file: str) -> np.nda
     """Cross-entropy of every validation jet under the run's final weights (for the loss's standard error)."""
     from jetfm.models import build_model
     from jetfm.train.checkpoint import load_checkpoint
-
-    try:  # the loop's evaluation helper (it lives with the objectives once the loop has them)
-        from jetfm.train.objectives import predict
-    except ModuleNotFoundError:
-        from jetfm.train.loop import predict
+    from jetfm.train.objectives import predict
 
     ckpt = load_checkpoint(run_dir / "checkpoint.pt")
     model = build_model(
