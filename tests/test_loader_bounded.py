@@ -34,10 +34,13 @@ def test_more_shards_than_open_file_limit_epoch_reads_every_row_once(
 
     ours = {os.path.realpath(p) for p in shards}
 
-    def counting_read(self, files, block):  # this stream's shards open in the process, after each block read
+    def open_shards() -> set[str]:  # this stream's shards open in the process (other tests' files aside)
+        ids = h5py.h5f.get_obj_ids(types=h5py.h5f.OBJ_FILE)
+        return ours & {os.path.realpath(f.name.decode()) for f in ids}
+
+    def counting_read(self, files, block):  # after each block read
         out = real_read(self, files, block)
-        names = {os.path.realpath(f.name.decode()) for f in h5py.h5f.get_obj_ids(types=h5py.h5f.OBJ_FILE)}
-        most[0] = max(most[0], len(names & ours))  # (other tests may leave unrelated files to the GC)
+        most[0] = max(most[0], len(open_shards()))
         return out
 
     stream = H5JetStream(
@@ -50,7 +53,7 @@ def test_more_shards_than_open_file_limit_epoch_reads_every_row_once(
         assert len(ids) == stream.rows == sum(40 + 2 * s for s in range(12))
         assert np.array_equal(np.sort(ids), np.arange(len(ids))), "every row exactly once"
     assert most[0] == 3, f"{most[0]} shards open at once (limit 3)"
-    assert not h5py.h5f.get_obj_ids(types=h5py.h5f.OBJ_FILE), "every shard closed at the end of the epoch"
+    assert not open_shards(), "every shard closed at the end of the epoch"
 
 
 def test_mean_particles_streams_and_sample_is_bounded_and_spread(shards: list[str]) -> None:
