@@ -1,22 +1,34 @@
-"""GPU training throughput and model-FLOPs utilisation (MFU) of the JetClass-full ParT, bf16 autocast vs fp32.
+"""GPU training throughput of the JetClass-full ParT: jetfm vs weaver-core, MFU, and the whole loop from HDF5.
 
-The issue's GPU target: bf16 MFU >= 15 %. MFU = 3 x forward model FLOPs per jet (`flops_per_jet` at the
-batches' mean real multiplicity: linear layers and attention matmuls) x jets/s / the device's dense bf16 peak.
-Baselines in the same run: jetfm fp32 (TF32 matmuls) and, when installed, weaver-core's ParT under the same
-bf16 autocast. Batches are moved to the device first, so the number is the training step alone (the loader's
-own rate is in `bench/train.py`). Without a CUDA device this says so and measures nothing.
+Prints, per batch size (default 512 and 2048), training-step jets/s, model-FLOPs utilisation (MFU) and peak
+memory of: jetfm bf16 (the dense static-shape layout `auto` picks on CUDA), jetfm bf16 with the packed
+layout (the previous formulation), jetfm fp32/TF32, jetfm bf16 compiled (`--compile`) and, when installed,
+weaver-core's ParT under the same bf16 autocast; then the whole `jetfm.train.loop.train` from an HDF5 shard
+(gzip, padded to 128, as preprocessing writes it) for each `--workers` count, as a ratio to the bare step.
 
-    .venv/bin/python bench/train_gpu.py [--batch 512] [--steps 30] [--compile] [--peak-tflops 989]
+Fair timing (the issue's complaint about the previous version): the process is warmed first (cuBLAS handles,
+allocator, kernels) with a throwaway model; then every configuration gets its own warm-up of at least
+`--warmup` steps and `--warmup-s` seconds before `--steps` timed steps, and the timed steps are repeated
+`--repeats` times round-robin over the configurations (the median is printed), so all see the same process
+and machine state. Batches live on the device beforehand: the step alone (the loader is the loop's line).
 
-`--device cpu --peak-tflops X` runs the same code on the CPU (a smoke test of this script, not a number).
+Targets (issue 16, batch 512 and 2048, same run): jetfm bf16 >= 10x weaver-core bf16, MFU >= 15 %,
+whole loop >= 0.9x the bare step. MFU = 3 x forward model FLOPs per jet (`flops_per_jet` at the batches'
+mean real multiplicity) x jets/s / the device's dense bf16 peak. Without a CUDA device this says so and
+measures nothing; `--device cpu --preset tiny --peak-tflops 1` runs the same code as a smoke test (no number).
+
+    .venv/bin/python bench/train_gpu.py [--batch 512 2048] [--compile] [--workers 0 4 8]
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
+import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -27,7 +39,7 @@ from train import WEAVER_PATH, WeaverParT, make_data, take  # bench/train.py: sa
 
 from jetfm.models import build_model, flops_per_jet
 from jetfm.train.config import TrainConfig
-from jetfm.train.loop import make_optimizer
+from jetfm.train.loop import make_optimizer, train
 
 # Dense bf16 tensor-core peaks (no sparsity) from the vendors' data sheets, in TFLOP/s.
 PEAK_BF16_TFLOPS = {"H200": 989.4, "H100 SXM": 989.4, "H100 80GB HBM3": 989.4, "H100 PCIe": 756.0,
@@ -48,84 +60,167 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
-def step_rate(
-    model: torch.nn.Module,
-    batches: list[dict[str, torch.Tensor]],
-    steps: int,
-    bf16: bool,
-    device: torch.device,
-) -> float:
-    """Jets/s over `steps` timed training steps after 3 warm-up steps (compilation, allocator, cuBLAS)."""
-    opt = make_optimizer(model, TrainConfig())
-    model.train()
-    n = 0
-    for i in range(steps + 3):
-        if i == 3:
-            sync(device)
-            t = time.perf_counter()
-        b = batches[i % len(batches)]
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-            out = model(b["part_features"], b["part_vectors"], b["part_mask"], b["jet_features"])
-        torch.nn.functional.cross_entropy(out.float(), b["label"]).backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-        n += len(b["label"]) if i >= 3 else 0
+class Stepper:
+    """One model + optimiser under test; `run(n)` does n training steps over the device-resident batches."""
+
+    def __init__(self, model: torch.nn.Module, batches: list[dict[str, torch.Tensor]], bf16: bool) -> None:
+        self.model, self.batches, self.bf16 = model, batches, bf16
+        self.opt = make_optimizer(model, TrainConfig())
+        self.i = 0
+        model.train()
+
+    def run(self, n: int) -> int:
+        jets = 0
+        device_type = self.batches[0]["label"].device.type
+        for _ in range(n):
+            b = self.batches[self.i % len(self.batches)]
+            self.i += 1
+            with torch.autocast(device_type, dtype=torch.bfloat16, enabled=self.bf16):
+                out = self.model(b["part_features"], b["part_vectors"], b["part_mask"], b["jet_features"])
+            torch.nn.functional.cross_entropy(out.float(), b["label"]).backward()
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
+            self.opt.step()
+            self.opt.zero_grad(set_to_none=True)
+            jets += len(b["label"])
+        return jets
+
+
+def warm(stepper: Stepper, steps: int, seconds: float, device: torch.device) -> None:
+    """At least `steps` steps and `seconds` of steps (compilation, autotuning, allocator growth)."""
+    t = time.perf_counter()
+    stepper.run(steps)
     sync(device)
-    return n / (time.perf_counter() - t)
+    while time.perf_counter() - t < seconds:
+        stepper.run(max(steps // 2, 1))
+        sync(device)
+
+
+def timed(stepper: Stepper, steps: int, device: torch.device) -> float:
+    sync(device)
+    t = time.perf_counter()
+    jets = stepper.run(steps)
+    sync(device)
+    return jets / (time.perf_counter() - t)
+
+
+Factory = Callable[[], torch.nn.Module]
+
+
+def contenders(args: argparse.Namespace, weaver: bool) -> dict[str, tuple[Factory, bool]]:
+    """name -> (model factory, bf16)."""
+
+    def jetfm(layout: str, compiled: bool = False) -> Callable[[], torch.nn.Module]:
+        def make() -> torch.nn.Module:
+            torch.manual_seed(0)
+            model = build_model("part", 17, 8, 10, preset=args.preset)
+            model.backbone.layout = layout
+            return torch.compile(model) if compiled else model
+
+        return make
+
+    out = {
+        "jetfm bf16": (jetfm("auto"), True),
+        "jetfm bf16 packed (previous)": (jetfm("packed"), True),
+        "jetfm fp32 (tf32)": (jetfm("auto"), False),
+    }
+    if args.compile:
+        out["jetfm bf16 compiled"] = (jetfm("auto", compiled=True), True)
+    if weaver:
+        out["weaver-core bf16"] = (WeaverParT, True)
+    return out
+
+
+def step_rates(
+    args: argparse.Namespace, files: list[str], batch: int, device: torch.device, peak: float
+) -> dict:
+    """Median jets/s per contender at this batch size (all warmed, then timed round-robin)."""
+    cpu_batches = take(files, max(args.jets // batch, 1), batch, False)
+    batches = [{k: v.to(device) for k, v in b.items()} for b in cpu_batches]
+    mean_n = float(np.mean([b["part_mask"].sum(1).float().mean().item() for b in batches]))
+    fwd = flops_per_jet(build_model("part", 17, 8, 10, preset=args.preset), mean_n)
+    weaver = args.preset == "jetclass" and Path(WEAVER_PATH, "weaver").is_dir()
+    steppers = {}
+    for name, (make, bf16) in contenders(args, weaver).items():
+        steppers[name] = Stepper(make().to(device), batches, bf16)
+        warm(steppers[name], args.warmup, args.warmup_s, device)
+    rates: dict[str, list[float]] = {name: [] for name in steppers}
+    for _ in range(args.repeats):
+        for name, stepper in steppers.items():
+            rates[name].append(timed(stepper, args.steps, device))
+    print(f"batch {batch}: <n> = {mean_n:.1f} real particles, {3 * fwd / 1e9:.3f} GFLOP per jet per step")
+    best = {name: statistics.median(r) for name, r in rates.items()}
+    for name, rate in best.items():
+        spread = (max(rates[name]) - min(rates[name])) / rate
+        mfu = 100 * 3 * fwd * rate / peak
+        print(f"  {name:>30}: {rate:9.0f} jets/s (+-{50 * spread:.0f} %)  MFU {mfu:5.1f} %")
+    if device.type == "cuda":
+        print(f"  peak memory (all contenders): {torch.cuda.max_memory_allocated() / 2**30:.1f} GiB")
+        torch.cuda.reset_peak_memory_stats()
+    jetfm = max(v for k, v in best.items() if k.startswith("jetfm bf16") and "packed" not in k)
+    print(f"  jetfm bf16 MFU {100 * 3 * fwd * jetfm / peak:.1f} % (target >= 15 %)")
+    if "weaver-core bf16" in best:
+        print(f"  jetfm bf16 / weaver-core bf16: {jetfm / best['weaver-core bf16']:.2f}x (target >= 10x)")
+    print(f"  jetfm bf16 dense / packed: {best['jetfm bf16'] / best['jetfm bf16 packed (previous)']:.2f}x")
+    return best
+
+
+def loop_rate(args: argparse.Namespace, files: list[str], batch: int, workers: int, out: Path) -> float:
+    """jets/s of the whole training loop (loader, transfer, step, logging) between its warm-up and the end.
+
+    Rows of history.csv carry the jets seen and the seconds since the previous row; the first rows (warm-up)
+    and the last (it includes the final evaluation) are left out.
+    """
+    cfg = TrainConfig(
+        model="part", size={"preset": args.preset}, batch_size=batch, max_steps=args.loop_steps,
+        warmup_steps=1, eval_every=args.loop_steps, eval_batches=1, checkpoint_every=args.loop_steps,
+        log_every=10, num_workers=workers, device=args.device, precision="bf16", compile=args.compile,
+        progress=False,
+    )  # fmt: skip
+    train(cfg, files, files, files, out)
+    with open(out / "history.csv") as f:
+        rows = list(csv.DictReader(f))
+    rows = rows[2:-1] if len(rows) > 3 else rows[-1:]
+    first = int(rows[0]["jets"]) - batch * 10
+    return (int(rows[-1]["jets"]) - first) / sum(float(r["time_s"]) for r in rows)
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--batch", type=int, default=512)
-    ap.add_argument("--steps", type=int, default=30)
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--batch", type=int, nargs="+", default=[512, 2048])
+    ap.add_argument("--steps", type=int, default=20, help="timed steps per repeat")
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--warmup", type=int, default=10, help="warm-up steps per configuration (at least)")
+    ap.add_argument("--warmup-s", type=float, default=3.0, help="warm-up seconds per configuration")
     ap.add_argument("--jets", type=int, default=16384)
-    ap.add_argument("--compile", action="store_true", help="also time torch.compile'd jetfm bf16")
-    ap.add_argument("--peak-tflops", type=float, default=None, help="dense bf16 peak of this GPU")
+    ap.add_argument("--preset", default="jetclass", help="ParT size preset (weaver-core only for jetclass)")
+    ap.add_argument("--compile", action="store_true", help="also time compiled jetfm bf16 (and loop)")
+    ap.add_argument("--workers", type=int, nargs="*", default=[0, 4, 8], help="loader workers for the loop")
+    ap.add_argument("--loop-steps", type=int, default=200)
+    ap.add_argument("--peak-tflops", type=float, default=None, help="dense bf16 peak of this device")
     ap.add_argument("--device", default="cuda", choices=["cuda", "cpu"])
     args = ap.parse_args()
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
-        print("no CUDA device here: GPU bf16 throughput and MFU not measured (run this on a GPU node)")
+        print("no CUDA device here: GPU throughput, MFU and the loop ratio not measured (run on a GPU node)")
         return
     name = torch.cuda.get_device_name() if device.type == "cuda" else "cpu"
     peak = peak_tflops(name, args.peak_tflops) * 1e12
     torch.backends.cuda.matmul.allow_tf32 = True
     torch.backends.cudnn.allow_tf32 = True
+    print(f"{name}, torch {torch.__version__}, bf16 peak {peak / 1e12:.0f} TFLOP/s, preset {args.preset}")
     with tempfile.TemporaryDirectory() as tmp:
-        cpu_batches = take(make_data(Path(tmp), args.jets), args.jets // args.batch, args.batch, False)
-    batches = [{k: v.to(device) for k, v in b.items()} for b in cpu_batches]
-    mean_n = float(np.mean([b["part_mask"].sum(1).float().mean().item() for b in batches]))
-    torch.manual_seed(0)
-    fwd = flops_per_jet(build_model("part", 17, 8, 10, preset="jetclass"), mean_n)
-    runs = [("jetfm bf16", False, True), ("jetfm fp32 (tf32)", False, False)]
-    if args.compile:
-        runs.append(("jetfm bf16 compiled", True, True))
-    if Path(WEAVER_PATH, "weaver").is_dir():
-        runs.append(("weaver-core bf16", False, True))
-    print(f"{name}, dense bf16 peak {peak / 1e12:.0f} TFLOP/s, batch {args.batch}, <n> = {mean_n:.1f}, "
-          f"{3 * fwd / 1e9:.3f} GFLOP per jet per training step")  # fmt: skip
-    rates = {}
-    for label, compiled, bf16 in runs:
-        torch.manual_seed(0)
-        model = (
-            WeaverParT() if label.startswith("weaver") else build_model("part", 17, 8, 10, preset="jetclass")
-        )
-        model = model.to(device)
-        rates[label] = step_rate(
-            torch.compile(model) if compiled else model, batches, args.steps, bf16, device
-        )
-        mfu = 3 * fwd * rates[label] / peak
-        memory = torch.cuda.max_memory_allocated() / 2**30 if device.type == "cuda" else float("nan")
-        print(
-            f"  {label:>20}: {rates[label]:9.0f} jets/s  MFU {100 * mfu:5.1f} %  peak memory {memory:.1f} GiB"
-        )
-        if device.type == "cuda":
-            torch.cuda.reset_peak_memory_stats()
-    best = max(v for k, v in rates.items() if k.startswith("jetfm bf16"))
-    print(f"jetfm bf16 MFU: {100 * 3 * fwd * best / peak:.1f} % (target >= 15 %)")
-    if "weaver-core bf16" in rates:
-        print(f"jetfm bf16 / weaver-core bf16: {best / rates['weaver-core bf16']:.2f}x")
+        files = make_data(Path(tmp), args.jets)
+        # Process warm-up with a throwaway model: the first contender is timed in the same state as the rest.
+        warm(Stepper(build_model("part", 17, 8, 10, preset=args.preset).to(device),
+                     [{k: v.to(device) for k, v in b.items()} for b in take(files, 2, args.batch[0], False)],
+                     True), args.warmup, args.warmup_s, device)  # fmt: skip
+        steps = {batch: step_rates(args, files, batch, device, peak) for batch in args.batch}
+        for batch in args.batch:
+            step = steps[batch]["jetfm bf16 compiled" if args.compile else "jetfm bf16"]
+            for workers in args.workers:
+                rate = loop_rate(args, files, batch, workers, Path(tmp, f"loop-{batch}-{workers}"))
+                print(f"whole loop from HDF5, batch {batch}, {workers} workers: {rate:.0f} jets/s = "
+                      f"{rate / step:.2f}x the bare step (target >= 0.9x)")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -70,3 +70,13 @@ def valid_pair_features(
     """(B, P, 4) 4-vectors and the pair list of `valid_pairs` -> (M, 4) standardised features."""
     kin = _kinematics(vectors.float())
     return _pair_logs(kin[jet, i], kin[jet, j])
+
+
+def dense_pair_features(vectors: torch.Tensor, i: torch.Tensor, j: torch.Tensor) -> torch.Tensor:
+    """(B, P, 4) 4-vectors and fixed slot-pair indices (N,) -> (B, N, 4) standardised features.
+
+    The static-shape form of `valid_pair_features` (every listed slot pair of every jet, padded or not),
+    for the dense layout of `jetfm.models.part`.
+    """
+    kin = _kinematics(vectors.float())
+    return _pair_logs(kin[:, i], kin[:, j])

@@ -10,6 +10,17 @@ arrive standardised from preprocessing and the pair features get a fixed standar
 the pair MLP, so a jet's output depends only on that jet: it is exactly invariant to padding and batch
 composition, and DDP on W ranks equals one process on the same global batch. The JetClass-full size has
 2.14M parameters like the reference (see `tests/test_models.py`).
+
+Two layouts compute the same function (`tests/test_part_layouts.py` checks them against each other):
+- *packed* (CPU eager): per-particle layers run on the batch's real particles only and the pair MLP on its
+  real pairs only. Fewest FLOPs, but the index lists come from `nonzero`, a host synchronisation with a
+  data-dependent shape, which stalls a GPU and breaks `torch.compile`'s CUDA backward.
+- *dense* (CUDA, or under `torch.compile`): static shapes. The particle axis is padded to a multiple of 16
+  (few distinct shapes to compile, and SDPA's memory-efficient kernel wants 16-aligned bias rows), padded
+  slots are computed and masked, the pair MLP runs on all i <= j slot pairs from a fixed index, and under
+  autocast the pair MLP and its bias are built once, natively in the attention's dtype (no fp32 LayerNorm
+  round trips, no per-layer casts of a (B, H, P, P) tensor).
+`layout = "auto"` (the default) picks dense on CUDA and while compiling, packed otherwise.
 """
 
 from __future__ import annotations
@@ -20,7 +31,47 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from jetfm.models.pairwise import valid_pair_features, valid_pairs
+from jetfm.models.pairwise import dense_pair_features, valid_pair_features, valid_pairs
+
+LAYOUTS = ("auto", "packed", "dense")
+PAD_MULTIPLE = 16  # the dense layout pads the particle axis to a multiple of this
+
+
+def use_dense(layout: str, x: torch.Tensor) -> bool:
+    """Whether `layout` means the dense (static-shape) formulation for a batch on x's device."""
+    if layout not in LAYOUTS:
+        raise ValueError(f"ParT layout must be one of {LAYOUTS}, got {layout!r}")
+    if layout == "auto":
+        return x.is_cuda or torch.compiler.is_compiling()
+    return layout == "dense"
+
+
+def attention_dtype(x: torch.Tensor) -> torch.dtype:
+    """The dtype SDPA will compute in: autocast's when it is on for x's device, else x's own."""
+    if torch.is_autocast_enabled(x.device.type):
+        return torch.get_autocast_dtype(x.device.type)
+    return x.dtype
+
+
+def key_mask_bias(mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """(B, P) real-particle mask -> (B, 1, 1, P) additive key bias: 0 for real keys, -inf for padded ones.
+
+    A jet with no particles would make every attention row fully masked (softmax of all -inf = NaN): such
+    a jet attends to its (zero) first slot instead. No host synchronisation.
+    """
+    b, p = mask.shape
+    keys = mask.clone()
+    keys[:, 0] |= ~mask.any(dim=1)
+    bias = torch.zeros(b, 1, 1, p, dtype=dtype, device=mask.device)
+    return bias.masked_fill(~keys.view(b, 1, 1, p), float("-inf"))
+
+
+def pad_particles(mask: torch.Tensor, *tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """Pad the particle axis (dim 1) of mask and tensors to a multiple of PAD_MULTIPLE (new slots padded)."""
+    extra = -mask.shape[1] % PAD_MULTIPLE
+    if not extra:
+        return (mask, *tensors)
+    return (F.pad(mask, (0, extra)), *(F.pad(t, (0, 0, 0, extra)) for t in tensors))
 
 
 @dataclass(frozen=True)
@@ -94,6 +145,38 @@ class PairEmbed(nn.Module):
         bias = bias.index_put((jet * (p * p) + i * p + j,), upper)
         bias = bias.index_put((jet * (p * p) + j * p + i,), upper)
         return bias.view(b, p, p, self.heads).permute(0, 3, 1, 2).contiguous()
+
+    def forward_dense(self, vectors: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+        """(B, P, 4) 4-vectors (zero in padded slots) -> (B, H, P, P) bias in `dtype`, static shapes.
+
+        All i <= j slot pairs from a fixed index (no `nonzero`); pairs with a padded slot get a finite bias
+        that the key mask then hides. The MLP's (B, P(P+1)/2, H) output is scattered straight into the
+        contiguous (B, H, P * P) layout SDPA reads, so no (B, P, P, H) tensor is permuted or copied.
+        """
+        b, p, _ = vectors.shape
+        i, j = torch.triu_indices(p, p, device=vectors.device)
+        upper = self.run(dense_pair_features(vectors, i, j), dtype).transpose(1, 2)  # (B, H, N)
+        bias = upper.new_zeros(b, self.heads, p * p)
+        bias = bias.index_copy(2, i * p + j, upper).index_copy(2, j * p + i, upper)
+        return bias.view(b, self.heads, p, p)
+
+    def run(self, x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+        """The MLP on pair rows, computed in `dtype` throughout (autocast would run each LayerNorm in fp32
+        and cast every (rows, d) activation back and forth; in bf16 the rows are half the bytes)."""
+        if dtype == x.dtype and not torch.is_autocast_enabled(x.device.type):
+            return self.net(x)
+        with torch.autocast(x.device.type, enabled=False):
+            x = x.to(dtype)
+            for layer in self.net:
+                if isinstance(layer, nn.Linear):
+                    bias = None if layer.bias is None else layer.bias.to(dtype)
+                    x = F.linear(x, layer.weight.to(dtype), bias)
+                elif isinstance(layer, nn.LayerNorm):
+                    w, c = layer.weight.to(dtype), layer.bias.to(dtype)
+                    x = F.layer_norm(x, layer.normalized_shape, w, c, layer.eps)
+                else:
+                    x = layer(x)
+        return x
 
 
 class Attention(nn.Module):
@@ -176,6 +259,12 @@ class Block(nn.Module):
         x = self.drop(self.post_attn_norm(self.attn.forward_packed(self.pre_attn_norm(x), tokens, bias))) + x
         return self.ffn(x)
 
+    def forward_dense(self, x: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+        """The same particle attention on the padded layout x (B, P, D); padded rows are computed, unused."""
+        u = self.pre_attn_norm(x)
+        x = self.drop(self.post_attn_norm(self.attn(u, u, bias))) + x
+        return self.ffn(x)
+
     def forward_cls(self, x: torch.Tensor, x_cls: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
         """Class attention: the token x_cls (B, 1, D) attends to itself and the padded particles x."""
         u = self.pre_attn_norm(torch.cat([x_cls, x], dim=1))
@@ -186,6 +275,22 @@ class Block(nn.Module):
     def ffn(self, x: torch.Tensor) -> torch.Tensor:
         y = self.fc2(self.post_fc_norm(F.gelu(self.fc1(self.pre_fc_norm(x)))))
         return self.drop(y) + self.resid_scale * x
+
+
+def self_attention(
+    blocks: nn.ModuleList, x: torch.Tensor, mask: torch.Tensor, bias: torch.Tensor, dense: bool
+) -> torch.Tensor:
+    """Particle-attention blocks over the padded x (B, P, D) -> (B, P, D), zero in padded slots; `dense`
+    picks the layout the blocks run in (the module docstring says when each is faster)."""
+    if dense:
+        for block in blocks:
+            x = block.forward_dense(x, bias)
+        return torch.where(mask.unsqueeze(-1), x, 0.0)
+    tokens = Tokens(mask)
+    h = tokens.pack(x)
+    for block in blocks:
+        h = block(h, tokens, bias)
+    return tokens.unpack(h)
 
 
 class ParTBackbone(nn.Module):
@@ -217,6 +322,7 @@ class ParTBackbone(nn.Module):
         self.cls_token = nn.Parameter(torch.zeros(1, 1, size.embed_dim))
         nn.init.trunc_normal_(self.cls_token, std=0.02)
         self.norm = nn.LayerNorm(size.embed_dim)
+        self.layout = "auto"  # auto | packed | dense: how, not what, it computes (module docstring)
 
     @property
     def embed_dim(self) -> int:
@@ -227,28 +333,44 @@ class ParTBackbone(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         mask = part_mask.bool()
         b, p = mask.shape
-        tokens = Tokens(mask)  # padded slots are never read: exact invariance to their content
-        x = self.embed(tokens.pack(part_features))  # (T, D)
-
-        # A jet with no particles would make every attention row fully masked (softmax of all -inf = NaN):
-        # let such a jet attend to its (zero) first slot instead.
-        mask_keys = mask.clone()
-        mask_keys[:, 0] |= ~mask.any(dim=1)
-        key_bias = torch.zeros(b, 1, 1, p, dtype=x.dtype, device=x.device)
-        key_bias = key_bias.masked_fill(~mask_keys.view(b, 1, 1, p), float("-inf"))
-        bias = key_bias
-        if self.pair_embed is not None:
-            bias = self.pair_embed(part_vectors, mask).to(x.dtype) + key_bias
-        for block in self.blocks:
-            x = block(x, tokens, bias)
+        if use_dense(self.layout, part_features):
+            x, bias, mask = self.embed_dense(part_features, part_vectors, mask)
+            x = self_attention(self.blocks, x, mask, bias, dense=True)[:, :p]
+            mask = mask[:, :p]
+        else:
+            tokens = Tokens(mask)  # padded slots are never read: exact invariance to their content
+            x = self.embed(tokens.pack(part_features))  # (T, D)
+            bias = key_mask_bias(mask, x.dtype)
+            if self.pair_embed is not None:
+                bias = self.pair_embed(part_vectors, mask).to(x.dtype) + bias
+            for block in self.blocks:
+                x = block(x, tokens, bias)
+            x = tokens.unpack(x)
 
         # Class attention: keys are [cls, particles]; the class token is never masked.
-        x = tokens.unpack(x)
+        key_bias = key_mask_bias(mask, attention_dtype(x))
         cls_bias = torch.cat([key_bias.new_zeros(b, 1, 1, 1), key_bias], dim=-1)
         x_cls = self.cls_token.expand(b, -1, -1)
         for block in self.cls_blocks:
             x_cls = block.forward_cls(x, x_cls, cls_bias)
         return x, self.norm(x_cls).squeeze(1)
+
+    def embed_dense(
+        self, part_features: torch.Tensor, part_vectors: torch.Tensor, mask: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Padded-layout embedding: (x (B, P', D), attention bias (B, H, P', P'), mask (B, P')), P' padded.
+
+        Padded slots are zeroed first (`where`, so even NaN there cannot leak through a zero attention
+        weight): the output stays exactly invariant to their content, as in the packed layout.
+        """
+        mask, part_features, part_vectors = pad_particles(mask, part_features, part_vectors)
+        m = mask.unsqueeze(-1)
+        x = self.embed(torch.where(m, part_features, 0.0))
+        dtype = attention_dtype(x)
+        bias = key_mask_bias(mask, dtype)
+        if self.pair_embed is not None:
+            bias = self.pair_embed.forward_dense(torch.where(m, part_vectors, 0.0), dtype) + bias
+        return x, bias, mask
 
 
 class ParticleTransformer(nn.Module):

@@ -178,19 +178,22 @@ def train(
     t_last = time.time()
     progress = ProgressLog(step, cfg.max_steps, jets)
     while step < cfg.max_steps:
-        loss_sum = 0.0
+        losses = []
         for micro in range(cfg.grad_accum):
             batch = next(stream)
             sync = not env.distributed or micro == cfg.grad_accum - 1
             with contextlib.nullcontext() if sync else model.no_sync(), autocast:
                 loss = objective.loss(model, batch, device)
                 (loss / cfg.grad_accum).backward()  # inside no_sync: only the last micro-batch all-reduces
-            loss_sum += loss.item() / cfg.grad_accum
+            losses.append(loss.detach().float())
             jets += len(batch["label"]) * env.world_size
         grad_norm = torch.nn.utils.clip_grad_norm_(
             raw_model.parameters(), cfg.grad_clip if cfg.grad_clip > 0 else float("inf")
         )
-        check_finite(step + 1, loss_sum, grad_norm, ckpt_path)  # stop before a NaN reaches the weights
+        # The step's one host synchronisation: loss and gradient norm come back together, after the
+        # backward pass has been queued (a GPU stays busy; per-micro-batch `.item()` would stall it).
+        loss_sum, norm = torch.stack([torch.stack(losses).mean(), grad_norm.float().to(device)]).tolist()
+        check_finite(step + 1, loss_sum, norm, ckpt_path)  # stop before a NaN reaches the weights
         optimizer.step()
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
@@ -202,7 +205,7 @@ def train(
             row: dict[str, Any] = {
                 "step": step, "epoch": position["epoch"], "lr": f"{scheduler.get_last_lr()[0]:.6g}",
                 "train_loss": f"{ddp.mean_over_ranks(loss_sum, env):.6f}",
-                "grad_norm": f"{float(grad_norm):.4f}",
+                "grad_norm": f"{norm:.4f}",
                 "jets": jets, "time_s": f"{time.time() - t_last:.2f}",
             }  # fmt: skip
             if step % cfg.eval_every == 0 or last:
