@@ -23,11 +23,10 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
+from jetfm import shards
+
 ARRAYS = ("part_features", "part_vectors", "part_mask", "jet_features", "label")
-EXPECTED = {
-    "part_features": (3, np.floating),
-    "part_vectors": (3, np.floating),
-    "part_mask": (2, np.bool_),
+EXPECTED = {  # jet-level datasets, the same in every layout; shards.check_particles checks the rest
     "jet_features": (2, np.floating),
     "label": (1, np.integer),
     "view": (1, np.integer),
@@ -46,6 +45,7 @@ class ShardMeta:
 
 
 def _check_file(path: Path, f: h5py.File) -> int:
+    shards.layout_version(f)
     missing = [k for k in EXPECTED if k not in f]
     if missing:
         raise ValueError(f"HDF5 shard {path} lacks dataset(s) {missing}; expected {sorted(EXPECTED)}")
@@ -61,8 +61,12 @@ def _check_file(path: Path, f: h5py.File) -> int:
             raise ValueError(
                 f"HDF5 shard {path}: dataset {name!r} has dtype {ds.dtype}, expected {kind.__name__}"
             )
-    if f["part_vectors"].shape[2] != 4:
-        raise ValueError(f"HDF5 shard {path}: part_vectors must be (N, P, 4), got {f['part_vectors'].shape}")
+    shards.check_particles(path, f, n)
+    for name in ("part_features", "part_vectors"):
+        if not np.issubdtype(f[name].dtype, np.floating):
+            raise ValueError(
+                f"HDF5 shard {path}: dataset {name!r} has dtype {f[name].dtype}, expected floating"
+            )
     return n
 
 
@@ -112,9 +116,9 @@ def read_meta(paths: list[str | Path]) -> ShardMeta:
             _check_labels(path, f["label"][:], len(classes))
             metas.append(
                 ShardMeta(
-                    num_features=f["part_features"].shape[2],
+                    num_features=shards.num_features(f),
                     num_jet_features=f["jet_features"].shape[1],
-                    max_particles=f["part_features"].shape[1],
+                    max_particles=shards.max_particles(f),
                     classes=tuple(classes),
                     feature_names=_decode(f.attrs.get("feature_names")),
                 )
@@ -223,7 +227,7 @@ class H5JetStream(IterableDataset):
         for i, path in enumerate(self.paths):
             with h5py.File(path, "r") as f:
                 n = f["label"].shape[0]
-                chunk = (f["part_features"].chunks or (block_size,))[0]
+                chunk = shards.row_chunk(f, block_size)
                 view = f["view"][:]
             step = max(chunk, -(-block_size // chunk) * chunk)  # whole chunks only
             self.blocks += [Block(i, s, min(s + step, n)) for s in range(0, n, step)]
@@ -241,7 +245,7 @@ class H5JetStream(IterableDataset):
 
     def _read(self, files: OpenFiles, block: Block) -> dict[str, np.ndarray]:
         f = files.get(block.shard)
-        out = {k: f[k][block.start : block.stop] for k in ARRAYS}
+        out = shards.read_rows(f, block.start, block.stop, ARRAYS)
         if self.nominal_only:
             keep = f["view"][block.start : block.stop] == -1
             if not keep.all():
@@ -308,7 +312,7 @@ def mean_particles(paths: list[str | Path], nominal_only: bool = True, block: in
     for path in paths:
         with h5py.File(path, "r") as f:
             for a in range(0, f["label"].shape[0], block):
-                used = f["part_mask"][a : a + block].sum(axis=1)
+                used = shards.particle_counts(f, a, a + block)
                 if nominal_only:
                     used = used[f["view"][a : a + block] == -1]
                 total, jets = total + int(used.sum()), jets + len(used)
@@ -323,6 +327,7 @@ def read_arrays(
     for path in paths:
         with h5py.File(path, "r") as f:
             keep = f["view"][:] == -1 if nominal_only else slice(None)
+            rows = shards.read_rows(f, 0, f["label"].shape[0], keys)
             for k in keys:
-                parts[k].append(f[k][:][keep])
+                parts[k].append(rows[k][keep])
     return {k: np.concatenate(v) for k, v in parts.items()}
