@@ -28,7 +28,15 @@ import numpy as np
 from jetfm import CLASSES
 from jetfm.atomic import atomic_path
 from jetfm.preprocess import features
-from jetfm.shards import COMPRESSION, LAYOUT_ATTR, LAYOUTS, PACKED_INDEX, PARTICLE_CHUNK
+from jetfm.shards import (
+    COMPRESSION,
+    LAYOUT_ATTR,
+    LAYOUTS,
+    PACKED,
+    PACKED_INDEX,
+    PARTICLE_CHUNK,
+    filter_options,
+)
 from jetfm.splits import SPLITS
 
 DATASETS: tuple[str, ...] = (
@@ -265,7 +273,7 @@ def _create_packed(f: h5py.File, n_particles: int, n_feat: int, compression: str
     for k, width in (("part_features", n_feat), ("part_vectors", len(features.VECTOR_NAMES))):
         out[k] = f.create_dataset(
             k, (n_particles, width), np.float32, chunks=(max(min(PARTICLE_CHUNK, n_particles), 1), width),
-            maxshape=(None, width), **COMPRESSION[compression],
+            maxshape=(None, width), **filter_options(PACKED, compression),
         )  # fmt: skip
     return out
 
@@ -407,7 +415,7 @@ def assemble_shard(
             data = jets[k]
             f.create_dataset(
                 k, data=data, chunks=(n_chunk, *data.shape[1:]), maxshape=(None, *data.shape[1:]),
-                **COMPRESSION[compression],
+                **filter_options(LAYOUTS[layout], compression),
             )  # fmt: skip
         for k, v in attrs.items():
             if k != "provenance":

@@ -70,13 +70,12 @@ def write_subset(
         names = shards.row_keys(f)
         template = shards.read_rows(f, 0, 0, names)
         layout = shards.layout_version(f)
+        compression = shards.compression_of(f) if layout == shards.PACKED else "gzip"
         attrs = {k: v for k, v in f.attrs.items() if k != "provenance"}
     written = 0
     with atomic_path(out) as tmp, h5py.File(tmp, "x") as dst:
         # the subset keeps its source's layout (a packed one stays packed, so the loader stays fast)
-        rows = shards.RowWriter(
-            dst, layout, template, min(256, jets), "lzf" if layout == shards.PACKED else "gzip"
-        )
+        rows = shards.RowWriter(dst, layout, template, min(256, jets), compression)
         for i, path in enumerate(paths):
             wanted = np.sort(row_idx[file_idx == i])
             if not len(wanted):

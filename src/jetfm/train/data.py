@@ -24,8 +24,10 @@ import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from jetfm import shards
+from jetfm.train.jagged import JaggedRows
 
 ARRAYS = ("part_features", "part_vectors", "part_mask", "jet_features", "label")
+JET_ARRAYS = ("jet_features", "label")  # the per-jet arrays of a batch; the particle ones come padded
 EXPECTED = {  # jet-level datasets, the same in every layout; shards.check_particles checks the rest
     "jet_features": (2, np.floating),
     "label": (1, np.integer),
@@ -175,17 +177,13 @@ def trim_padding(batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
 
 
 def _bucket(
-    rows: dict[str, np.ndarray], n: int, bs: int, rng: np.random.Generator
-) -> tuple[dict[str, np.ndarray], np.ndarray]:
-    """Sort the first `n` (already permuted) rows by used length so each batch holds neighbours in
-    multiplicity (its trimmed length drops from the max of `bs` random jets towards their typical length),
-    and return a seeded random order of the batches. Rows past `n` (the carried-over rest) stay as they are.
-    """
-    mask = rows["part_mask"][:n]
-    used = mask.any(axis=1)
-    length = np.where(used, mask.shape[1] - np.argmax(mask[:, ::-1], axis=1), 0)
-    idx = np.concatenate([np.argsort(length, kind="stable"), np.arange(n, len(mask))])
-    return {k: v[idx] for k, v in rows.items()}, rng.permutation(n // bs)
+    perm: np.ndarray, counts: np.ndarray, n: int, bs: int, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """Reorder the first `n` rows of the permutation `perm` by particle count so each batch holds neighbours
+    in multiplicity (its padded length drops from the max of `bs` random jets towards their typical length),
+    and return it with a seeded random order of the batches. Rows past `n` (the carried-over rest) stay."""
+    by_length = np.argsort(counts[perm[:n]], kind="stable")
+    return np.concatenate([perm[:n][by_length], perm[n:]]), rng.permutation(n // bs)
 
 
 def to_torch(batch: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
@@ -243,14 +241,15 @@ class H5JetStream(IterableDataset):
         mine = order[self.rank :: self.world_size][worker::num_workers]
         return [self.blocks[i] for i in mine]
 
-    def _read(self, files: OpenFiles, block: Block) -> dict[str, np.ndarray]:
+    def _keep(self, f: h5py.File, block: Block) -> np.ndarray | None:
+        """Which rows of the block the stream uses (None: all)."""
+        return f["view"][block.start : block.stop] == -1 if self.nominal_only else None
+
+    def _read(self, files: OpenFiles, block: Block) -> JaggedRows:
         f = files.get(block.shard)
-        out = shards.read_rows(f, block.start, block.stop, ARRAYS)
-        if self.nominal_only:
-            keep = f["view"][block.start : block.stop] == -1
-            if not keep.all():
-                out = {k: v[keep] for k, v in out.items()}
-        return out
+        rows = JaggedRows(*shards.read_flat(f, block.start, block.stop, JET_ARRAYS))
+        keep = self._keep(f, block)
+        return rows if keep is None or keep.all() else rows.take(np.flatnonzero(keep))
 
     def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
         info = get_worker_info()
@@ -258,31 +257,30 @@ class H5JetStream(IterableDataset):
         blocks = self.epoch_blocks(self.epoch, worker, num_workers)
         rng = np.random.default_rng([self.seed, self.epoch, self.rank, worker, 1])
         files = OpenFiles(self.paths, self.max_open_files)
-        pool: list[dict[str, np.ndarray]] = []
+        pool: list[JaggedRows] = []
         pooled = 0
         bs = self.batch_size
         try:
             for i, block in enumerate(blocks):
                 part = self._read(files, block)
                 pool.append(part)
-                pooled += len(part["label"])
+                pooled += len(part)
                 last = i == len(blocks) - 1
                 if pooled < max(self.shuffle_buffer, bs) and not last:
                     continue
-                rows = {k: np.concatenate([p[k] for p in pool]) for k in ARRAYS}
-                if self.shuffle_buffer:
-                    perm = rng.permutation(pooled)
-                    rows = {k: v[perm] for k, v in rows.items()}
+                rows = JaggedRows.concat(pool)
                 n_full = pooled // bs
                 order = np.arange(n_full)
-                if self.shuffle_buffer and self.bucket_by_length and n_full > 1:
-                    rows, order = _bucket(rows, n_full * bs, bs, rng)
+                if self.shuffle_buffer:
+                    perm = rng.permutation(pooled)
+                    if self.bucket_by_length and n_full > 1:
+                        perm, order = _bucket(perm, rows.counts, n_full * bs, bs, rng)
+                    rows = rows.take(perm)
                 for b in order:
-                    yield to_torch(trim_padding({k: v[b * bs : (b + 1) * bs] for k, v in rows.items()}))
-                rest = {k: v[n_full * bs :] for k, v in rows.items()}
-                pool, pooled = [rest], len(rest["label"])
+                    yield to_torch(rows.rows(b * bs, (b + 1) * bs).padded())
+                pool, pooled = [rows.rows(n_full * bs, pooled)], pooled - n_full * bs
             if pooled and not self.drop_last:
-                yield to_torch(trim_padding({k: np.concatenate([p[k] for p in pool]) for k in ARRAYS}))
+                yield to_torch(JaggedRows.concat(pool).padded())
         finally:
             files.close()
 

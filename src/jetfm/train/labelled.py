@@ -14,9 +14,8 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from jetfm.shards import read_rows
 from jetfm.splits import hash_unit_interval
-from jetfm.train.data import ARRAYS, Block, H5JetStream, OpenFiles
+from jetfm.train.data import Block, H5JetStream
 
 LABEL_SALT = 0x6C6162656C6C6564  # "labelled": independent of the split hash (salt 0)
 
@@ -61,10 +60,9 @@ class LabelledStream(H5JetStream):
             )
         self.batch_size = min(batch_size, self.rows)
 
-    def _read(self, files: OpenFiles, block: Block) -> dict[str, np.ndarray]:
-        f = files.get(block.shard)
+    def _keep(self, f: h5py.File, block: Block) -> np.ndarray | None:
         rows = slice(block.start, block.stop)
         keep = labelled_selection(f["event_id"][rows], self.fraction)
         if self.nominal_only:
             keep &= f["view"][rows] == -1
-        return {k: v[keep] for k, v in read_rows(f, block.start, block.stop, ARRAYS).items()}
+        return keep
