@@ -6,7 +6,7 @@ DataLoader workers, interleaved (A, B, A, B, ...) and the best of `--repeats` ke
 slows all alike. Prints jets/s per layout and its ratio to padded + gzip; the batches are the same
 (tests/test_layout.py), only the bytes on disk and the decoding differ.
 
-    .venv/bin/python bench/loader.py [--jets 32768] [--workers 2] [--repeats 3]
+    .venv/bin/python bench/loader.py [--jets 32768] [--workers 2 4 8] [--repeats 3]
 """
 
 from __future__ import annotations
@@ -52,7 +52,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--jets", type=int, default=32768)
     ap.add_argument("--batch", type=int, default=512)
-    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--workers", type=int, nargs="+", default=[2], help="worker counts besides 0 (e.g. 4 8)")
     ap.add_argument("--repeats", type=int, default=3)
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
@@ -65,7 +65,7 @@ def main() -> None:
         base = Path(padded).stat().st_size
         print(f"{args.jets} jets, batch {args.batch}; size on disk relative to padded + gzip:")
         print("  " + ", ".join(f"{k} {Path(p).stat().st_size / base:.2f}x" for k, p in files.items()))
-        for workers in (0, args.workers):
+        for workers in (0, *args.workers):
             best = dict.fromkeys(files, 0.0)
             for _ in range(args.repeats):
                 for name, path in files.items():
