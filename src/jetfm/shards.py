@@ -4,8 +4,9 @@ Version 1 (`padded`, every shard written before the `layout_version` attribute e
 datasets are padded to P slots, `part_features` (N, P, F), `part_vectors` (N, P, 4), `part_mask` (N, P).
 Version 2 (`packed`): the particles of all jets back to back, `part_features` (T, F), `part_vectors` (T, 4)
 with T = sum of `n_particles` (N,), and `part_offset` (N,), each jet's first particle; no mask (it is
-`slot < n_particles`). JetClass jets fill ~40 of 128 slots, so a packed shard holds ~3x fewer bytes and
-needs no heavy filter: a loader worker reads it at memory speed where gzip costs it most of its time.
+`slot < n_particles`). JetClass jets fill ~40 of 128 slots, so a packed shard holds ~3x fewer raw bytes
+and needs no heavy filter (with LZF it is about the size of a padded + gzip shard, without any filter ~1.5x):
+a loader worker reads it at LZF or memory speed where gzip costs it most of its time (bench/loader.py).
 Jet-level datasets (`jet_features`, `label`, `event_id`, `view`) are the same in both.
 
 `read_rows` returns the padded arrays of a row range from either layout, exactly as a version 1 shard

@@ -4,9 +4,10 @@ Why not a map-style Dataset with random row indices: HDF5 reads whole chunks, so
 chunk ~chunk-length times. Here an epoch is a permutation (seeded by seed and epoch) of blocks of whole
 chunks; rank r of W takes blocks r, r+W, ... (no overlap), its DataLoader workers split those again; each
 worker pools `shuffle_buffer` rows, permutes them and cuts batches (with `bucket_by_length`, from the rows
-sorted by multiplicity, then in a seeded random batch order). Each batch is trimmed to its longest jet (the
-shards are padded to e.g. 128 particles; a JetClass jet has ~30-60), which is most of the CPU speed; bucketing
-brings that longest jet close to the batch's typical one.
+sorted by multiplicity, then in a seeded random batch order). The pool holds the jets unpadded (`JaggedRows`,
+read by `shards.read_flat` from a padded or a packed shard) and each batch is padded once, to its longest jet
+(P is e.g. 128; a JetClass jet has ~30-60), which is most of the CPU speed; bucketing brings that longest jet
+close to the batch's typical one.
 """
 
 from __future__ import annotations
