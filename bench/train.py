@@ -29,6 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from train_fixtures import make_jets, write_shard
 
 from jetfm.models import build_model, count_parameters, flops_per_jet
+from jetfm.shards import max_particles
 from jetfm.train.config import TrainConfig
 from jetfm.train.data import H5JetStream
 from jetfm.train.loop import make_optimizer
@@ -112,7 +113,7 @@ def one(
     for b in stream:
         if not trim:  # the untrimmed baseline: every batch padded to the full 128 slots
             with __import__("h5py").File(files[0]) as f:
-                p = f["part_mask"].shape[1]
+                p = max_particles(f)
             b = {k: pad_to(v, p) if k.startswith("part_") else v for k, v in b.items()}
         batches.append(b)
         if len(batches) == steps + 2:

@@ -227,7 +227,7 @@ def test_merge_in_row_ranges_equals_one_writer(tmp_path: Path, monkeypatch: pyte
     cfg = make_config(chunksize=90, compression="gzip")
     preprocess(cfg, files, str(tmp_path / "one"), progress=False)
     monkeypatch.setattr(writer, "ROWS_PER_TASK", 256)
-    monkeypatch.setattr(run, "_split_merge", lambda client, compression, n_ranges: n_ranges > 1)
+    monkeypatch.setattr(run, "_split_merge", lambda client, compression, layout, n_ranges: n_ranges > 1)
     pieces: list[int] = []
     monkeypatch.setattr(run, "merge_rows", lambda *a: pieces.append(a[1]) or writer.merge_rows(*a))
     preprocess(cfg, files, str(tmp_path / "ranges"), progress=False)

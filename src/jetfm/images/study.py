@@ -21,17 +21,19 @@ from typing import Any
 import h5py
 import numpy as np
 
+from jetfm import shards
 from jetfm.atomic import atomic_path
 from jetfm.train.data import read_meta
 
 METHODS = ("scratch", "source", "pretrained")
+COPY_BLOCK = 16384  # rows read at a time when copying a subset
 
 
 def write_row_subset(
     src_paths: list[str], out_dir: str | Path, keep: Callable[[h5py.File], np.ndarray], what: str
 ) -> list[str]:
-    """Copy each shard's rows where `keep(file)` is True to `out_dir/<i>.h5` (same datasets, chunks and
-    attrs; the provenance attr gains `subset` = `what`); raises if nothing at all is kept."""
+    """Copy each shard's rows where `keep(file)` is True to `out_dir/<i>.h5` (same layout, datasets and
+    attrs, uncompressed; the provenance attr gains `subset` = `what`); raises if nothing at all is kept."""
     out, total = [], 0
     for i, src in enumerate(src_paths):
         dst = Path(out_dir) / f"{i:04d}.h5"
@@ -42,10 +44,11 @@ def write_row_subset(
                 continue
             total += rows.size
             with atomic_path(dst) as tmp, h5py.File(tmp, "w") as g:
-                for name, ds in f.items():
-                    data = ds[:][rows]
-                    chunks = (min(ds.chunks[0] if ds.chunks else 256, len(rows)), *data.shape[1:])
-                    g.create_dataset(name, data=data, chunks=chunks)
+                names = shards.row_keys(f)
+                out_rows = shards.RowWriter(
+                    g, shards.layout_version(f), shards.read_rows(f, 0, 0, names), min(256, len(rows)), "none"
+                )
+                out_rows.append(shards.read_selected(f, rows, names, COPY_BLOCK))
                 for k, v in f.attrs.items():
                     g.attrs[k] = v
                 prov = json.loads(f.attrs.get("provenance", "{}"))

@@ -45,6 +45,7 @@ from jetfm.preprocess.writer import (
     shard_path,
 )
 from jetfm.provenance import make_provenance
+from jetfm.shards import check_compression
 from jetfm.splits import SPLITS
 from jetfm.stale import owner_tag, remove_stale, temp_patterns
 
@@ -90,10 +91,11 @@ def _run_processor(
 _FIRST = 1 << 40  # Dask priority above any task size in rows
 
 
-def _split_merge(client: Any, compression: str, n_ranges: int) -> bool:
+def _split_merge(client: Any, compression: str, layout: str, n_ranges: int) -> bool:
     """Pad a shard in row-range tasks + a chunk copy only where it pays: workers to share the ranges, and
-    compressed chunks (an uncompressed copy costs about what it spreads)."""
-    return client is not None and compression != "none" and n_ranges > 1
+    compressed padded chunks (an uncompressed copy costs about what it spreads; packed shards are one task,
+    writer.py)."""
+    return client is not None and compression != "none" and layout == "padded" and n_ranges > 1
 
 
 def _submit(client: Any, fn: Any, *args: Any, priority: int = 0) -> Any:
@@ -109,9 +111,15 @@ def _merge_shard(client: Any, plan: Any, n: int, staging: str, attrs: dict, pad:
     as its pieces exist, so pieces never pile up in the staging directory.
     """
     ranges = row_ranges(n)
-    if not _split_merge(client, pad[-1], len(ranges)):
+    max_particles, n_feat, compression, layout = pad
+    if not _split_merge(client, compression, layout, len(ranges)):
         return _submit(client, assemble_shard, plan, None, staging, attrs, *pad, priority=n)
-    pieces = [_submit(client, merge_rows, plan, a, b, chunk_rows(n), *pad, priority=b - a) for a, b in ranges]
+    pieces = [
+        _submit(
+            client, merge_rows, plan, a, b, chunk_rows(n), max_particles, n_feat, compression, priority=b - a
+        )
+        for a, b in ranges
+    ]
     return _submit(client, assemble_shard, plan, pieces, staging, attrs, *pad, priority=_FIRST)
 
 
@@ -129,8 +137,8 @@ def _merge_all(
     A shard's row ranges are separate tasks (N jets give ~N / ROWS_PER_TASK of them), so the workers share
     even a single large train shard; a shard's assembly waits only for its own ranges.
     """
-    max_particles, n_feat, _, compression = shape
-    pad = (max_particles, n_feat, compression)
+    max_particles, n_feat, _, compression, layout = shape
+    pad = (max_particles, n_feat, compression, layout)
     shards = []
     for split in SPLITS:
         for i in shard_ids:
@@ -171,6 +179,7 @@ def preprocess(
     t0 = time.perf_counter()
     config = validate_config(config)
     cfg = config["preprocess"]
+    check_compression(cfg["layout"], cfg["compression"])
     out = Path(out_dir).resolve()
     good, skipped = validate_inputs(list(inputs), cfg["skip_bad_files"])
     timing = {"validate_s": time.perf_counter() - t0}
@@ -216,6 +225,7 @@ def preprocess(
                 len(features.PARTICLE_FEATURE_NAMES),
                 len(features.JET_FEATURE_NAMES),
                 cfg["compression"],
+                cfg["layout"],
             )
             # per-file counts stay in the summary: a shard's copy would grow with the number of files
             attrs = _attrs(cfg, dict(prov, counts={k: v for k, v in counts.items() if k != "per_file"}))
@@ -238,7 +248,14 @@ def preprocess(
         )
     counts["wall_time_s"] = round(time.perf_counter() - t0, 3)
     timing = {k: round(v, 3) for k, v in timing.items()}
-    summary = dict(prov, shards=shards, wall_time_s=counts["wall_time_s"], timing=timing, group=group)
+    summary = dict(
+        prov,
+        shards=shards,
+        layout=cfg["layout"],
+        wall_time_s=counts["wall_time_s"],
+        timing=timing,
+        group=group,
+    )
     write_json_atomic(out / SUMMARY_NAME if group is None else group_summary_path(out, group), summary)
     log.info("preprocess: %d jets in, %d out, %d file(s) skipped, %.1f s", counts["jets_in"],
              counts["jets_out"], len(skipped), counts["wall_time_s"])  # fmt: skip

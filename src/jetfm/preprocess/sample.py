@@ -14,6 +14,8 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from jetfm.shards import read_rows
+
 SLICE_ROWS = 256  # rows per contiguous read (one HDF5 chunk of a shard)
 
 
@@ -38,6 +40,7 @@ def sample_rows(
         with h5py.File(path, "r") as f:
             for a in starts.tolist():
                 keep = f["view"][a : a + length] == -1 if nominal_only else slice(None)
+                rows = read_rows(f, a, a + length, keys)
                 for k in keys:
-                    parts[k].append(f[k][a : a + length][keep])
+                    parts[k].append(rows[k][keep])
     return {k: np.concatenate(v) if v else np.zeros(0) for k, v in parts.items()}

@@ -8,6 +8,9 @@ scheduling) from the jet-level arrays alone; `merge_rows` pads and compresses on
 piece (one task per range, so workers share even a single large shard); `assemble_shard` writes the
 shard, copying the pieces' compressed chunks unchanged, or pads straight into it when there are no
 pieces. Every step streams through small reused buffers, so memory stays bounded by a block of rows.
+A packed shard (`preprocess.layout: packed`, layout 2 of `jetfm.shards`) is not padded: `assemble_shard`
+copies each row's particles in plan order, block by block, in one task (lzf or nothing to filter, so
+there is no compression worth spreading over range tasks, and packed chunks do not align with rows).
 """
 
 from __future__ import annotations
@@ -25,11 +28,21 @@ import numpy as np
 from jetfm import CLASSES
 from jetfm.atomic import atomic_path
 from jetfm.preprocess import features
+from jetfm.shards import (
+    COMPRESSION,
+    LAYOUT_ATTR,
+    LAYOUTS,
+    PACKED,
+    PACKED_INDEX,
+    PARTICLE_CHUNK,
+    filter_options,
+)
 from jetfm.splits import SPLITS
 
 DATASETS: tuple[str, ...] = (
     "part_features", "part_vectors", "part_mask", "jet_features", "label", "event_id", "view",
 )  # fmt: skip
+JET_DATASETS: tuple[str, ...] = ("jet_features", "label", "event_id", "view")
 # Parts hold flat (unpadded) particles + per-jet counts; shards hold the padded tensors.
 PART_DATASETS: tuple[str, ...] = (
     "part_features", "part_vectors", "n_particles", "jet_features", "label", "event_id", "view",
@@ -42,11 +55,6 @@ ROWS_PER_TASK = 16384
 PAD_BLOCK_ROWS = 1024  # rows padded at a time: buffers of ~11 MB at P = 128, reused, cache-friendly
 SHARD_SALT = 0x5A4D  # decorrelates shard routing from the split hash
 JET_PT, JET_ETA, JET_PHI = (features.JET_FEATURE_NAMES.index(k) for k in ("jet_pt", "jet_eta", "jet_phi"))
-COMPRESSION: dict[str, dict[str, Any]] = {
-    "gzip": {"compression": "gzip", "compression_opts": 1, "shuffle": True},
-    "lzf": {"compression": "lzf", "shuffle": True},
-    "none": {},
-}
 
 
 def shard_path(out_dir: str | Path, split: str, shard: int) -> Path:
@@ -259,6 +267,50 @@ def _pad_rows(
                 _write_rows(ds, getattr(bufs, k), a, b - a, shuffled)
 
 
+def _create_packed(f: h5py.File, n_particles: int, n_feat: int, compression: str) -> dict[str, h5py.Dataset]:
+    """The two flat particle datasets of a packed shard, chunked along the particles."""
+    out = {}
+    for k, width in (("part_features", n_feat), ("part_vectors", len(features.VECTOR_NAMES))):
+        out[k] = f.create_dataset(
+            k, (n_particles, width), np.float32, chunks=(max(min(PARTICLE_CHUNK, n_particles), 1), width),
+            maxshape=(None, width), **filter_options(PACKED, compression),
+        )  # fmt: skip
+    return out
+
+
+def _pack_rows(plan_file: str, out: dict[str, h5py.Dataset]) -> None:
+    """Copy every plan row's particles, rows in plan order, into the flat datasets `out` (a packed shard).
+
+    Block by block as `_pad_rows`: one slice per part into a reused buffer, a gather into row order, one
+    write at the running particle offset; memory stays bounded by a block of rows.
+    """
+    with h5py.File(plan_file, "r") as plan:
+        parts, name = json.loads(plan.attrs["parts"]), plan.attrs["group"]
+        part_of, local = plan["part"][()], plan["start"][()]
+        counts = plan["n_particles"][()].astype(np.int64)
+    read_buf = {k: np.empty((0, ds.shape[1]), np.float32) for k, ds in out.items()}
+    gather = {k: np.empty((0, ds.shape[1]), np.float32) for k, ds in out.items()}
+    written = 0
+    with contextlib.ExitStack() as stack:
+        groups = {i: stack.enter_context(h5py.File(parts[i], "r"))[name] for i in np.unique(part_of).tolist()}
+        for a in range(0, len(counts), PAD_BLOCK_ROWS):
+            rows = np.s_[a : a + PAD_BLOCK_ROWS]
+            c = counts[rows]
+            feats, vectors, row_start = _read_block(groups, part_of[rows], local[rows], c, read_buf)
+            offsets = features.offsets_of(c)
+            src = np.repeat(row_start - offsets[:-1], c) + np.arange(offsets[-1], dtype=np.int64)
+            for k, flat in (("part_features", feats), ("part_vectors", vectors)):
+                if len(gather[k]) < len(src):
+                    gather[k] = np.empty((len(src), flat.shape[1]), np.float32)
+                np.take(flat, src, axis=0, out=gather[k][: len(src)])
+                out[k].write_direct(gather[k][: len(src)], dest_sel=np.s_[written : written + len(src)])
+            written += len(src)
+    if written != out["part_features"].shape[0]:
+        raise RuntimeError(
+            f"packing {plan_file}: wrote {written} particles, planned {out['part_features'].shape[0]}"
+        )
+
+
 def _write_rows(ds: h5py.Dataset, buf: np.ndarray, row: int, m: int, shuffled: np.ndarray) -> None:
     """Write buf[:m] (whole chunks, but for the dataset's last one) at `row` of a chunked dataset.
 
@@ -321,16 +373,17 @@ def assemble_shard(
     max_particles: int,
     n_feat: int,
     compression: str = "gzip",
+    layout: str = "padded",
 ) -> dict[str, Any]:
     """Write one final shard from its plan (jet arrays) and pieces ((first row, file) of padded chunks).
 
     The pieces' compressed chunks are copied as they are, so the shard holds the same chunks a single
-    writer produces. `pieces=None` (in-process, uncompressed, or a shard of one row range, where a copy
-    would cost more than it spreads) pads straight into the shard.
+    writer produces. `pieces=None` (in-process, uncompressed, a shard of one row range, where a copy
+    would cost more than it spreads, or a packed shard) pads (or packs) straight into the shard.
     """
     with h5py.File(plan_file, "r") as plan:
         split, shard = str(plan.attrs["split"]), int(plan.attrs["shard"])
-        jets = {k: plan[k][()] for k in ("jet_features", "label", "event_id", "view")}
+        jets = {k: plan[k][()] for k in (*JET_DATASETS, "n_particles")}
     n = len(jets["label"])
     n_chunk = chunk_rows(n)
     per_class = np.bincount(jets["label"], minlength=len(CLASSES))
@@ -340,27 +393,34 @@ def assemble_shard(
         "n_jets": n,
         "per_class": {c: int(v) for c, v in zip(CLASSES, per_class, strict=True) if v},
     }
-    provenance = dict(attrs["provenance"], shard=counts)
+    provenance = dict(attrs["provenance"], shard=counts, layout=layout)
     final = shard_path(out_dir, split, shard)
     with new_h5(final) as f:
-        padded = _create_padded(f, n, n_chunk, max_particles, n_feat, compression)
-        if pieces is None:
-            _pad_rows(plan_file, 0, n, padded, max_particles, n_feat)
+        if layout == "packed":
+            n_particles = jets["n_particles"].astype(np.int64)
+            _pack_rows(plan_file, _create_packed(f, int(n_particles.sum()), n_feat, compression))
+            jets = dict(jets, part_offset=features.offsets_of(n_particles)[:-1])
+            jet_keys = (*JET_DATASETS, *PACKED_INDEX)
         else:
-            for a, path in pieces:
-                with h5py.File(path, "r") as piece:
-                    for k, ds in padded.items():
-                        _copy_chunks(piece[k], ds, a)
-        for k in DATASETS:
-            if k not in padded:
-                data = jets[k]
-                f.create_dataset(
-                    k, data=data, chunks=(n_chunk, *data.shape[1:]), maxshape=(None, *data.shape[1:]),
-                    **COMPRESSION[compression],
-                )  # fmt: skip
+            padded = _create_padded(f, n, n_chunk, max_particles, n_feat, compression)
+            if pieces is None:
+                _pad_rows(plan_file, 0, n, padded, max_particles, n_feat)
+            else:
+                for a, path in pieces:
+                    with h5py.File(path, "r") as piece:
+                        for k, ds in padded.items():
+                            _copy_chunks(piece[k], ds, a)
+            jet_keys = JET_DATASETS
+        for k in jet_keys:
+            data = jets[k]
+            f.create_dataset(
+                k, data=data, chunks=(n_chunk, *data.shape[1:]), maxshape=(None, *data.shape[1:]),
+                **filter_options(LAYOUTS[layout], compression),
+            )  # fmt: skip
         for k, v in attrs.items():
             if k != "provenance":
                 f.attrs[k] = v
+        f.attrs[LAYOUT_ATTR] = LAYOUTS[layout]
         f.attrs["provenance"] = json.dumps(provenance, sort_keys=True, default=str)
     for path in [*(p for _, p in pieces or []), plan_file]:
         Path(path).unlink()

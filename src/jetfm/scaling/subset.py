@@ -16,6 +16,7 @@ from typing import Any
 import h5py
 import numpy as np
 
+from jetfm import shards
 from jetfm.atomic import atomic_path
 from jetfm.provenance import make_provenance
 
@@ -66,29 +67,25 @@ def write_subset(
     available = len(row_idx)
     file_idx, row_idx = file_idx[:jets], row_idx[:jets]
     with h5py.File(paths[0], "r") as f:
-        names = [k for k in f if isinstance(f[k], h5py.Dataset) and f[k].shape[:1] == f["label"].shape[:1]]
-        specs = {k: (f[k].shape[1:], f[k].dtype) for k in names}
+        names = shards.row_keys(f)
+        template = shards.read_rows(f, 0, 0, names)
+        layout = shards.layout_version(f)
+        compression = shards.compression_of(f) if layout == shards.PACKED else "gzip"
         attrs = {k: v for k, v in f.attrs.items() if k != "provenance"}
     written = 0
     with atomic_path(out) as tmp, h5py.File(tmp, "x") as dst:
-        chunk = min(256, jets)
-        for k, (shape, dtype) in specs.items():
-            dst.create_dataset(
-                k, (jets, *shape), dtype, chunks=(chunk, *shape), compression="gzip", compression_opts=1,
-                shuffle=True,
-            )  # fmt: skip
+        # the subset keeps its source's layout (a packed one stays packed, so the loader stays fast)
+        rows = shards.RowWriter(dst, layout, template, min(256, jets), compression)
         for i, path in enumerate(paths):
             wanted = np.sort(row_idx[file_idx == i])
             if not len(wanted):
                 continue
             with h5py.File(path, "r") as src:
                 for start in range(0, int(wanted[-1]) + 1, ROWS_PER_READ):
-                    sel = wanted[(wanted >= start) & (wanted < start + ROWS_PER_READ)] - start
-                    if not len(sel):
-                        continue
-                    for k in names:
-                        dst[k][written : written + len(sel)] = src[k][start : start + ROWS_PER_READ][sel]
-                    written += len(sel)
+                    sel = wanted[(wanted >= start) & (wanted < start + ROWS_PER_READ)]
+                    if len(sel):
+                        rows.append(shards.read_selected(src, sel, names, ROWS_PER_READ))
+        written = rows.rows
         for k, v in attrs.items():
             dst.attrs[k] = v
         dst.attrs["provenance"] = json.dumps(

@@ -25,6 +25,7 @@ from torch import nn
 from torch.utils.data import IterableDataset, get_worker_info
 
 from jetfm.models.part import ParTBackbone
+from jetfm.shards import read_rows
 from jetfm.train.data import ARRAYS, ShardMeta, make_loader, read_meta, to_torch, trim_padding
 
 
@@ -128,7 +129,7 @@ class ViewStream(IterableDataset):
                 if not groups:
                     continue
                 lo, hi = min(g[0] for g in groups), max(g[-1] for g in groups) + 1
-                arrays = {k: f[k][lo:hi] for k in (*ARRAYS, "event_id")}
+                arrays = read_rows(f, lo, hi, (*ARRAYS, "event_id"))
             perm = rng.permutation(len(groups)) if self.shuffle else np.arange(len(groups))
             for e in perm[first::stride]:
                 idx = groups[e] - lo

@@ -4,9 +4,10 @@ Why not a map-style Dataset with random row indices: HDF5 reads whole chunks, so
 chunk ~chunk-length times. Here an epoch is a permutation (seeded by seed and epoch) of blocks of whole
 chunks; rank r of W takes blocks r, r+W, ... (no overlap), its DataLoader workers split those again; each
 worker pools `shuffle_buffer` rows, permutes them and cuts batches (with `bucket_by_length`, from the rows
-sorted by multiplicity, then in a seeded random batch order). Each batch is trimmed to its longest jet (the
-shards are padded to e.g. 128 particles; a JetClass jet has ~30-60), which is most of the CPU speed; bucketing
-brings that longest jet close to the batch's typical one.
+sorted by multiplicity, then in a seeded random batch order). The pool holds the jets unpadded (`JaggedRows`,
+read by `shards.read_flat` from a padded or a packed shard) and each batch is padded once, to its longest jet
+(P is e.g. 128; a JetClass jet has ~30-60), which is most of the CPU speed; bucketing brings that longest jet
+close to the batch's typical one.
 """
 
 from __future__ import annotations
@@ -23,11 +24,12 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
+from jetfm import shards
+from jetfm.train.jagged import JaggedRows
+
 ARRAYS = ("part_features", "part_vectors", "part_mask", "jet_features", "label")
-EXPECTED = {
-    "part_features": (3, np.floating),
-    "part_vectors": (3, np.floating),
-    "part_mask": (2, np.bool_),
+JET_ARRAYS = ("jet_features", "label")  # the per-jet arrays of a batch; the particle ones come padded
+EXPECTED = {  # jet-level datasets, the same in every layout; shards.check_particles checks the rest
     "jet_features": (2, np.floating),
     "label": (1, np.integer),
     "view": (1, np.integer),
@@ -46,6 +48,7 @@ class ShardMeta:
 
 
 def _check_file(path: Path, f: h5py.File) -> int:
+    shards.layout_version(f)
     missing = [k for k in EXPECTED if k not in f]
     if missing:
         raise ValueError(f"HDF5 shard {path} lacks dataset(s) {missing}; expected {sorted(EXPECTED)}")
@@ -61,8 +64,12 @@ def _check_file(path: Path, f: h5py.File) -> int:
             raise ValueError(
                 f"HDF5 shard {path}: dataset {name!r} has dtype {ds.dtype}, expected {kind.__name__}"
             )
-    if f["part_vectors"].shape[2] != 4:
-        raise ValueError(f"HDF5 shard {path}: part_vectors must be (N, P, 4), got {f['part_vectors'].shape}")
+    shards.check_particles(path, f, n)
+    for name in ("part_features", "part_vectors"):
+        if not np.issubdtype(f[name].dtype, np.floating):
+            raise ValueError(
+                f"HDF5 shard {path}: dataset {name!r} has dtype {f[name].dtype}, expected floating"
+            )
     return n
 
 
@@ -112,9 +119,9 @@ def read_meta(paths: list[str | Path]) -> ShardMeta:
             _check_labels(path, f["label"][:], len(classes))
             metas.append(
                 ShardMeta(
-                    num_features=f["part_features"].shape[2],
+                    num_features=shards.num_features(f),
                     num_jet_features=f["jet_features"].shape[1],
-                    max_particles=f["part_features"].shape[1],
+                    max_particles=shards.max_particles(f),
                     classes=tuple(classes),
                     feature_names=_decode(f.attrs.get("feature_names")),
                 )
@@ -171,17 +178,13 @@ def trim_padding(batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
 
 
 def _bucket(
-    rows: dict[str, np.ndarray], n: int, bs: int, rng: np.random.Generator
-) -> tuple[dict[str, np.ndarray], np.ndarray]:
-    """Sort the first `n` (already permuted) rows by used length so each batch holds neighbours in
-    multiplicity (its trimmed length drops from the max of `bs` random jets towards their typical length),
-    and return a seeded random order of the batches. Rows past `n` (the carried-over rest) stay as they are.
-    """
-    mask = rows["part_mask"][:n]
-    used = mask.any(axis=1)
-    length = np.where(used, mask.shape[1] - np.argmax(mask[:, ::-1], axis=1), 0)
-    idx = np.concatenate([np.argsort(length, kind="stable"), np.arange(n, len(mask))])
-    return {k: v[idx] for k, v in rows.items()}, rng.permutation(n // bs)
+    perm: np.ndarray, counts: np.ndarray, n: int, bs: int, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """Reorder the first `n` rows of the permutation `perm` by particle count so each batch holds neighbours
+    in multiplicity (its padded length drops from the max of `bs` random jets towards their typical length),
+    and return it with a seeded random order of the batches. Rows past `n` (the carried-over rest) stay."""
+    by_length = np.argsort(counts[perm[:n]], kind="stable")
+    return np.concatenate([perm[:n][by_length], perm[n:]]), rng.permutation(n // bs)
 
 
 def to_torch(batch: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
@@ -223,7 +226,7 @@ class H5JetStream(IterableDataset):
         for i, path in enumerate(self.paths):
             with h5py.File(path, "r") as f:
                 n = f["label"].shape[0]
-                chunk = (f["part_features"].chunks or (block_size,))[0]
+                chunk = shards.row_chunk(f, block_size)
                 view = f["view"][:]
             step = max(chunk, -(-block_size // chunk) * chunk)  # whole chunks only
             self.blocks += [Block(i, s, min(s + step, n)) for s in range(0, n, step)]
@@ -239,14 +242,15 @@ class H5JetStream(IterableDataset):
         mine = order[self.rank :: self.world_size][worker::num_workers]
         return [self.blocks[i] for i in mine]
 
-    def _read(self, files: OpenFiles, block: Block) -> dict[str, np.ndarray]:
+    def _keep(self, f: h5py.File, block: Block) -> np.ndarray | None:
+        """Which rows of the block the stream uses (None: all)."""
+        return f["view"][block.start : block.stop] == -1 if self.nominal_only else None
+
+    def _read(self, files: OpenFiles, block: Block) -> JaggedRows:
         f = files.get(block.shard)
-        out = {k: f[k][block.start : block.stop] for k in ARRAYS}
-        if self.nominal_only:
-            keep = f["view"][block.start : block.stop] == -1
-            if not keep.all():
-                out = {k: v[keep] for k, v in out.items()}
-        return out
+        rows = JaggedRows(*shards.read_flat(f, block.start, block.stop, JET_ARRAYS))
+        keep = self._keep(f, block)
+        return rows if keep is None or keep.all() else rows.take(np.flatnonzero(keep))
 
     def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
         info = get_worker_info()
@@ -254,31 +258,30 @@ class H5JetStream(IterableDataset):
         blocks = self.epoch_blocks(self.epoch, worker, num_workers)
         rng = np.random.default_rng([self.seed, self.epoch, self.rank, worker, 1])
         files = OpenFiles(self.paths, self.max_open_files)
-        pool: list[dict[str, np.ndarray]] = []
+        pool: list[JaggedRows] = []
         pooled = 0
         bs = self.batch_size
         try:
             for i, block in enumerate(blocks):
                 part = self._read(files, block)
                 pool.append(part)
-                pooled += len(part["label"])
+                pooled += len(part)
                 last = i == len(blocks) - 1
                 if pooled < max(self.shuffle_buffer, bs) and not last:
                     continue
-                rows = {k: np.concatenate([p[k] for p in pool]) for k in ARRAYS}
-                if self.shuffle_buffer:
-                    perm = rng.permutation(pooled)
-                    rows = {k: v[perm] for k, v in rows.items()}
+                rows = JaggedRows.concat(pool)
                 n_full = pooled // bs
                 order = np.arange(n_full)
-                if self.shuffle_buffer and self.bucket_by_length and n_full > 1:
-                    rows, order = _bucket(rows, n_full * bs, bs, rng)
+                if self.shuffle_buffer:
+                    perm = rng.permutation(pooled)
+                    if self.bucket_by_length and n_full > 1:
+                        perm, order = _bucket(perm, rows.counts, n_full * bs, bs, rng)
+                    rows = rows.take(perm)
                 for b in order:
-                    yield to_torch(trim_padding({k: v[b * bs : (b + 1) * bs] for k, v in rows.items()}))
-                rest = {k: v[n_full * bs :] for k, v in rows.items()}
-                pool, pooled = [rest], len(rest["label"])
+                    yield to_torch(rows.rows(b * bs, (b + 1) * bs).padded())
+                pool, pooled = [rows.rows(n_full * bs, pooled)], pooled - n_full * bs
             if pooled and not self.drop_last:
-                yield to_torch(trim_padding({k: np.concatenate([p[k] for p in pool]) for k in ARRAYS}))
+                yield to_torch(JaggedRows.concat(pool).padded())
         finally:
             files.close()
 
@@ -308,7 +311,7 @@ def mean_particles(paths: list[str | Path], nominal_only: bool = True, block: in
     for path in paths:
         with h5py.File(path, "r") as f:
             for a in range(0, f["label"].shape[0], block):
-                used = f["part_mask"][a : a + block].sum(axis=1)
+                used = shards.particle_counts(f, a, a + block)
                 if nominal_only:
                     used = used[f["view"][a : a + block] == -1]
                 total, jets = total + int(used.sum()), jets + len(used)
@@ -323,6 +326,7 @@ def read_arrays(
     for path in paths:
         with h5py.File(path, "r") as f:
             keep = f["view"][:] == -1 if nominal_only else slice(None)
+            rows = shards.read_rows(f, 0, f["label"].shape[0], keys)
             for k in keys:
-                parts[k].append(f[k][:][keep])
+                parts[k].append(rows[k][keep])
     return {k: np.concatenate(v) for k, v in parts.items()}

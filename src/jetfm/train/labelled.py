@@ -15,7 +15,7 @@ import h5py
 import numpy as np
 
 from jetfm.splits import hash_unit_interval
-from jetfm.train.data import ARRAYS, Block, H5JetStream
+from jetfm.train.data import Block, H5JetStream
 
 LABEL_SALT = 0x6C6162656C6C6564  # "labelled": independent of the split hash (salt 0)
 
@@ -60,12 +60,9 @@ class LabelledStream(H5JetStream):
             )
         self.batch_size = min(batch_size, self.rows)
 
-    def _read(self, files: dict[int, h5py.File], block: Block) -> dict[str, np.ndarray]:
-        f = files.get(block.shard)
-        if f is None:
-            f = files[block.shard] = h5py.File(self.paths[block.shard], "r")
+    def _keep(self, f: h5py.File, block: Block) -> np.ndarray | None:
         rows = slice(block.start, block.stop)
         keep = labelled_selection(f["event_id"][rows], self.fraction)
         if self.nominal_only:
             keep &= f["view"][rows] == -1
-        return {k: f[k][rows][keep] for k in ARRAYS}
+        return keep
