@@ -75,14 +75,17 @@ class Stepper:
         for _ in range(n):
             b = self.batches[self.i % len(self.batches)]
             self.i += 1
-            with torch.autocast(device_type, dtype=torch.bfloat16, enabled=self.bf16):
-                out = self.model(b["part_features"], b["part_vectors"], b["part_mask"], b["jet_features"])
-            torch.nn.functional.cross_entropy(out.float(), b["label"]).backward()
+            self.forward_backward(b, device_type)
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
             self.opt.step()
             self.opt.zero_grad(set_to_none=True)
             jets += len(b["label"])
         return jets
+
+    def forward_backward(self, b: dict[str, torch.Tensor], device_type: str) -> None:
+        with torch.autocast(device_type, dtype=torch.bfloat16, enabled=self.bf16):
+            out = self.model(b["part_features"], b["part_vectors"], b["part_mask"], b["jet_features"])
+        torch.nn.functional.cross_entropy(out.float(), b["label"]).backward()
 
 
 def warm(stepper: Stepper, steps: int, seconds: float, device: torch.device) -> None:
@@ -104,6 +107,22 @@ def timed(stepper: Stepper, steps: int, device: torch.device) -> float:
 
 
 Factory = Callable[[], torch.nn.Module]
+
+
+def host_syncs(stepper: Stepper, device: torch.device) -> str:
+    """Whether the model's forward + backward synchronises with the host (CUDA's sync debug mode raises at
+    the first one)."""
+    if device.type != "cuda":
+        return "n/a"
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        stepper.forward_backward(stepper.batches[0], "cuda")
+        return "none"
+    except RuntimeError as exc:
+        return f"yes ({str(exc).splitlines()[0][:70]})"
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
 
 
 def contenders(args: argparse.Namespace, weaver: bool) -> dict[str, tuple[Factory, bool]]:
@@ -152,7 +171,8 @@ def step_rates(
     for name, rate in best.items():
         spread = (max(rates[name]) - min(rates[name])) / rate
         mfu = 100 * 3 * fwd * rate / peak
-        print(f"  {name:>30}: {rate:9.0f} jets/s (+-{50 * spread:.0f} %)  MFU {mfu:5.1f} %")
+        syncs = host_syncs(steppers[name], device)
+        print(f"  {name:>30}: {rate:9.0f} jets/s (+-{50 * spread:.0f} %)  MFU {mfu:5.1f} %  syncs: {syncs}")
     if device.type == "cuda":
         print(f"  peak memory (all contenders): {torch.cuda.max_memory_allocated() / 2**30:.1f} GiB")
         torch.cuda.reset_peak_memory_stats()

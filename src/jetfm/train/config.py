@@ -16,6 +16,8 @@ RESUME_MUTABLE = frozenset(
     {"progress", "checkpoint_every", "compile", "threads", "eval_every", "eval_batches", "eval_batch_size"}
 )
 
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune")  # torch.compile(mode=...)
+
 
 @dataclass(frozen=True)
 class TrainConfig:
@@ -45,7 +47,7 @@ class TrainConfig:
     nominal_only: bool = True  # train on view == -1 rows only (the re-simulation views are for pretraining)
     device: str = "auto"  # auto | cpu | cuda
     precision: str = "auto"  # auto (bf16 autocast on GPU, fp32 on CPU) | fp32 | bf16
-    compile: bool = False  # torch.compile the model
+    compile: bool | str = False  # torch.compile the model: false, true or one of COMPILE_MODES
     threads: int = 0  # torch CPU threads; 0 = torch's default
     progress: bool = True  # tqdm bar on rank 0
 
@@ -61,6 +63,8 @@ class TrainConfig:
             raise ValueError(f"train.min_lr_ratio must be in [0, 1], got {self.min_lr_ratio}")
         if self.lr <= 0:
             raise ValueError(f"train.lr must be > 0, got {self.lr}")
+        if self.compile not in (False, True, *COMPILE_MODES):
+            raise ValueError(f"train.compile must be a bool or one of {COMPILE_MODES}, got {self.compile!r}")
         choices = {"device": ("auto", "cpu", "cuda"), "precision": ("auto", "fp32", "bf16")}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:

@@ -130,7 +130,7 @@ def train(
 
     raw_model = model
     if cfg.compile:
-        model = torch.compile(model)
+        model = torch.compile(model, mode=cfg.compile if isinstance(cfg.compile, str) else None)
     if env.distributed:
         model = DDP(model, device_ids=[device.index] if device.type == "cuda" else None)
 

@@ -28,7 +28,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from jetfm.models.part import Block, ParTBackbone, Tokens
+from jetfm.models.part import (
+    Block,
+    ParTBackbone,
+    attention_dtype,
+    key_mask_bias,
+    self_attention,
+    use_dense,
+)
 
 CHARGE = "part_charge"
 PID_PREFIX = "part_is"
@@ -116,12 +123,13 @@ class MaskedParticleDecoder(nn.Module):
         self.blocks = nn.ModuleList(Block(dim, heads, 4, 0.0) for _ in range(depth))
         self.norm = nn.LayerNorm(dim)
         self.out = nn.Linear(dim, output_dim)
+        self.layout = "auto"  # as ParTBackbone.layout: packed on CPU eager, dense on CUDA / compiling
 
     def forward(
         self, particles: torch.Tensor, jet: torch.Tensor, visible: torch.Tensor, hidden: torch.Tensor
     ) -> torch.Tensor:
         """particles (B, P, D) from the backbone (visible slots), jet (B, D) -> (N_hidden, output_dim)."""
-        b, p, _ = particles.shape
+        p = particles.shape[1]
         if p > self.position.num_embeddings:
             raise ValueError(
                 f"MPM decoder knows {self.position.num_embeddings} pT ranks, batch has {p} slots"
@@ -129,16 +137,9 @@ class MaskedParticleDecoder(nn.Module):
         real = visible | hidden
         x = torch.where(hidden.unsqueeze(-1), self.mask_token.to(particles.dtype), particles)
         x = x + self.position.weight[:p].unsqueeze(0) + jet.unsqueeze(1)
-        tokens = Tokens(real)
-        keys = real.clone()
-        keys[:, 0] |= ~real.any(dim=1)
-        bias = torch.zeros(b, 1, 1, p, dtype=x.dtype, device=x.device).masked_fill(
-            ~keys.view(b, 1, 1, p), float("-inf")
-        )
-        h = tokens.pack(x)
-        for block in self.blocks:
-            h = block(h, tokens, bias)
-        return self.out(self.norm(tokens.unpack(h)[hidden]))
+        bias = key_mask_bias(real, attention_dtype(x))
+        h = self_attention(self.blocks, x, real, bias, use_dense(self.layout, x))
+        return self.out(self.norm(h[hidden]))
 
 
 class MaskedParticleModel(nn.Module):
