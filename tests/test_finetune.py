@@ -93,6 +93,30 @@ def test_labelled_fractions_are_nested_and_the_stream_reads_only_them(data: dict
         LabelledStream(data["train"], 16, fraction=1e-9)
 
 
+def test_small_labelled_subsets_are_cached_with_the_same_batches(
+    data: dict[str, list[str]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Cached (read once) and uncached (read every epoch) labelled streams give identical batches."""
+    import jetfm.train.labelled as labelled
+
+    def epochs(stream: LabelledStream) -> list[dict[str, torch.Tensor]]:
+        out = []
+        for epoch in (0, 1):
+            stream.epoch = epoch
+            out += list(stream)
+        return out
+
+    cached = LabelledStream(data["train"], 8, fraction=0.3, seed=0, block_size=64, shuffle_buffer=64)
+    monkeypatch.setattr(labelled, "CACHE_JETS", 0)
+    uncached = LabelledStream(data["train"], 8, fraction=0.3, seed=0, block_size=64, shuffle_buffer=64)
+    assert cached.cache is not None and uncached.cache is None
+    a, b = epochs(cached), epochs(uncached)
+    assert len(a) == len(b) > 2
+    for x, y in zip(a, b, strict=True):
+        assert x.keys() == y.keys() and all(torch.equal(x[k], y[k]) for k in x)
+    assert not torch.equal(a[0]["label"], a[len(a) // 2]["label"])  # epochs differ: a real shuffle
+
+
 def test_efficiency_table_has_mean_and_spread_over_seeds(tmp_path: Path) -> None:
     rows = [
         {"method": m, "fraction": f, "jets": int(1000 * f), "seed": s, "accuracy": acc + 0.01 * s,
