@@ -16,7 +16,7 @@ from pathlib import Path
 from jetfm.cli import add_config_arguments
 from jetfm.config import load_config, parse_overrides
 from jetfm.fpga.students import STUDENTS
-from jetfm.train.cli import SPLITS, shard_paths
+from jetfm.train.cli import add_shard_options, resolve_shards
 
 STEPS = ("train", "convert", "synth", "all")
 
@@ -28,7 +28,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--teacher", help="teacher checkpoint (default: fpga.teacher, else the supervised ParT)"
     )
-    parser.add_argument("--h5-dir", help="preprocessed shards directory (default results/h5/<dataset>)")
+    add_shard_options(parser, splits=False)
     parser.add_argument("--out", help="student directory (default results/fpga/<student>)")
 
 
@@ -36,8 +36,7 @@ def run(args: argparse.Namespace) -> int:
     from jetfm.fpga import stage
 
     config = load_config(args.config, parse_overrides(args.overrides))
-    h5_dir = args.h5_dir or f"results/h5/{config['dataset']}"
-    files = {s: shard_paths(h5_dir, s, config["preprocess"]["shards_per_split"]) for s in SPLITS}
+    files = resolve_shards(args, config)
     if args.step != "all" and not args.student:
         raise SystemExit(f"jetfm fpga {args.step}: --student is required")
     students = config["fpga"]["students"] if args.step == "all" else [args.student]

@@ -22,6 +22,8 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize, prune
 
+from jetfm.configkeys import strict_fields
+
 _TYPE = re.compile(
     r"^(?:ap_)?(?P<u>u?)fixed<\s*(?P<w>\d+)\s*,\s*(?P<i>-?\d+)\s*"
     r"(?:,\s*(?:AP_)?(?P<q>[A-Z_]+)\s*)?(?:,\s*(?:AP_)?(?P<o>[A-Z_]+)\s*)?(?:,\s*0\s*)?>$"
@@ -154,11 +156,7 @@ class CompressSpec:
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> CompressSpec:
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - names)
-        if unknown:
-            raise ValueError(f"unknown fpga.compress key(s) {unknown}; allowed: {sorted(names)}")
-        return cls(**values)
+        return cls(**strict_fields(cls, values, "fpga.compress"))
 
 
 def weight_layers(core: nn.Module) -> list[nn.Module]:

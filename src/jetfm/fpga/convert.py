@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from jetfm.configkeys import strict_fields
 from jetfm.fpga.compress import CompressSpec, FixedType, export_plain
 
 
@@ -36,11 +37,7 @@ class HLSSettings:
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> HLSSettings:
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - names)
-        if unknown:
-            raise ValueError(f"unknown fpga.hls key(s) {unknown}; allowed: {sorted(names)}")
-        return cls(**values)
+        return cls(**strict_fields(cls, values, "fpga.hls"))
 
 
 def _wide(frac: int, integer: int) -> str:

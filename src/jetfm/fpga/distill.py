@@ -12,19 +12,18 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from jetfm.atomic import write_json_atomic
 from jetfm.fpga.compress import CompressSpec, Quantize, apply_compression, prune_to, sparsity
 from jetfm.fpga.students import build_student
 from jetfm.models import build_model, count_parameters
 from jetfm.train.checkpoint import load_checkpoint
 from jetfm.train.config import TrainConfig
 from jetfm.train.data import H5JetStream, ShardMeta, make_loader
-from jetfm.train.metrics import classification_metrics
-from jetfm.train.objectives import Supervised, classify, predict
+from jetfm.train.objectives import Supervised, classify
 
 
 def load_teacher(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
@@ -140,28 +139,20 @@ class Distill(Supervised):
         hard = F.cross_entropy(student, batch["label"].to(device))
         return self.alpha * t * t * soft + (1 - self.alpha) * hard
 
-    def finish(
-        self,
-        module: nn.Module,
-        test_files: list[str] | None,
-        cfg: TrainConfig,
-        device: torch.device,
-        out: Path,
-        extras: dict[str, Any],
-    ) -> dict[str, Any] | None:
-        """metrics.json of the student on the test split (and its per-layer sparsity when compressed)."""
-        if not test_files:
-            return None
-        probs, labels = predict(module, test_files, cfg, device)
-        metrics = classification_metrics(probs, labels, list(extras["classes"]))
-        metrics.update(
-            model=self.student, objective=self.name, parameters=count_parameters(module),
-            teacher=self.teacher_info, **extras.get("metrics", {}),
-        )  # fmt: skip
+    def run_fields(self, module: nn.Module, test_files: list[str], cfg: TrainConfig) -> dict[str, Any]:
+        """The student, its teacher and, when compressed, its per-layer sparsity (no FLOP count: the fpga
+        stage counts the firmware's operations)."""
+        fields = {"model": self.student, "objective": self.name, "parameters": count_parameters(module),
+                  "teacher": self.teacher_info}  # fmt: skip
         if self.compress is not None:
-            metrics["sparsity"] = sparsity(module.core)
-        write_json_atomic(out / "metrics.json", metrics)
-        return metrics
+            fields["sparsity"] = sparsity(module.core)
+        return fields
+
+    def report(
+        self, metrics: dict[str, Any], probs: np.ndarray, labels: np.ndarray, classes: list[str],
+        cfg: TrainConfig, out: Path,
+    ) -> None:  # fmt: skip
+        """No figures: the fpga stage's tables compare the students."""
 
     def describe(self) -> dict[str, Any]:
         return {

@@ -31,16 +31,6 @@ class JetMLPStudent(JetMLP):
         self.input_shape: tuple[int, ...] = (num_jet_features,)
         self.input_quant: nn.Module = nn.Identity()
 
-    def features(
-        self,
-        part_features: torch.Tensor | None,
-        part_vectors: torch.Tensor | None,
-        part_mask: torch.Tensor | None,
-        jet_features: torch.Tensor,
-    ) -> torch.Tensor:
-        x = (torch.nan_to_num(jet_features) - self.shift) * self.scale
-        return x.clamp(-10, 10)
-
     def forward(self, part_features, part_vectors, part_mask, jet_features):  # type: ignore[no-untyped-def]
         x = self.features(part_features, part_vectors, part_mask, jet_features)
         return self.core(self.input_quant(x.to(self.shift.dtype)))

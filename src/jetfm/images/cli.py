@@ -14,14 +14,13 @@ import sys
 from pathlib import Path
 
 from jetfm.cli import add_config_arguments
-
-SPLITS = ("train", "val", "test")
+from jetfm.train.cli import add_shard_options
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     add_config_arguments(parser)
     parser.add_argument("action", choices=("plot", "transfer"), help="average-image figure or transfer study")
-    parser.add_argument("--h5-dir", help="preprocessed shards directory (default results/h5/<dataset>)")
+    add_shard_options(parser, splits=False)
     parser.add_argument("--out", help="figure path (plot) or output directory (transfer)")
     parser.add_argument("--source-checkpoint", help="jetfm CNN checkpoint of the source task (transfer)")
 
@@ -29,12 +28,11 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from jetfm.config import load_config, parse_overrides
     from jetfm.models import make_size
-    from jetfm.train.cli import shard_paths
+    from jetfm.train.cli import resolve_shards
 
     try:
         config = load_config(args.config, parse_overrides(args.overrides))
-        h5_dir = args.h5_dir or f"results/h5/{config['dataset']}"
-        files = {s: shard_paths(h5_dir, s, config["preprocess"]["shards_per_split"]) for s in SPLITS}
+        files = resolve_shards(args, config)
         out = args.out or f"results/images/{config['dataset']}"
         if args.action == "plot":
             from jetfm.images.plots import write_average_images

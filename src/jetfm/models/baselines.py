@@ -75,12 +75,15 @@ class JetMLP(nn.Module):
         self.shift.copy_(x.mean(0).float())
         self.scale.copy_(1.0 / x.std(0).clamp(min=1e-6).float())
 
-    def forward(
+    def features(
         self,
         part_features: torch.Tensor | None,
         part_vectors: torch.Tensor | None,
         part_mask: torch.Tensor | None,
         jet_features: torch.Tensor,
     ) -> torch.Tensor:
-        x = (torch.nan_to_num(jet_features) - self.shift) * self.scale
-        return self.net(x.clamp(-10, 10))
+        """The MLP's input: jet features in units of their training-set spread, clamped to +-10."""
+        return ((torch.nan_to_num(jet_features) - self.shift) * self.scale).clamp(-10, 10)
+
+    def forward(self, part_features, part_vectors, part_mask, jet_features):  # type: ignore[no-untyped-def]
+        return self.net(self.features(part_features, part_vectors, part_mask, jet_features))

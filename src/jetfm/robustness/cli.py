@@ -47,12 +47,10 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if args.action == "evaluate":
         from jetfm.robustness.evaluate import run_evaluation
-        from jetfm.train.cli import shard_paths
+        from jetfm.train.cli import split_shards
 
         run = runs.run_of(args.model, dataset)
-        n = config["preprocess"]["shards_per_split"]
-        h5 = results / "h5" / dataset
-        files = {s: shard_paths(h5, s, n) for s in ("train", "val", "test")}
+        files = split_shards(results / "h5" / dataset, config)
         files["dataset"] = files["train"] + files["val"] + files["test"]
         files["sample"] = [str(results / "h5" / f"{dataset}_robustness" / "test" / "0000.h5")]
         outputs = {

@@ -52,9 +52,10 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from jetfm.scaling import grid, sweep
+    from jetfm.train.cli import h5_dir_of
 
     config = load_config(args.config, parse_overrides(args.overrides))
-    h5_dir = getattr(args, "h5_dir", None) or f"results/h5/{config['dataset']}"
+    h5_dir = h5_dir_of(args, config)
     if args.command == "cells":
         for c in grid.cells(config["scaling"]):
             print(c.id, json.dumps(grid.cell_settings(config, c.id), sort_keys=True))

@@ -30,12 +30,13 @@ the nominal output is unchanged bit for bit.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any
 
 import awkward as ak
 import numpy as np
 
+from jetfm.configkeys import strict_fields
 from jetfm.simulate.particles import NEUTRINOS
 
 DETECTOR_FIELDS = (
@@ -73,11 +74,8 @@ class DetectorVariation:
     @classmethod
     def from_dict(cls, values: Mapping[str, Any] | None) -> DetectorVariation:
         """From a config mapping; unknown keys raise naming the allowed ones."""
-        values = dict(values or {})
-        names = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - names)
-        if unknown:
-            raise ValueError(f"detector variation: unknown key(s) {unknown}; allowed: {sorted(names)}")
+        message = "{what}: unknown key(s) {unknown}; allowed: {allowed}"
+        values = strict_fields(cls, values or {}, "detector variation", message)
         return cls(**{k: float(v) for k, v in values.items()})
 
     @property

@@ -30,6 +30,46 @@ def shard_paths(h5_dir: str | Path, split: str, n_shards: int) -> list[str]:
     return [str(Path(h5_dir) / split / f"{i:04d}.h5") for i in ids]
 
 
+def h5_dir_of(args: argparse.Namespace, config: dict[str, Any]) -> str:
+    """--h5-dir where the command has and got one, else the preprocessing output results/h5/<dataset>."""
+    return getattr(args, "h5_dir", None) or f"results/h5/{config['dataset']}"
+
+
+def split_shards(
+    h5_dir: str | Path, config: dict[str, Any], given: dict[str, list[str] | None] | None = None
+) -> dict[str, list[str]]:
+    """{train, val, test: shard paths}: the lists in `given` where set, else the shards of h5_dir."""
+    n = config["preprocess"]["shards_per_split"]
+    return {s: (given or {}).get(s) or shard_paths(h5_dir, s, n) for s in SPLITS}
+
+
+def resolve_shards(args: argparse.Namespace, config: dict[str, Any]) -> dict[str, list[str]]:
+    """The split files of a command: its --train/--val/--test lists (`add_shard_options`), else --h5-dir's."""
+    return split_shards(h5_dir_of(args, config), config, {s: getattr(args, s, None) for s in SPLITS})
+
+
+def add_shard_options(parser: argparse.ArgumentParser, splits: bool = True) -> None:
+    """--h5-dir and, with `splits`, --train/--val/--test shard lists that override it (`resolve_shards`)."""
+    parser.add_argument("--h5-dir", help="preprocessed shards directory (default results/h5/<dataset>)")
+    for split in SPLITS if splits else ():
+        parser.add_argument(
+            f"--{split}", nargs="+", metavar="H5", help=f"{split} shards (overrides --h5-dir)"
+        )
+
+
+def add_training_options(
+    parser: argparse.ArgumentParser,
+    resume_help: str = "continue exactly from <out>/checkpoint.pt",
+    train_set_help: str = "override a training config field of this run (repeatable)",
+) -> None:
+    """--resume and the repeatable --train-set KEY=VALUE (into args.train_overrides) of a training command."""
+    parser.add_argument("--resume", action="store_true", help=resume_help)
+    parser.add_argument(
+        "--train-set", dest="train_overrides", action="append", default=[], metavar="KEY=VALUE",
+        help=train_set_help,
+    )  # fmt: skip
+
+
 def run_training(
     config: dict[str, Any],
     model: str,
@@ -55,29 +95,20 @@ def run_training(
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     add_config_arguments(parser)
     parser.add_argument("--model", default="part", help="registry name: part|pfn|mlp|cnn (default part)")
-    parser.add_argument("--h5-dir", help="preprocessed shards directory (default results/h5/<dataset>)")
-    for split in SPLITS:
-        parser.add_argument(
-            f"--{split}", nargs="+", metavar="H5", help=f"{split} shards (overrides --h5-dir)"
-        )
+    add_shard_options(parser)
     parser.add_argument("--out", help="run directory (default results/models/<dataset>_<model>)")
-    parser.add_argument(
-        "--resume", action="store_true",
-        help="continue exactly from <out>/checkpoint.pt (or <out>/.resume/checkpoint.pt); a run stopped by "
-        f"SIGTERM/SIGUSR1 exits with {RETRY_EXIT_CODE} after its checkpoint",
-    )  # fmt: skip
-    parser.add_argument(
-        "--train-set", dest="train_overrides", action="append", default=[], metavar="KEY=VALUE",
-        help="override a training config field, e.g. --train-set max_steps=50 "
+    add_training_options(
+        parser,
+        resume_help="continue exactly from <out>/checkpoint.pt (or <out>/.resume/checkpoint.pt); a run "
+        f"stopped by SIGTERM/SIGUSR1 exits with {RETRY_EXIT_CODE} after its checkpoint",
+        train_set_help="override a training config field, e.g. --train-set max_steps=50 "
         "(repeatable; unknown keys fail)",
-    )  # fmt: skip
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     config = load_config(args.config, parse_overrides(args.overrides))
-    h5_dir = args.h5_dir or f"results/h5/{config['dataset']}"
-    n = config["preprocess"]["shards_per_split"]
-    files = {s: getattr(args, s) or shard_paths(h5_dir, s, n) for s in SPLITS}
+    files = resolve_shards(args, config)
     out = args.out or f"results/models/{config['dataset']}_{args.model}"
     overrides = parse_overrides(args.train_overrides, option="--train-set")
     result = run_training(config, args.model, files, out, overrides, args.resume)

@@ -73,11 +73,9 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
         """Build from a plain dict; unknown keys raise naming the key and the allowed ones."""
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - names)
-        if unknown:
-            raise ValueError(f"unknown training config key(s) {unknown}; allowed: {sorted(names)}")
-        return cls(**values)
+        from jetfm.configkeys import strict_fields
+
+        return cls(**strict_fields(cls, values, "training config"))
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -14,7 +14,7 @@ from typing import Any
 
 from jetfm.cli import add_config_arguments
 from jetfm.config import load_config, parse_overrides
-from jetfm.train.cli import SPLITS, shard_paths
+from jetfm.train.cli import add_shard_options, add_training_options, resolve_shards
 from jetfm.train.config import TrainConfig, from_workflow
 from jetfm.train.resume import ResumeMode
 
@@ -84,19 +84,11 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--method", help="run label (default: the backbone's pretraining method, or scratch)")
     parser.add_argument("--fraction", type=float, default=1.0, help="labelled fraction of the training split")
     parser.add_argument("--seed-index", type=int, default=0, help="added to the config seed")
-    parser.add_argument("--h5-dir", help="preprocessed shards directory (default results/h5/<dataset>)")
-    for split in SPLITS:
-        parser.add_argument(
-            f"--{split}", nargs="+", metavar="H5", help=f"{split} shards (overrides --h5-dir)"
-        )
+    add_shard_options(parser)
     parser.add_argument(
         "--out", help="run directory (default results/finetune/<dataset>/<method>_<fraction>_<seed index>)"
     )
-    parser.add_argument("--resume", action="store_true", help="continue exactly from <out>/checkpoint.pt")
-    parser.add_argument(
-        "--train-set", dest="train_overrides", action="append", default=[], metavar="KEY=VALUE",
-        help="override a training config field of this run (repeatable)",
-    )  # fmt: skip
+    add_training_options(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -104,9 +96,7 @@ def run(args: argparse.Namespace) -> int:
 
     config = load_config(args.config, parse_overrides(args.overrides))
     dataset = config["dataset"]
-    h5_dir = args.h5_dir or f"results/h5/{dataset}"
-    n = config["preprocess"]["shards_per_split"]
-    files = {s: getattr(args, s) or shard_paths(h5_dir, s, n) for s in SPLITS}
+    files = resolve_shards(args, config)
     method = args.method
     if method is None:
         pretrained = None

@@ -182,17 +182,30 @@ class Supervised(Objective):
         out: Path,
         extras: dict[str, Any],
     ) -> dict[str, Any] | None:
-        """Test metrics (metrics.json), ROC and confusion figures; `extras` adds provenance and counts."""
+        """Test metrics + `run_fields` + `extras` (provenance, counts) -> metrics.json, with `report`."""
         if not test_files:
             return None
         probs, labels = predict(module, test_files, cfg, device)
         classes = list(extras["classes"])
         metrics = classification_metrics(probs, labels, classes)
+        metrics.update(**self.run_fields(module, test_files, cfg), **extras.get("metrics", {}))
+        self.report(metrics, probs, labels, classes, cfg, out)
+        write_json_atomic(out / "metrics.json", metrics)
+        return metrics
+
+    def run_fields(self, module: nn.Module, test_files: list[str], cfg: TrainConfig) -> dict[str, Any]:
+        """What metrics.json says about the run besides its test metrics: the model, its size and cost."""
         n_mean = mean_particles(test_files, cfg.nominal_only)
-        metrics.update(
-            model=cfg.model, objective=self.name, parameters=count_parameters(module), mean_particles=n_mean,
-            flops_per_jet=flops_per_jet(module, n_mean), **extras.get("metrics", {}),
-        )  # fmt: skip
+        return {
+            "model": cfg.model, "objective": self.name, "parameters": count_parameters(module),
+            "mean_particles": n_mean, "flops_per_jet": flops_per_jet(module, n_mean),
+        }  # fmt: skip
+
+    def report(
+        self, metrics: dict[str, Any], probs: np.ndarray, labels: np.ndarray, classes: list[str],
+        cfg: TrainConfig, out: Path,
+    ) -> None:  # fmt: skip
+        """The test-jet count in the provenance; ROC and confusion figures."""
         if "provenance" in metrics:
             metrics["provenance"]["counts"]["test_jets"] = len(labels)
         plot_roc(probs, labels, classes, out / "roc.png", title=f"{cfg.model}: X vs QCD")
@@ -200,5 +213,3 @@ class Supervised(Objective):
             metrics["confusion_matrix"], metrics["confusion_classes"], out / "confusion.png",
             title=f"{cfg.model}: test confusion",
         )  # fmt: skip
-        write_json_atomic(out / "metrics.json", metrics)
-        return metrics

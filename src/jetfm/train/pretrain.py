@@ -19,6 +19,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from jetfm.configkeys import strict_fields
 from jetfm.models import make_size
 from jetfm.models.part import ParTBackbone
 from jetfm.train.config import TrainConfig, from_workflow
@@ -197,11 +198,8 @@ class ContrastiveObjective(Unsupervised):
 
 
 def _settings(cls: type, section: dict[str, Any], name: str) -> Any:
-    allowed = set(cls.__dataclass_fields__)
-    unknown = sorted(set(section) - allowed)
-    if unknown:
-        raise ValueError(f"unknown key(s) {unknown} in pretrain.{name}; allowed: {sorted(allowed)}")
-    return cls(**section)
+    message = "unknown key(s) {unknown} in {what}; allowed: {allowed}"
+    return cls(**strict_fields(cls, section, f"pretrain.{name}", message))
 
 
 def pretrain_config(

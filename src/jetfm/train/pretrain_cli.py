@@ -15,7 +15,7 @@ import argparse
 
 from jetfm.cli import add_config_arguments
 from jetfm.config import load_config, parse_overrides
-from jetfm.train.cli import SPLITS, shard_paths
+from jetfm.train.cli import add_shard_options, add_training_options, resolve_shards
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
@@ -25,17 +25,9 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--method", required=True, choices=[*METHODS, TOKENIZER], help="what to pretrain")
     parser.add_argument("--tokenizer", help="tokenizer checkpoint for mpm_tok "
                         "(default results/pretrain/<dataset>_tokenizer/checkpoint.pt)")  # fmt: skip
-    parser.add_argument("--h5-dir", help="preprocessed shards directory (default results/h5/<dataset>)")
-    for split in SPLITS:
-        parser.add_argument(
-            f"--{split}", nargs="+", metavar="H5", help=f"{split} shards (overrides --h5-dir)"
-        )
+    add_shard_options(parser)
     parser.add_argument("--out", help="run directory (default results/pretrain/<dataset>_<method>)")
-    parser.add_argument("--resume", action="store_true", help="continue exactly from <out>/checkpoint.pt")
-    parser.add_argument(
-        "--train-set", dest="train_overrides", action="append", default=[], metavar="KEY=VALUE",
-        help="override a training config field of this run (repeatable)",
-    )  # fmt: skip
+    add_training_options(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -43,9 +35,7 @@ def run(args: argparse.Namespace) -> int:
 
     config = load_config(args.config, parse_overrides(args.overrides))
     dataset = config["dataset"]
-    h5_dir = args.h5_dir or f"results/h5/{dataset}"
-    n = config["preprocess"]["shards_per_split"]
-    files = {s: getattr(args, s) or shard_paths(h5_dir, s, n) for s in SPLITS}
+    files = resolve_shards(args, config)
     tokenizer = args.tokenizer or f"results/pretrain/{dataset}_tokenizer/checkpoint.pt"
     run_pretraining(
         config, args.method, files, args.out or f"results/pretrain/{dataset}_{args.method}",
