@@ -179,6 +179,18 @@ def test_jets_in_equal_out_and_splits_disjoint(inputs: list[str], run_none: tupl
         assert (d["event_id"].dtype, d["view"].dtype, d["label"].dtype) == (np.uint64, np.int16, np.int64)
 
 
+def test_rows_mix_classes_and_keep_views_together(run_none: tuple[Path, dict]) -> None:
+    """Rows are in hashed event order: the classes (one per input file) interleave from the first rows on,
+    so a loader's shuffle buffer of a few chunks sees every class; views of an event stay contiguous."""
+    out, _ = run_none
+    d = read_shards(out)["train"]
+    first = d["label"][: len(d["label"]) // 4]
+    assert len(np.unique(first)) == len(np.unique(d["label"])) > 1
+    assert not np.all(np.diff(d["event_id"].astype(np.float64)) >= 0)  # not sorted by event_id
+    change = np.flatnonzero(d["event_id"][1:] != d["event_id"][:-1])
+    assert len(change) + 1 == len(np.unique(d["event_id"]))  # each event's rows are one run
+
+
 def test_derived_event_ids_for_files_without_them(inputs: list[str], run_none: tuple[Path, dict]) -> None:
     out, _ = run_none
     eid = np.concatenate(

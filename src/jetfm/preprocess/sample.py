@@ -2,8 +2,9 @@
 
 Reading whole columns of every shard grows with the dataset (a figure at 10^8 jets would read ~1.75 TB);
 a sample of at most ~max_rows rows, taken as contiguous slices at evenly spaced offsets of every shard,
-costs the same at any size. Shard rows are sorted by event_id, i.e. grouped by source file, so spreading
-the slices over each shard spreads the sample over its files and classes. Deterministic (no RNG).
+costs the same at any size. Shard rows are in hashed event order (`writer.plan_shard`), so every slice
+already mixes files and classes; older shards are sorted by event_id, i.e. grouped by source file, and
+spreading the slices over each shard still spreads the sample over them. Deterministic (no RNG).
 """
 
 from __future__ import annotations
