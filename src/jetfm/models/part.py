@@ -334,21 +334,20 @@ class ParTBackbone(nn.Module):
         mask = part_mask.bool()
         b, p = mask.shape
         if use_dense(self.layout, part_features):
-            x, bias, mask = self.embed_dense(part_features, part_vectors, mask)
-            x = self_attention(self.blocks, x, mask, bias, dense=True)[:, :p]
-            mask = mask[:, :p]
+            x, key_bias, bias, padded = self.embed_dense(part_features, part_vectors, mask)
+            x = self_attention(self.blocks, x, padded, bias, dense=True)[:, :p]
+            key_bias = key_bias[..., :p]
         else:
             tokens = Tokens(mask)  # padded slots are never read: exact invariance to their content
             x = self.embed(tokens.pack(part_features))  # (T, D)
-            bias = key_mask_bias(mask, x.dtype)
+            key_bias = bias = key_mask_bias(mask, x.dtype)
             if self.pair_embed is not None:
-                bias = self.pair_embed(part_vectors, mask).to(x.dtype) + bias
+                bias = self.pair_embed(part_vectors, mask).to(x.dtype) + key_bias
             for block in self.blocks:
                 x = block(x, tokens, bias)
             x = tokens.unpack(x)
 
         # Class attention: keys are [cls, particles]; the class token is never masked.
-        key_bias = key_mask_bias(mask, attention_dtype(x))
         cls_bias = torch.cat([key_bias.new_zeros(b, 1, 1, 1), key_bias], dim=-1)
         x_cls = self.cls_token.expand(b, -1, -1)
         for block in self.cls_blocks:
@@ -357,8 +356,9 @@ class ParTBackbone(nn.Module):
 
     def embed_dense(
         self, part_features: torch.Tensor, part_vectors: torch.Tensor, mask: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Padded-layout embedding: (x (B, P', D), attention bias (B, H, P', P'), mask (B, P')), P' padded.
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Padded-layout embedding: x (B, P', D), key bias (B, 1, 1, P'), attention bias (B, H, P', P') and
+        mask (B, P'), with P' the padded length.
 
         Padded slots are zeroed first (`where`, so even NaN there cannot leak through a zero attention
         weight): the output stays exactly invariant to their content, as in the packed layout.
@@ -367,10 +367,10 @@ class ParTBackbone(nn.Module):
         m = mask.unsqueeze(-1)
         x = self.embed(torch.where(m, part_features, 0.0))
         dtype = attention_dtype(x)
-        bias = key_mask_bias(mask, dtype)
+        key_bias = bias = key_mask_bias(mask, dtype)
         if self.pair_embed is not None:
-            bias = self.pair_embed.forward_dense(torch.where(m, part_vectors, 0.0), dtype) + bias
-        return x, bias, mask
+            bias = self.pair_embed.forward_dense(torch.where(m, part_vectors, 0.0), dtype) + key_bias
+        return x, key_bias, bias, mask
 
 
 class ParticleTransformer(nn.Module):
