@@ -138,7 +138,7 @@ def contenders(args: argparse.Namespace, weaver: bool) -> dict[str, tuple[Factor
         return make
 
     out = {
-        "jetfm bf16": (jetfm("auto"), True),
+        "jetfm bf16": (jetfm("dense"), True),  # what `auto` picks on CUDA; explicit for the CPU smoke test
         "jetfm bf16 packed (previous)": (jetfm("packed"), True),
         "jetfm fp32 (tf32)": (jetfm("auto"), False),
     }
@@ -199,9 +199,8 @@ def loop_rate(args: argparse.Namespace, files: list[str], batch: int, workers: i
     train(cfg, files, files, files, out)
     with open(out / "history.csv") as f:
         rows = list(csv.DictReader(f))
-    rows = rows[2:-1] if len(rows) > 3 else rows[-1:]
-    first = int(rows[0]["jets"]) - batch * 10
-    return (int(rows[-1]["jets"]) - first) / sum(float(r["time_s"]) for r in rows)
+    timed = rows[2:-1]  # each row's jets and seconds since the row before it
+    return (int(timed[-1]["jets"]) - int(rows[1]["jets"])) / sum(float(r["time_s"]) for r in timed)
 
 
 def main() -> None:
@@ -219,6 +218,8 @@ def main() -> None:
     ap.add_argument("--peak-tflops", type=float, default=None, help="dense bf16 peak of this device")
     ap.add_argument("--device", default="cuda", choices=["cuda", "cpu"])
     args = ap.parse_args()
+    if args.workers and args.loop_steps < 40:
+        ap.error("--loop-steps must be >= 40 (a row per 10 steps; 2 warm-up rows and the last are dropped)")
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         print("no CUDA device here: GPU throughput, MFU and the loop ratio not measured (run on a GPU node)")
