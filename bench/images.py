@@ -19,7 +19,7 @@ import h5py
 import numpy as np
 import torch
 
-from jetfm.images.build import jet_images
+from jetfm.models.jetimage import jet_images
 from jetfm.models import build_model
 from jetfm.train.data import H5JetStream, make_loader
 

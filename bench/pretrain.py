@@ -26,12 +26,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from train_fixtures import make_jets, make_views, write_shard
 
 from jetfm.models import count_parameters
+from jetfm.pretrain.objectives import ContrastiveObjective, MaskedParticleObjective, MPMSettings, RS3LSettings
+from jetfm.pretrain.vq import TokenizerObjective
 from jetfm.train.config import TrainConfig
 from jetfm.train.data import make_loader
 from jetfm.train.loop import make_optimizer
 from jetfm.train.objectives import Objective, Supervised
-from jetfm.train.pretrain import ContrastiveObjective, MaskedParticleObjective, MPMSettings, RS3LSettings
-from jetfm.train.vq import TokenizerObjective
 
 
 def make_data(root: Path, n_jets: int, n_events: int) -> list[str]:

@@ -30,10 +30,10 @@ import numpy as np
 import pythia8mc
 
 from jetfm.config import load_config
-from jetfm.simulate import resim_views
 from jetfm.simulate.particles import final_state_from_event
-from jetfm.simulate.resim import GENERATOR_STOPS, resimulate_shard
-from jetfm.simulate.resim_engine import Rehadronizer, Reshowerer, hard_process
+from jetfm.simulate.resim import views as resim_views
+from jetfm.simulate.resim.engine import Rehadronizer, Reshowerer, hard_process
+from jetfm.simulate.resim.run import GENERATOR_STOPS, resimulate_shard
 
 
 def _time(fn, n: int) -> float:

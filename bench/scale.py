@@ -44,7 +44,8 @@ from preprocess import baseline  # noqa: E402  (bench/preprocess.py: bare uproot
 from preprocess_fixtures import write_jetclass_file  # noqa: E402
 
 from jetfm import CLASSES  # noqa: E402
-from jetfm.preprocess.groups import assign_groups, group_summary_path  # noqa: E402
+from jetfm.paths import group_summary_path  # noqa: E402
+from jetfm.preprocess.groups import assign_groups  # noqa: E402
 
 SNAKEMAKE = Path(sys.executable).with_name("snakemake")
 PRESET = REPO / "config/jetclass-scale.yaml"

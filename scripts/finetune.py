@@ -3,8 +3,8 @@
 Resumes an unfinished run of the same settings; a stop on SIGTERM/SIGUSR1 checkpoints and exits for a retry.
 """
 
+from jetfm.finetune.run import run_finetuning
 from jetfm.logs import redirect_to_log
-from jetfm.train.finetune_cli import run_finetuning
 from jetfm.train.signals import exit_for_retry
 
 with redirect_to_log(snakemake.log[0]), exit_for_retry():

@@ -1,8 +1,8 @@
 """Snakemake `script:` entry of rule `finetune_efficiency`: the data-efficiency table and figure."""
 
+from jetfm.finetune.report import efficiency_from_runs
 from jetfm.logs import redirect_to_log
 from jetfm.provenance import make_provenance
-from jetfm.train.finetune_report import efficiency_from_runs
 
 with redirect_to_log(snakemake.log[0]):
     runs = list(snakemake.input.metrics)

@@ -4,7 +4,7 @@ Resumes an unfinished run of the same settings; a stop on SIGTERM/SIGUSR1 checkp
 """
 
 from jetfm.logs import redirect_to_log
-from jetfm.train.pretrain import run_pretraining
+from jetfm.pretrain.run import run_pretraining
 from jetfm.train.signals import exit_for_retry
 
 with redirect_to_log(snakemake.log[0]), exit_for_retry():

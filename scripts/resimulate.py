@@ -1,7 +1,7 @@
-"""Snakemake `script:` for rule resimulate: K views of the same hard events (jetfm.simulate.resim)."""
+"""Snakemake `script:` for rule resimulate: K views of the same hard events (jetfm.simulate.resim.run)."""
 
 from jetfm.logs import redirect_to_log
-from jetfm.simulate.resim import resimulate_shard
+from jetfm.simulate.resim.run import resimulate_shard
 
 with redirect_to_log(snakemake.log[0]):
     resimulate_shard(

@@ -5,7 +5,7 @@ SIGTERM/SIGUSR1 writes a checkpoint and exits with RETRY_EXIT_CODE, a failure Sn
 """
 
 from jetfm.logs import redirect_to_log
-from jetfm.train.cli import run_training
+from jetfm.train.run import run_training
 from jetfm.train.signals import exit_for_retry
 
 with redirect_to_log(snakemake.log[0]), exit_for_retry():

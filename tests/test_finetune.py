@@ -18,12 +18,12 @@ import torch
 import yaml
 from train_fixtures import make_split_dataset
 
+from jetfm.finetune.efficiency import plot_efficiency, write_efficiency
+from jetfm.finetune.labelled import LabelledStream, count_labelled, labelled_selection
+from jetfm.finetune.objective import load_backbone
+from jetfm.finetune.run import run_finetuning
 from jetfm.models import build_model
-from jetfm.train.efficiency import plot_efficiency, write_efficiency
-from jetfm.train.finetune import load_backbone
-from jetfm.train.finetune_cli import run_finetuning
-from jetfm.train.labelled import LabelledStream, count_labelled, labelled_selection
-from jetfm.train.pretrain import run_pretraining
+from jetfm.pretrain.run import run_pretraining
 
 TINY = {"embed_dim": 16, "depth": 1, "heads": 2, "cls_depth": 1, "pair_dims": [8], "dropout": 0.0}
 FAST = {"progress": False, "log_every": 1, "batch_size": 16, "warmup_steps": 2, "block_size": 64,
@@ -97,7 +97,7 @@ def test_small_labelled_subsets_are_cached_with_the_same_batches(
     data: dict[str, list[str]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Cached (read once) and uncached (read every epoch) labelled streams give identical batches."""
-    import jetfm.train.labelled as labelled
+    import jetfm.finetune.labelled as labelled
 
     def epochs(stream: LabelledStream) -> list[dict[str, torch.Tensor]]:
         out = []

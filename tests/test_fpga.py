@@ -25,7 +25,7 @@ from jetfm.fpga.hccs import HCCSSoftmax, calibrate, hccs, kl_to_softmax
 from jetfm.fpga.opcount import operation_counts
 from jetfm.fpga.students import build_student
 from jetfm.fpga.synth import parse_csynth_xml, synthesise
-from jetfm.train.cli import run_training
+from jetfm.train.run import run_training
 
 pytestmark = pytest.mark.skipif(shutil.which("g++") is None, reason="hls4ml's C++ emulation needs g++")
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 from train_fixtures import make_jets
 
-from jetfm.images.build import ImageSpec, axis_coordinates, jet_images, preprocess_plane
+from jetfm.models.jetimage import ImageSpec, axis_coordinates, jet_images, preprocess_plane
 from jetfm.models import build_model, count_parameters, flops_per_jet
 
 

@@ -13,10 +13,10 @@ import torch
 from train_fixtures import make_dataset
 
 from jetfm.config import validate_config
-from jetfm.images.build import ImageSpec, jet_images
+from jetfm.finetune.labelled import count_labelled
+from jetfm.models.jetimage import ImageSpec, jet_images
 from jetfm.images.plots import average_images, write_average_images
 from jetfm.images.study import class_subset, run_transfer_study
-from jetfm.train.labelled import count_labelled
 
 
 @pytest.fixture(scope="module")

@@ -14,6 +14,7 @@ from preprocess_fixtures import make_jets, write_jetclass_file, write_tree
 
 from jetfm import shards
 from jetfm.config import validate_config
+from jetfm.finetune.labelled import LabelledStream
 from jetfm.ids import NOMINAL_STREAM, make_event_ids
 from jetfm.images.study import write_row_subset
 from jetfm.preprocess.run import preprocess
@@ -22,7 +23,6 @@ from jetfm.preprocess.writer import DATASETS
 from jetfm.scaling.subset import write_subset
 from jetfm.splits import SPLITS
 from jetfm.train.data import H5JetStream, mean_particles, read_arrays, read_meta
-from jetfm.train.labelled import LabelledStream
 
 P = 24  # small max_particles: many jets fill every slot (truncated), the edge case of the padded layout
 

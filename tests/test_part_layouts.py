@@ -119,7 +119,7 @@ def test_masked_particle_model_agrees_across_layouts() -> None:
     """The MPM backbone + decoder (pretraining) give the same predictions and gradients in both layouts."""
     from jetfm.models import make_size
     from jetfm.models.part import ParTBackbone
-    from jetfm.train.masking import MaskedParticleDecoder, MaskedParticleModel, choose_hidden
+    from jetfm.pretrain.masking import MaskedParticleDecoder, MaskedParticleModel, choose_hidden
 
     torch.manual_seed(0)
     backbone = ParTBackbone(17, make_size("part", {"preset": "tiny", "dropout": 0.0}))

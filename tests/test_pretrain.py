@@ -15,17 +15,18 @@ import torch
 from train_fixtures import make_split_dataset
 
 from jetfm.models.part import ParTBackbone, ParTSize
-from jetfm.train.contrastive import ViewStream, check_disjoint_events, nt_xent
-from jetfm.train.data import make_loader
-from jetfm.train.masking import (
+from jetfm.pretrain.contrastive import ViewStream, check_disjoint_events, nt_xent
+from jetfm.pretrain.masking import (
     FeatureGroups,
     MaskedParticleDecoder,
     MaskedParticleModel,
     choose_hidden,
     continuous_loss,
 )
-from jetfm.train.pretrain import MaskedParticleObjective, MPMSettings, pretrain_config, run_pretraining
-from jetfm.train.unsupervised import SeededStream
+from jetfm.pretrain.objectives import MaskedParticleObjective, MPMSettings
+from jetfm.pretrain.run import pretrain_config, run_pretraining
+from jetfm.pretrain.unsupervised import SeededStream
+from jetfm.train.data import make_loader
 
 TINY = {"embed_dim": 16, "depth": 1, "heads": 2, "cls_depth": 1, "pair_dims": (8,), "dropout": 0.0}
 FAST = {"progress": False, "log_every": 1, "batch_size": 16, "warmup_steps": 3, "block_size": 64,

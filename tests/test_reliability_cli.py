@@ -83,17 +83,13 @@ def test_simulate_out_pointing_at_a_directory_fails_before_generating(
     assert code == 2 and f"output {tmp_path} is a directory" in _one_line_error(err)
 
 
-def test_help_marks_stages_whose_module_is_missing(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
-    stages = {**cli.STAGES, "later": ("jetfm.not_yet.cli", "a stage someone is building")}
-    monkeypatch.setattr(cli, "STAGES", stages)
-    code, out, _ = _main(capsys, "--help")
-    rows = {line.split()[0]: line for line in out.splitlines() if line.startswith("  ")}
-    assert code == 0 and rows["later"].endswith("[not built yet]")
-    assert "not built" not in rows["train"] and "not built" not in rows["simulate"]
-    code, _, err = _main(capsys, "later")
-    assert code == 2 and "not built yet" in err
+def test_every_stage_module_exists_and_has_parser_and_run() -> None:
+    """The stage registry names real modules (a moved module would otherwise fail only when called)."""
+    import importlib
+
+    for stage, (module_name, _) in cli.STAGES.items():
+        module = importlib.import_module(module_name)
+        assert callable(module.configure_parser) and callable(module.run), stage
 
 
 def test_version() -> None:

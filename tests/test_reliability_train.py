@@ -18,11 +18,11 @@ import yaml
 from train_fixtures import make_dataset, write_shard
 
 from jetfm.logs import redirect_to_log
-from jetfm.train.cli import run_training
 from jetfm.train.config import TrainConfig
 from jetfm.train.lock import RunDirectoryLocked
 from jetfm.train.loop import train
 from jetfm.train.numerics import NonFiniteError
+from jetfm.train.run import run_training
 from jetfm.train.signals import RETRY_EXIT_CODE
 
 # ParT tiny with its default dropout (0.1): the dropout masks draw from the global torch RNG every step.

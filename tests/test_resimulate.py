@@ -12,9 +12,9 @@ from jetfm.cli import main as cli_main
 from jetfm.config import validate_config
 from jetfm.ids import RESIM_STREAM, decode_event_id
 from jetfm.jetclass import PARTICLE_BRANCHES, TREE_NAME
-from jetfm.simulate.resim import resimulate_shard
-from jetfm.simulate.resim_plot import plot_view_spread
-from jetfm.simulate.resim_views import ViewJets, common_truth_object, take_jets
+from jetfm.simulate.resim.plot import plot_view_spread
+from jetfm.simulate.resim.run import resimulate_shard
+from jetfm.simulate.resim.views import ViewJets, common_truth_object, take_jets
 
 K = 3
 EVENTS = 4

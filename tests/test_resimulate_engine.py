@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import pythia8mc
 
-from jetfm.simulate.resim_engine import Rehadronizer, Reshowerer, hard_process, shower_settings
-from jetfm.simulate.resim_settings import resim_spec
+from jetfm.simulate.resim.engine import Rehadronizer, Reshowerer, hard_process, shower_settings
+from jetfm.simulate.resim.settings import resim_spec
 
 # A cheap hard process with a resonance (W -> q q') at the JetClass pT scale.
 PROCESS = [

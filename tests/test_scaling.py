@@ -259,7 +259,7 @@ def test_pretrained_init_needs_the_pretrain_stage_or_a_checkpoint(tmp_path: Path
 
     config = validate_config({"scaling": {**TINY, "data_sizes": [32], "init": "pretrained"}})
     try:
-        import jetfm.train.finetune  # noqa: F401
+        import jetfm.finetune.objective  # noqa: F401
     except ModuleNotFoundError:
         with pytest.raises(NotImplementedError, match="needs the pretrain stage"):
             run_cell(config, "xs-D32-E1", "unused.h5", "unused.h5", tmp_path)

@@ -25,11 +25,11 @@ from jetfm import __version__
 # stage name -> (module, one-line description)
 STAGES: dict[str, tuple[str, str]] = {
     "simulate": ("jetfm.simulate.cli", "generate labelled jets with Pythia 8 in the JetClass ROOT layout"),
-    "resimulate": ("jetfm.simulate.resim_cli", "re-simulation views (RS3L) of the same hard events"),
+    "resimulate": ("jetfm.simulate.resim.cli", "re-simulation views (RS3L) of the same hard events"),
     "preprocess": ("jetfm.preprocess.cli", "coffea/Dask: ROOT jets -> padded HDF5 training shards"),
     "train": ("jetfm.train.cli", "supervised training of a tagger (ParT or baselines)"),
-    "pretrain": ("jetfm.train.pretrain_cli", "self-supervised pretraining (masked particles, RS3L)"),
-    "finetune": ("jetfm.train.finetune_cli", "fine-tune a pretrained backbone for tagging"),
+    "pretrain": ("jetfm.pretrain.cli", "self-supervised pretraining (masked particles, RS3L)"),
+    "finetune": ("jetfm.finetune.cli", "fine-tune a pretrained backbone for tagging"),
     "scaling": ("jetfm.scaling.cli", "model-size x data-size sweeps and loss-surface fits"),
     "fpga": ("jetfm.fpga.cli", "compress, convert with hls4ml, emulate and synthesise"),
     "robustness": ("jetfm.robustness.cli", "taggers on shifted held-out samples, calibration, ensembles"),
@@ -39,20 +39,9 @@ USER_ERRORS = (ValueError, FileNotFoundError, yaml.YAMLError)
 USAGE_EXIT_CODE = 2
 
 
-def is_built(module_name: str) -> bool:
-    """Whether the stage's module exists in the installed package (found, not imported)."""
-    try:
-        return importlib.util.find_spec(module_name) is not None
-    except ModuleNotFoundError:  # its parent package does not exist either
-        return False
-
-
 def _top_help() -> str:
     width = max(map(len, STAGES))
-    rows = "\n".join(
-        f"  {name:<{width}}  {desc}" + ("" if is_built(module) else "  [not built yet]")
-        for name, (module, desc) in STAGES.items()
-    )
+    rows = "\n".join(f"  {name:<{width}}  {desc}" for name, (_, desc) in STAGES.items())
     return (
         f"usage: jetfm [--version] [--debug] <stage> [options]\n\nstages:\n{rows}\n\n"
         "`jetfm <stage> --help` for a stage's options; --debug shows tracebacks of user errors."
@@ -74,9 +63,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"jetfm: unknown stage {stage!r}\n\n{_top_help()}", file=sys.stderr)
         return USAGE_EXIT_CODE
     module_name, description = STAGES[stage]
-    if not is_built(module_name):
-        print(f"jetfm: stage {stage!r} is not built yet ({module_name} missing)", file=sys.stderr)
-        return USAGE_EXIT_CODE
     module = importlib.import_module(module_name)
     parser = argparse.ArgumentParser(prog=f"jetfm {stage}", description=description)
     module.configure_parser(parser)
@@ -94,12 +80,3 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"jetfm {stage}: {exc}", file=sys.stderr)
         return int(code)
-
-
-def add_config_arguments(parser: argparse.ArgumentParser) -> None:
-    """The options every stage shares: the config file and dotted overrides."""
-    parser.add_argument("--config", default="config/config.yaml", help="workflow config YAML")
-    parser.add_argument(
-        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-        help="override a config value, e.g. --set simulate.jets_per_shard=50 (repeatable)",
-    )  # fmt: skip

@@ -1,5 +1,5 @@
 # resimulate stage: K re-simulation views (RS3L) of the same hard events, one job per class x shard
-# (logic in src/jetfm/simulate/resim.py; `jetfm resimulate` runs the same function without Snakemake).
+# (logic in src/jetfm/simulate/resim/run.py; `jetfm resimulate` runs the same function without Snakemake).
 # Independent of the nominal sample: own seeds (seed, "resim", class, shard, view) and event-id stream.
 RESIM_FILES = sim_files("views") if config["resimulate"]["enabled"] else []
 

@@ -13,10 +13,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from jetfm.cli import add_config_arguments
 from jetfm.config import load_config, parse_overrides
 from jetfm.fpga.students import STUDENTS
-from jetfm.train.cli import add_shard_options, resolve_shards
+from jetfm.options import add_config_arguments, add_shard_options, resolve_shards
 
 STEPS = ("train", "convert", "synth", "all")
 

@@ -13,8 +13,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from jetfm.cli import add_config_arguments
-from jetfm.train.cli import add_shard_options
+from jetfm.options import add_config_arguments, add_shard_options
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
@@ -28,7 +27,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from jetfm.config import load_config, parse_overrides
     from jetfm.models import make_size
-    from jetfm.train.cli import resolve_shards
+    from jetfm.options import resolve_shards
 
     try:
         config = load_config(args.config, parse_overrides(args.overrides))

@@ -18,7 +18,7 @@ import torch
 
 from jetfm.atomic import write_json_atomic
 from jetfm.figures import save_figure
-from jetfm.images.build import ImageSpec, jet_images
+from jetfm.models.jetimage import ImageSpec, jet_images
 from jetfm.provenance import make_provenance
 from jetfm.train.data import H5JetStream, make_loader
 

@@ -1,13 +1,13 @@
 """Transfer learning vs random initialisation of the CNN, over labelled fractions x seeds.
 
-Methods: `scratch` (the registry's random init; the baseline name of `jetfm.train.efficiency`), `source` (a
+Methods: `scratch` (the registry's random init; the baseline name of `jetfm.finetune.efficiency`), `source` (a
 jetfm CNN trained on another task: the same shards restricted to `images.transfer.source_classes`, or a
 checkpoint the user names), `pretrained` (a local torchvision-format file, `images.transfer.pretrained_file`;
 none given -> skipped, and the log, the JSON and the figure say so). Every run goes through the one training
-loop with the `ImageFineTune` objective on the labelled jets of `jetfm.train.labelled` (event-id hash, nested
-in the fraction, the same for every method and seed: the spread over seeds is that of the initialisation and
-the batch order, not of the sample), and the result is the pretraining stage's data-efficiency table and
-figure (`jetfm.train.efficiency`).
+loop with the `ImageFineTune` objective on the labelled jets of `jetfm.finetune.labelled` (event-id hash,
+nested in the fraction, the same for every method and seed: the spread over seeds is that of the
+initialisation and the batch order, not of the sample), and the result is the pretraining stage's
+data-efficiency table and figure (`jetfm.finetune.efficiency`).
 """
 
 from __future__ import annotations
@@ -103,10 +103,10 @@ def run_transfer_study(
     `source_checkpoint`: a jetfm CNN checkpoint of the source task; None trains it here on
     `source_classes` (out_dir/source). Returns the summary (mean ± std per method x fraction).
     """
+    from jetfm.finetune.efficiency import efficiency_row, plot_efficiency, write_efficiency
     from jetfm.images.transfer import ImageFineTune
     from jetfm.provenance import make_provenance
     from jetfm.train.config import from_workflow
-    from jetfm.train.efficiency import efficiency_row, plot_efficiency, write_efficiency
     from jetfm.train.loop import train
 
     t0 = time.time()

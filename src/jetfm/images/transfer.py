@@ -22,12 +22,12 @@ from typing import Any
 import torch
 from torch import nn
 
+from jetfm.finetune.objective import FineTune
 from jetfm.models import make_size
 from jetfm.models.cnn import JetCNN
 from jetfm.train.checkpoint import FORMAT
 from jetfm.train.config import TrainConfig
 from jetfm.train.data import ShardMeta
-from jetfm.train.finetune import FineTune
 from jetfm.train.objectives import Supervised, decay_groups
 
 HEAD = "fc."
@@ -136,7 +136,7 @@ def file_digest(path: str | Path) -> str:
 
 
 class ImageFineTune(FineTune):
-    """The fine-tuning objective of the pretraining stage (labelled fraction of `jetfm.train.labelled`, its
+    """The fine-tuning objective of the pretraining stage (labelled fraction of `jetfm.finetune.labelled`, its
     stream and metrics tags) for the CNN: starts from pre-trained image weights (`weights`; the head starts
     fresh) or, without them, from the registry's random init (`scratch`).
 

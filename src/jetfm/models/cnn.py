@@ -13,12 +13,12 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from jetfm.images.build import ImageSpec, jet_images
+from jetfm.models.jetimage import ImageSpec, jet_images
 
 
 @dataclass(frozen=True)
 class CNNSize:
-    # the image (jetfm.images.build.ImageSpec)
+    # the image (jetfm.models.jetimage.ImageSpec)
     image_size: int = 64  # pixels per side
     extent: float = 0.8  # half-width of the grid in Δη', Δφ'
     channels: tuple[str, ...] = ("total", "charged", "neutral_hadron", "photon")

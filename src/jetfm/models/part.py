@@ -298,9 +298,9 @@ class ParTBackbone(nn.Module):
 
     `forward(part_features, part_vectors, part_mask)` returns the particle embeddings (B, P, D), zero in
     padded slots, and the jet embedding (B, D): the normalised class token after the class-attention blocks.
-    Heads sit on top: the classifier (`ParticleTransformer`), the MPM decoder (`jetfm.train.masking`) and the
-    contrastive projection (`jetfm.train.contrastive`). Checkpoints store it under the `backbone.` prefix;
-    `jetfm.train.finetune.load_backbone` loads it.
+    Heads sit on top: the classifier (`ParticleTransformer`), the MPM decoder (`jetfm.pretrain.masking`) and
+    the contrastive projection (`jetfm.pretrain.contrastive`). Checkpoints store it under the `backbone.`
+    prefix; `jetfm.finetune.objective.load_backbone` loads it.
 
     Masked particle modelling calls it with the hidden particles removed from `part_mask`: neither their
     features nor their 4-vectors (through the pair features) reach the backbone.

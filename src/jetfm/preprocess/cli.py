@@ -7,7 +7,7 @@ import logging
 import sys
 from pathlib import Path
 
-from jetfm.cli import add_config_arguments
+from jetfm.options import add_config_arguments
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
@@ -31,14 +31,15 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from jetfm.config import load_config, parse_overrides
+    from jetfm.paths import preprocess_inputs
     from jetfm.preprocess.groups import assign_groups, run_groups
     from jetfm.preprocess.inputs import InputFileError
-    from jetfm.preprocess.run import default_inputs, preprocess
+    from jetfm.preprocess.run import preprocess
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     try:
         config = load_config(args.config, parse_overrides(args.overrides))
-        inputs = args.inputs or default_inputs(config, args.results)
+        inputs = args.inputs or preprocess_inputs(config, args.results)
         out_dir = args.out_dir or str(Path(args.results) / "h5" / config["dataset"])
         progress = not args.no_progress
         if args.group is None:

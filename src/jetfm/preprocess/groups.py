@@ -28,9 +28,9 @@ from pathlib import Path
 from typing import Any
 
 from jetfm import CLASSES
+from jetfm.paths import SUMMARY_NAME, group_summary_path
 from jetfm.splits import SPLITS
 
-GROUP_SUMMARY_DIR = "groups"
 _NUMBER = re.compile(r"\d+")
 
 
@@ -54,10 +54,6 @@ def assign_groups(paths: Iterable[str], n_groups: int) -> dict[int, list[str]]:
     for p in paths:
         out.setdefault(group_of(p, n_groups), []).append(p)
     return dict(sorted(out.items()))
-
-
-def group_summary_path(out_dir: str | Path, group: int) -> Path:
-    return Path(out_dir) / GROUP_SUMMARY_DIR / f"{group:04d}.json"
 
 
 def merge_group_summaries(paths: list[str | Path]) -> dict[str, Any]:
@@ -126,7 +122,7 @@ def write_summary(out_dir: str | Path, group_summaries: list[str | Path]) -> dic
     from jetfm.atomic import write_json_atomic
 
     summary = merge_group_summaries(group_summaries)
-    write_json_atomic(Path(out_dir) / "summary.json", summary)
+    write_json_atomic(Path(out_dir) / SUMMARY_NAME, summary)
     return summary
 
 

@@ -98,18 +98,6 @@ def _check_branch(path: str, tree: uproot.TTree, name: str, spec: tuple[bool, st
         raise InputFileError(path, f"branch has the wrong type: {found}", name, expected)
 
 
-def _check_baskets_inside(path: str, branch: uproot.TBranch, size: int) -> None:
-    """A truncated file (copy interrupted, quota hit) has baskets pointing past its end: metadata only."""
-    seeks, nbytes = branch.member("fBasketSeek"), branch.member("fBasketBytes")
-    for i in range(branch.num_baskets):
-        end = int(seeks[i]) + int(nbytes[i])
-        if seeks[i] and end > size:
-            raise InputFileError(
-                path, f"file is truncated: basket {i} ends at byte {end} but the file has {size} bytes",
-                branch.name, "a complete ROOT file",
-            )  # fmt: skip
-
-
 def inspect_file(path: str | os.PathLike[str]) -> InputFile:
     """Validate one file's readability and schema; raise InputFileError naming what is wrong."""
     path = str(Path(path).resolve())

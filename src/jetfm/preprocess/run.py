@@ -30,9 +30,9 @@ from jetfm import CLASSES
 from jetfm.atomic import write_json_atomic
 from jetfm.config import validate_config
 from jetfm.jetclass import TREE_NAME
+from jetfm.paths import SUMMARY_NAME, group_summary_path, shard_path
 from jetfm.preprocess import features
 from jetfm.preprocess.cluster import make_client
-from jetfm.preprocess.groups import group_summary_path
 from jetfm.preprocess.inputs import validate_inputs
 from jetfm.preprocess.processor import JetProcessor
 from jetfm.preprocess.writer import (
@@ -42,7 +42,6 @@ from jetfm.preprocess.writer import (
     merge_rows,
     plan_shard,
     row_ranges,
-    shard_path,
 )
 from jetfm.provenance import make_provenance
 from jetfm.shards import check_compression
@@ -50,7 +49,6 @@ from jetfm.splits import SPLITS
 from jetfm.stale import owner_tag, remove_stale, temp_patterns
 
 log = logging.getLogger(__name__)
-SUMMARY_NAME = "summary.json"
 
 
 def output_paths(out_dir: str | Path, shards_per_split: int) -> dict[str, list[str]]:
@@ -58,18 +56,6 @@ def output_paths(out_dir: str | Path, shards_per_split: int) -> dict[str, list[s
     out = {s: [str(shard_path(out_dir, s, i)) for i in range(shards_per_split)] for s in SPLITS}
     out["summary"] = [str(Path(out_dir) / SUMMARY_NAME)]
     return out
-
-
-def default_inputs(config: dict[str, Any], results: str = "results") -> list[str]:
-    """The files the workflow feeds in (same list as `sim_files` in common.smk, plus input_files)."""
-    sim, resim = config["simulate"], config["resimulate"]
-    base = Path(results) / "sim" / config["dataset"]
-    files = [str(base / c / f"{i:04d}.root") for c in config["classes"] for i in range(sim["shards"])]
-    if resim["enabled"]:
-        files += [
-            str(base / c / f"{i:04d}.views.root") for c in config["classes"] for i in range(resim["shards"])
-        ]
-    return files + list(config["preprocess"]["input_files"])
 
 
 def _run_processor(

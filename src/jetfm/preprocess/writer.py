@@ -28,6 +28,7 @@ import numpy as np
 
 from jetfm import CLASSES
 from jetfm.atomic import atomic_path
+from jetfm.paths import shard_path
 from jetfm.preprocess import features
 from jetfm.shards import (
     COMPRESSION,
@@ -38,7 +39,7 @@ from jetfm.shards import (
     PARTICLE_CHUNK,
     filter_options,
 )
-from jetfm.splits import SPLITS, hash_unit_interval
+from jetfm.splits import hash_unit_interval
 
 DATASETS: tuple[str, ...] = (
     "part_features", "part_vectors", "part_mask", "jet_features", "label", "event_id", "view",
@@ -57,11 +58,6 @@ PAD_BLOCK_ROWS = 1024  # rows padded at a time: buffers of ~11 MB at P = 128, re
 SHARD_SALT = 0x5A4D  # decorrelates shard routing from the split hash
 ROW_ORDER_SALT = 0x524F57  # "ROW": the row order within a shard, independent of split and shard routing
 JET_PT, JET_ETA, JET_PHI = (features.JET_FEATURE_NAMES.index(k) for k in ("jet_pt", "jet_eta", "jet_phi"))
-
-
-def shard_path(out_dir: str | Path, split: str, shard: int) -> Path:
-    """`{out_dir}/{split}/{shard:04d}.h5` (design.md)."""
-    return Path(out_dir) / split / f"{shard:04d}.h5"
 
 
 def group_name(split: str, shard: int) -> str:
@@ -434,8 +430,3 @@ def assemble_shard(
         Path(path).unlink()
     counts["path"] = str(final)
     return counts
-
-
-def expected_shards(out_dir: str | Path, shards_per_split: int) -> list[Path]:
-    """Every shard path one run writes (known before the run, as Snakemake needs)."""
-    return [shard_path(out_dir, s, i) for s in SPLITS for i in range(shards_per_split)]

@@ -14,7 +14,7 @@ import argparse
 import logging
 from pathlib import Path
 
-from jetfm.cli import add_config_arguments
+from jetfm.options import add_config_arguments
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
@@ -46,8 +46,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"wrote {out}: {counts['events_written']} events x {counts['views']} versions")
         return 0
     if args.action == "evaluate":
+        from jetfm.options import split_shards
         from jetfm.robustness.evaluate import run_evaluation
-        from jetfm.train.cli import split_shards
 
         run = runs.run_of(args.model, dataset)
         files = split_shards(results / "h5" / dataset, config)

@@ -85,7 +85,7 @@ def write_sample_shard(
     config: dict[str, Any], cls: str, shard: int, out: str | Path, progress: bool = False
 ) -> dict[str, Any]:
     """Write the held-out views file of (class, shard): nominal + every shift of the same events."""
-    from jetfm.simulate.resim import resimulate_shard
+    from jetfm.simulate.resim.run import resimulate_shard
 
     shifts = shifts_from_config(config["robustness"])
     return resimulate_shard(

@@ -23,7 +23,7 @@ from jetfm.scaling.grid import cell_settings, parse_cell_id
 from jetfm.train.config import RESUME_MUTABLE, TrainConfig
 
 PRETRAINED_MISSING = (
-    "scaling.init=pretrained needs the pretrain stage (jetfm.train.finetune.FineTune, which loads a "
+    "scaling.init=pretrained needs the pretrain stage (jetfm.finetune.objective.FineTune, which loads a "
     "pretrained ParT backbone through the training loop's objective interface), and this installation does "
     "not have it; use scaling.init=scratch"
 )
@@ -36,7 +36,7 @@ def loop_objective(settings: dict[str, Any]) -> dict[str, Any]:
     if settings["init"] == "scratch":
         return {}
     try:
-        from jetfm.train.finetune import FineTune
+        from jetfm.finetune.objective import FineTune
     except ModuleNotFoundError as exc:
         raise NotImplementedError(PRETRAINED_MISSING) from exc
     path = settings["pretrained_checkpoint"]

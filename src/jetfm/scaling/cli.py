@@ -13,8 +13,8 @@ from __future__ import annotations
 import argparse
 import json
 
-from jetfm.cli import add_config_arguments
 from jetfm.config import load_config, parse_overrides
+from jetfm.options import add_config_arguments
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
@@ -51,8 +51,8 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from jetfm.options import h5_dir_of
     from jetfm.scaling import grid, sweep
-    from jetfm.train.cli import h5_dir_of
 
     config = load_config(args.config, parse_overrides(args.overrides))
     h5_dir = h5_dir_of(args, config)

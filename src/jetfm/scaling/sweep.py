@@ -7,16 +7,17 @@ from pathlib import Path
 from typing import Any
 
 from jetfm.atomic import write_json_atomic
+from jetfm.paths import scaling_dir
 from jetfm.provenance import make_provenance
 
 
 def sweep_dir(config: dict[str, Any]) -> Path:
-    return Path("results/scaling") / config["scaling"]["sweep"]
+    return Path(scaling_dir(config["scaling"]["sweep"]))
 
 
 def split_files(h5_dir: str | Path, split: str, config: dict[str, Any]) -> list[str]:
     """The preprocessing stage's shards of a split (`{h5_dir}/{split}/{i:04d}.h5`)."""
-    from jetfm.train.cli import shard_paths
+    from jetfm.paths import shard_paths
 
     return shard_paths(h5_dir, split, config["preprocess"]["shards_per_split"])
 

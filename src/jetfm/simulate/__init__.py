@@ -1,4 +1,4 @@
-"""Simulation: Pythia 8 jets in the JetClass layout, and (resim_*) re-simulation views of the same events.
+"""Simulation: Pythia 8 jets in the JetClass layout, and (`resim/`) re-simulation views of the same events.
 
 Pipeline, one reusable function per step (re-simulation pushes its views through the same ones):
 `processes.make_pythia` -> `particles.final_state_from_batch` / `truth_from_batch` (or `*_from_event` for one

@@ -7,7 +7,7 @@ import logging
 import sys
 
 from jetfm import CLASSES
-from jetfm.cli import add_config_arguments
+from jetfm.options import add_config_arguments
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:

@@ -100,11 +100,6 @@ def setup(device: str) -> tuple[DistEnv, torch.device]:
     return env, dev
 
 
-def teardown() -> None:
-    if dist.is_initialized():
-        dist.destroy_process_group()
-
-
 def all_gather(obj: Any, env: DistEnv) -> list[Any]:
     """Every rank's `obj` (picklable) on every rank; [obj] without DDP."""
     if not env.distributed:

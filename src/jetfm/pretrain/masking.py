@@ -2,8 +2,8 @@
 predict them from the rest.
 
 - Which particles: per jet, round(fraction x n) of its n real particles (at least 1, and at least one stays
-  visible), drawn with a `torch.Generator` seeded per batch (`batch_seed`, see `train/pretrain.py`), so the
-  masks do not touch the global RNG and a resumed run draws the same masks.
+  visible), drawn with a `torch.Generator` seeded per batch (`batch_seed`, see `pretrain/objectives.py`), so
+  the masks do not touch the global RNG and a resumed run draws the same masks.
 - What the backbone sees: the visible particles only. The hidden ones are removed from its particle mask,
   so neither their features nor their 4-vectors (through the pair features) reach it.
 - How the decoder knows *which* hidden particle to predict: a set has no order, so identical mask tokens
@@ -15,8 +15,8 @@ predict them from the rest.
   leaks a little (a rank bounds the hidden pT between its neighbours), which costs nothing in compute,
   unlike set-matching losses or conditional generative heads (see docs/architecture.md).
 - Targets: `continuous` regresses the standardised continuous features (MSE) and classifies charge (3 ways)
-  and the particle-ID flags (5 ways); `tokenised` classifies the VQ-VAE token of the particle (`train/vq.py`).
-  The loss averages over hidden particles only. No labels are read.
+  and the particle-ID flags (5 ways); `tokenised` classifies the VQ-VAE token of the particle
+  (`pretrain/vq.py`). The loss averages over hidden particles only. No labels are read.
 """
 
 from __future__ import annotations

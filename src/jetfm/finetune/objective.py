@@ -5,7 +5,7 @@ Methods (the baseline shares everything but the initialisation):
   lower learning rate (`backbone_lr_scale` x lr, through the objective's optimiser groups);
 - `frozen`: a linear probe; the backbone's weights stay bit-identical and it runs in eval mode;
 - scratch (no checkpoint): the same architecture re-initialised, with the same steps, schedule and jets.
-The labelled jets are those of `jetfm.train.labelled` at the run's fraction, the same for every method.
+The labelled jets are those of `jetfm.finetune.labelled` at the run's fraction, the same for every method.
 """
 
 from __future__ import annotations
@@ -17,11 +17,11 @@ from typing import Any
 import torch
 from torch import nn
 
+from jetfm.finetune.labelled import LabelledStream
 from jetfm.models import build_model, make_size
 from jetfm.train.checkpoint import load_checkpoint
 from jetfm.train.config import TrainConfig
 from jetfm.train.data import ShardMeta
-from jetfm.train.labelled import LabelledStream
 from jetfm.train.objectives import Supervised, decay_groups
 
 MODES = ("full", "frozen")

@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import argparse
 
-from jetfm.cli import add_config_arguments
 from jetfm.config import load_config, parse_overrides
-from jetfm.train.cli import add_shard_options, add_training_options, resolve_shards
+from jetfm.options import add_config_arguments, add_shard_options, add_training_options, resolve_shards
+from jetfm.paths import pretrain_dir
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
-    from jetfm.train.pretrain import METHODS, TOKENIZER
+    from jetfm.pretrain.objectives import METHODS, TOKENIZER
 
     add_config_arguments(parser)
     parser.add_argument("--method", required=True, choices=[*METHODS, TOKENIZER], help="what to pretrain")
@@ -31,14 +31,15 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from jetfm.train.pretrain import run_pretraining
+    from jetfm.pretrain.objectives import TOKENIZER
+    from jetfm.pretrain.run import run_pretraining
 
     config = load_config(args.config, parse_overrides(args.overrides))
     dataset = config["dataset"]
     files = resolve_shards(args, config)
-    tokenizer = args.tokenizer or f"results/pretrain/{dataset}_tokenizer/checkpoint.pt"
+    tokenizer = args.tokenizer or f"{pretrain_dir(dataset, TOKENIZER)}/checkpoint.pt"
     run_pretraining(
-        config, args.method, files, args.out or f"results/pretrain/{dataset}_{args.method}",
+        config, args.method, files, args.out or pretrain_dir(dataset, args.method),
         parse_overrides(args.train_overrides), tokenizer if args.method == "mpm_tok" else None, args.resume,
     )  # fmt: skip
     return 0

@@ -3,7 +3,7 @@
 Deterministic (no RNG, no file order), the same for every method, model family and seed, and nested: the jets
 of fraction f are those whose hash falls below f, so the 1 % subset lies inside the 10 % subset. The hash is
 salted differently from the train/val/test split (`jetfm.splits`), so the selection is uniform within the
-training split rather than correlated with it. Used by fine-tuning (`train/finetune.py`) and by any other
+training split rather than correlated with it. Used by fine-tuning (`finetune/objective.py`) and by any other
 stage that compares methods at a labelled fraction (e.g. jet images).
 """
 

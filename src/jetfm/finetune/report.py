@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from jetfm.atomic import write_text_atomic
-from jetfm.train.efficiency import efficiency_row, plot_efficiency, write_efficiency
+from jetfm.finetune.efficiency import efficiency_row, plot_efficiency, write_efficiency
 
 
 def _load(path: str | Path) -> dict[str, Any]:

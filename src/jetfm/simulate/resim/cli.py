@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 import logging
 
-from jetfm.cli import add_config_arguments
 from jetfm.config import load_config, parse_overrides
+from jetfm.options import add_config_arguments
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
@@ -18,7 +18,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from jetfm.simulate.resim import resimulate_shard
+    from jetfm.simulate.resim.run import resimulate_shard
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     config = load_config(args.config, parse_overrides(args.overrides))

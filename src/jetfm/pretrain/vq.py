@@ -20,10 +20,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from jetfm.pretrain.unsupervised import Unsupervised
 from jetfm.train.config import TrainConfig
 from jetfm.train.data import H5JetStream, ShardMeta, make_loader
 from jetfm.train.objectives import to_device
-from jetfm.train.unsupervised import Unsupervised
 
 
 def mlp(dims: list[int]) -> nn.Sequential:

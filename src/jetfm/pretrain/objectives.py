@@ -1,13 +1,14 @@
 """Pretraining objectives on the ParT backbone and the entry that runs one pretraining method.
 
 Methods (`pretrain.methods` in the workflow config):
-- `mpm`: masked particle modelling with continuous targets (`train/masking.py`);
+- `mpm`: masked particle modelling with continuous targets (`pretrain/masking.py`);
 - `mpm_tok`: masked particle modelling with VQ-VAE token targets; needs the tokenizer run first
-  (`tokenizer`, `train/vq.py`);
-- `rs3l`: re-simulation contrastive (`train/contrastive.py`).
+  (`tokenizer`, `pretrain/vq.py`);
+- `rs3l`: re-simulation contrastive (`pretrain/contrastive.py`).
 Each is an `Objective` of the one training loop (`train/loop.py`): DDP, bf16, checkpoints and exact resume,
 history, progress and provenance are the loop's. The checkpoint's model is `backbone.*` + the method's head;
-fine-tuning, scaling and FPGA load the backbone with `jetfm.train.finetune.load_backbone`. No labels are read.
+fine-tuning, scaling and FPGA load the backbone with `jetfm.finetune.objective.load_backbone`. No labels are
+read.
 """
 
 from __future__ import annotations
@@ -22,16 +23,13 @@ from torch import nn
 from jetfm.configkeys import strict_fields
 from jetfm.models import make_size
 from jetfm.models.part import ParTBackbone
-from jetfm.train.config import TrainConfig, from_workflow
-from jetfm.train.contrastive import (
+from jetfm.pretrain.contrastive import (
     ContrastiveModel,
     ViewStream,
-    check_disjoint_events,
     evaluate_views,
     nt_xent,
 )
-from jetfm.train.data import H5JetStream, ShardMeta, make_loader
-from jetfm.train.masking import (
+from jetfm.pretrain.masking import (
     FeatureGroups,
     MaskedParticleDecoder,
     MaskedParticleModel,
@@ -39,10 +37,11 @@ from jetfm.train.masking import (
     continuous_loss,
     token_loss,
 )
+from jetfm.pretrain.unsupervised import SeededStream, Unsupervised, batch_seed, generator_for
+from jetfm.pretrain.vq import TokenizerObjective, load_tokenizer
+from jetfm.train.config import TrainConfig
+from jetfm.train.data import H5JetStream, ShardMeta, make_loader
 from jetfm.train.objectives import Objective, to_device
-from jetfm.train.resume import ResumeMode
-from jetfm.train.unsupervised import SeededStream, Unsupervised, batch_seed, generator_for
-from jetfm.train.vq import TokenizerObjective, load_tokenizer
 
 METHODS = ("mpm", "mpm_tok", "rs3l")
 TOKENIZER = "tokenizer"
@@ -202,18 +201,6 @@ def _settings(cls: type, section: dict[str, Any], name: str) -> Any:
     return cls(**strict_fields(cls, section, f"pretrain.{name}", message))
 
 
-def pretrain_config(
-    config: dict[str, Any], method: str, overrides: dict[str, Any] | None = None
-) -> TrainConfig:
-    """TrainConfig of a pretraining run: `train:` + `pretrain.train` (+ the tokenizer's own overrides), with
-    the backbone size of `pretrain.size` (the one fine-tuning and the scratch baseline use too)."""
-    section = config.get("pretrain", {})
-    values = {**section.get("train", {}), "size": dict(section.get("size", {}))}
-    if method == TOKENIZER:
-        values.update(section.get("tokenizer", {}).get("train", {}))
-    return from_workflow(config, "part", {**values, **(overrides or {})})
-
-
 def make_objective(config: dict[str, Any], method: str, tokenizer: str | Path | None = None) -> Objective:
     """The objective of a pretraining method from the workflow config's `pretrain:` section."""
     section = config.get("pretrain", {})
@@ -230,25 +217,3 @@ def make_objective(config: dict[str, Any], method: str, tokenizer: str | Path | 
     if method == "rs3l":
         return ContrastiveObjective(_settings(RS3LSettings, section.get("rs3l", {}), "rs3l"))
     raise ValueError(f"unknown pretraining method {method!r}; known: {[*METHODS, TOKENIZER]}")
-
-
-def run_pretraining(
-    config: dict[str, Any],
-    method: str,
-    files: dict[str, list[str]],
-    out_dir: str | Path,
-    overrides: dict[str, Any] | None = None,
-    tokenizer: str | Path | None = None,
-    resume: ResumeMode = False,
-) -> dict[str, Any]:
-    """Pretrain `method` on the training split (validated against val/test: no shared event) into out_dir."""
-    from jetfm.train.loop import train
-
-    counts = check_disjoint_events(files["train"], {s: files[s] for s in ("val", "test") if files.get(s)})
-    cfg = pretrain_config(config, method, overrides)
-    objective = make_objective(config, method, tokenizer)
-    result = train(cfg, files["train"], files["val"], None, out_dir, resume=resume, workflow_config=config,
-                   objective=objective)  # fmt: skip
-    summary = getattr(objective, "last_val", {})
-    print(f"{method}: " + ", ".join(f"{k} {v:.4g}" for k, v in summary.items()) + f"; events {counts}")
-    return {**result, "events": counts, "val": summary}

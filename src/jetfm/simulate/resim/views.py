@@ -109,7 +109,8 @@ def view_jets(
 
     `truth` may be passed in when it is known to be identical for every view (rehadronize mode). `margin`
     widens the jet window (pT by that fraction, |eta| by that amount): the caller selects events on the
-    view-averaged jet instead (see `jetfm.simulate.resim`). `detector_variation` shifts this view's tracker.
+    view-averaged jet instead (see `jetfm.simulate.resim.run`). `detector_variation` shifts this view's
+    tracker.
     """
     good = np.flatnonzero(ok)
     if good.size == 0:

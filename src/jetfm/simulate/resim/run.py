@@ -1,8 +1,8 @@
 """Re-simulation views (RS3L): K physically different realisations of the same hard-scattering event.
 
 One shard = one class: generate events up to the point of intervention, save them, rerun what follows K times
-(`resim_engine`), push every view through the *same* detector response and jet building as the nominal sample
-(`resim_views`), keep the jet matched to the same truth object in every view, and write all K views of each
+(`engine`), push every view through the *same* detector response and jet building as the nominal sample
+(`views`), keep the jet matched to the same truth object in every view, and write all K views of each
 kept event to one `*.views.root` file (JetClass branches + `event_id` + `view`).
 
 Modes (config `resimulate.mode`):
@@ -43,10 +43,10 @@ from jetfm.ids import RESIM_STREAM, make_event_ids
 from jetfm.jetclass import class_index
 from jetfm.provenance import make_provenance
 from jetfm.seeds import derive_seed
-from jetfm.simulate import resim_views
 from jetfm.simulate.detector import NOMINAL_DETECTOR, DetectorVariation
-from jetfm.simulate.resim_engine import Rehadronizer, Reshowerer, hard_process
-from jetfm.simulate.resim_settings import ResimSpec, resim_spec
+from jetfm.simulate.resim import views as resim_views
+from jetfm.simulate.resim.engine import Rehadronizer, Reshowerer, hard_process
+from jetfm.simulate.resim.settings import ResimSpec, resim_spec
 from jetfm.stale import prepare_output
 
 log = logging.getLogger(__name__)

@@ -1,0 +1,129 @@
+"""Every path under `results/` and `logs/`, built in one place (design.md's layout).
+
+The Snakemake rules (`workflow/rules/*.smk`) and the Python stages both call these functions, so a layout
+change is one edit here. Each function takes plain values or Snakemake wildcard patterns alike:
+`model_dir("tiny", "part")` is `results/models/tiny_part`, `model_dir("{dataset}", "{model}")` the rule's
+output pattern. Shard and file indices are zero-padded to four digits (`0000`); a string index (a wildcard)
+is used as it is.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+RESULTS = "results"
+LOGS = "logs"
+SPLITS: tuple[str, ...] = ("train", "val", "test")
+SUMMARY_NAME = "summary.json"
+GROUP_SUMMARY_DIR = "groups"
+
+Index = int | str
+
+
+def index_name(i: Index) -> str:
+    """`0007` for 7; a wildcard such as `{shard}` unchanged."""
+    return i if isinstance(i, str) else f"{i:04d}"
+
+
+# --- simulation ---------------------------------------------------------------------------------------------
+def sim_dir(dataset: str, results: str = RESULTS) -> str:
+    return f"{results}/sim/{dataset}"
+
+
+def sim_file(dataset: str, cls: str, shard: Index, views: bool = False, results: str = RESULTS) -> str:
+    """A nominal simulation file, or with `views` a re-simulation views file, of one class and shard."""
+    return f"{sim_dir(dataset, results)}/{cls}/{index_name(shard)}{'.views.root' if views else '.root'}"
+
+
+def sim_files(config: dict[str, Any], views: bool = False, results: str = RESULTS) -> list[str]:
+    """Every nominal (or re-simulation views) file the config asks for, class-major."""
+    n = config["resimulate" if views else "simulate"]["shards"]
+    return [sim_file(config["dataset"], c, i, views, results) for c in config["classes"] for i in range(n)]
+
+
+def preprocess_inputs(config: dict[str, Any], results: str = RESULTS) -> list[str]:
+    """What preprocessing reads: nominal jets, the views when enabled, then any user-given ROOT files."""
+    files = sim_files(config, False, results)
+    if config["resimulate"]["enabled"]:
+        files += sim_files(config, True, results)
+    return files + list(config["preprocess"]["input_files"])
+
+
+def plots_dir(dataset: str) -> str:
+    return f"{RESULTS}/plots/{dataset}"
+
+
+# --- preprocessing ------------------------------------------------------------------------------------------
+def h5_dir(dataset: str) -> str:
+    """The preprocessing output of a dataset: `{split}/{i:04d}.h5` shards + summary.json."""
+    return f"{RESULTS}/h5/{dataset}"
+
+
+def shard_path(out_dir: str | Path, split: str, shard: Index) -> Path:
+    """`{out_dir}/{split}/{shard:04d}.h5` (design.md)."""
+    return Path(out_dir) / split / f"{index_name(shard)}.h5"
+
+
+def group_summary_path(out_dir: str | Path, group: int) -> Path:
+    """The counts one preprocessing group job writes, merged into summary.json by the summary rule."""
+    return Path(out_dir) / GROUP_SUMMARY_DIR / f"{group:04d}.json"
+
+
+def shard_paths(h5_dir: str | Path, split: str, n_shards: int) -> list[str]:
+    """The shards of a split that its summary.json lists (the preprocessing fan-out writes none for an empty
+    group), else i < n_shards (the preprocessing layout, e.g. shards made elsewhere)."""
+    summary = Path(h5_dir) / SUMMARY_NAME
+    listed = json.loads(summary.read_text()).get("shards") if summary.is_file() else None
+    ids: Iterable[int] = (
+        range(n_shards) if listed is None else [s["shard"] for s in listed if s["split"] == split]
+    )
+    return [str(shard_path(h5_dir, split, i)) for i in ids]
+
+
+# --- training stages ----------------------------------------------------------------------------------------
+def model_dir(dataset: str, model: str) -> str:
+    """A supervised run (`jetfm train`): checkpoint, history, metrics, plots."""
+    return f"{RESULTS}/models/{dataset}_{model}"
+
+
+def pretrain_dir(dataset: str, method: str) -> str:
+    """A pretraining run (`jetfm pretrain`; method `tokenizer` for the VQ-VAE)."""
+    return f"{RESULTS}/pretrain/{dataset}_{method}"
+
+
+def finetune_dir(dataset: str) -> str:
+    """The fine-tuning study of a dataset: its runs, efficiency table and headline."""
+    return f"{RESULTS}/finetune/{dataset}"
+
+
+def finetune_run_dir(dataset: str, method: str, fraction: float | str, seed: Index) -> str:
+    """One fine-tuning run; a float fraction is written as `%g` (0.1, 1)."""
+    frac = fraction if isinstance(fraction, str) else f"{fraction:g}"
+    return f"{finetune_dir(dataset)}/{method}_{frac}_{seed}"
+
+
+def scaling_dir(sweep: str) -> str:
+    """A scaling sweep: cells/, subsets/, runs.csv, fit.json, figures."""
+    return f"{RESULTS}/scaling/{sweep}"
+
+
+def fpga_dir(student: str | None = None) -> str:
+    """The FPGA stage (tables), or one student's float/, qat/, hls/, emulation.json, synthesis.json."""
+    return f"{RESULTS}/fpga" + (f"/{student}" if student else "")
+
+
+def images_dir(dataset: str) -> str:
+    return f"{RESULTS}/images/{dataset}"
+
+
+def robustness_dir(dataset: str) -> str:
+    return f"{RESULTS}/robustness/{dataset}"
+
+
+# --- logs ---------------------------------------------------------------------------------------------------
+def log_file(stage: str, name: str) -> str:
+    """`logs/<stage>/<name>.log`: one per job, where Snakemake and the progress lines write."""
+    return f"{LOGS}/{stage}/{name}.log"
