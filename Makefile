@@ -23,9 +23,10 @@ run: install
 test: install
 	$(PY) -m pytest
 
-# Only the tests against the single-node Slurm of tests/slurm_harness (root; installs Debian packages).
+# Only the tests against the single-node Slurm of tests/slurm_harness (root; installs Debian packages): every
+# test marked `slurm`, whatever its stage folder.
 test-slurm: install
-	$(PY) -m pytest -m slurm tests/test_slurm.py
+	$(PY) -m pytest -m slurm tests
 
 lint: install
 	$(VENV)/bin/ruff check src scripts tests bench

@@ -19,8 +19,8 @@ import h5py
 import numpy as np
 import torch
 
-from jetfm.models.jetimage import jet_images
 from jetfm.models import build_model
+from jetfm.models.jetimage import jet_images
 from jetfm.train.data import H5JetStream, make_loader
 
 

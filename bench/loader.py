@@ -4,7 +4,7 @@ The training loader (`H5JetStream` + `make_loader`) over one shard of each layou
 (JetClass-like multiplicities, mean ~45 of 128 slots: bench/train.py's data), with 0 and `--workers`
 DataLoader workers, interleaved (A, B, A, B, ...) and the best of `--repeats` kept, so a busy machine
 slows all alike. Prints jets/s per layout and its ratio to padded + gzip; the batches are the same
-(tests/test_layout.py), only the bytes on disk and the decoding differ.
+(tests/preprocess/test_layout.py), only the bytes on disk and the decoding differ.
 
     .venv/bin/python bench/loader.py [--jets 32768] [--workers 2 4 8] [--repeats 3]
 """

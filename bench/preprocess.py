@@ -27,7 +27,7 @@ import uproot
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-from preprocess_fixtures import write_jetclass_file
+from fixtures.preprocess import write_jetclass_file
 
 from jetfm import CLASSES
 from jetfm.config import validate_config

@@ -3,7 +3,7 @@ same ParT backbone, same jets per batch, measured interleaved in one run (the ma
 A/B/C/D steps, median per objective). The issue's bar: the decoder and the extra views should cost no more
 than about 2x, i.e. ratios >= ~0.5.
 
-Data: synthetic shards with JetClass-like multiplicities (tests/train_fixtures.py), nominal jets plus 4
+Data: synthetic shards with JetClass-like multiplicities (tests/fixtures/train.py), nominal jets plus 4
 re-simulation-like views per event. A step = forward + backward + AdamW step, fp32 on CPU (or the GPU).
 
     .venv/bin/python bench/pretrain.py [--size small] [--batch 64] [--rounds 5] [--steps 3]
@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from train_fixtures import make_jets, make_views, write_shard
+from fixtures.train import make_jets, make_views, write_shard
 
 from jetfm.models import count_parameters
 from jetfm.pretrain.objectives import ContrastiveObjective, MaskedParticleObjective, MPMSettings, RS3LSettings

@@ -40,8 +40,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
 sys.path.insert(0, str(REPO / "bench"))
 
+from fixtures.preprocess import write_jetclass_file  # noqa: E402
 from preprocess import baseline  # noqa: E402  (bench/preprocess.py: bare uproot.iterate + numpy padding)
-from preprocess_fixtures import write_jetclass_file  # noqa: E402
 
 from jetfm import CLASSES  # noqa: E402
 from jetfm.paths import group_summary_path  # noqa: E402

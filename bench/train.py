@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from train_fixtures import make_jets, write_shard
+from fixtures.train import make_jets, write_shard
 
 from jetfm.models import build_model, count_parameters, flops_per_jet
 from jetfm.shards import max_particles

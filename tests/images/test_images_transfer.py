@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from train_fixtures import make_dataset
+from fixtures.train import make_dataset
 
 from jetfm.images.transfer import ImageFineTune, adapt_input_conv, load_pretrained
 from jetfm.models import build_model

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from train_fixtures import make_dataset
+from fixtures.train import make_dataset
 
 from jetfm.train.checkpoint import load_checkpoint
 from jetfm.train.config import TrainConfig, from_workflow

@@ -14,9 +14,9 @@ from pathlib import Path
 import h5py
 import pytest
 import yaml
-from preprocess_fixtures import write_jetclass_file
+from fixtures.preprocess import write_jetclass_file
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SNAKEMAKE = Path(sys.executable).with_name("snakemake")
 
 

@@ -10,13 +10,13 @@ import h5py
 import numpy as np
 import pytest
 import torch
-from train_fixtures import make_dataset
+from fixtures.train import make_dataset
 
 from jetfm.config import validate_config
 from jetfm.finetune.labelled import count_labelled
-from jetfm.models.jetimage import ImageSpec, jet_images
 from jetfm.images.plots import average_images, write_average_images
 from jetfm.images.study import class_subset, run_transfer_study
+from jetfm.models.jetimage import ImageSpec, jet_images
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from train_fixtures import make_jets
+from fixtures.train import make_jets
 
 from jetfm.models import build_model, count_parameters, flops_per_jet
 

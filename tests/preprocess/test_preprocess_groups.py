@@ -14,14 +14,14 @@ import h5py
 import numpy as np
 import pytest
 import yaml
-from preprocess_fixtures import write_jetclass_file
+from fixtures.preprocess import write_jetclass_file
 
 from jetfm.config import validate_config
 from jetfm.preprocess.groups import assign_groups, group_of, merge_group_summaries, run_groups
 from jetfm.preprocess.run import preprocess
 from jetfm.preprocess.writer import DATASETS
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SNAKEMAKE = Path(sys.executable).with_name("snakemake")
 CLASSES = ("QCD", "Hbb", "Tbqq")
 

@@ -19,7 +19,7 @@ from jetfm.jetclass import TREE_NAME
 from jetfm.robustness.samples import write_sample_shard
 
 pytestmark = pytest.mark.slow  # Pythia re-showering and a Snakemake rule graph
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 EVENTS = 3
 SHIFTS = [
     {"name": "replica"},

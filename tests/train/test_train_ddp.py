@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from train_fixtures import make_dataset
+from fixtures.train import make_dataset
 
 from jetfm.train.ddp import env_from_environ, first_host
 

@@ -260,7 +260,7 @@ def test_snakemake_simulate_all(tmp_path: Path) -> None:
     import subprocess
     import sys
 
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     (tmp_path / "config").mkdir()
     (tmp_path / "config" / "config.yaml").write_text(
         "dataset: smk\nseed: 7\nclasses: [Hbb, Wqq]\n"

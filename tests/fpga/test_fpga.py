@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from fixtures.train import make_dataset
 from torch import nn
-from train_fixtures import make_dataset
 
 from jetfm.config import load_config
 from jetfm.fpga import stage
@@ -29,7 +29,7 @@ from jetfm.train.run import run_training
 
 pytestmark = pytest.mark.skipif(shutil.which("g++") is None, reason="hls4ml's C++ emulation needs g++")
 
-REPORT = Path(__file__).parent / "data" / "fpga" / "myproject_csynth.xml"
+REPORT = Path(__file__).parents[1] / "data" / "fpga" / "myproject_csynth.xml"
 
 
 def test_fixed_point_matches_ap_fixed_rules() -> None:
@@ -160,7 +160,7 @@ def test_jet_mlp_converts_bit_exactly_and_trace_finds_a_planted_difference(tmp_p
 def teacher_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, dict[str, list[str]], Path]:
     root = tmp_path_factory.mktemp("fpga")
     files = make_dataset(root / "h5", n_train=384, n_val=64, n_test=250, max_particles=32)
-    config = load_config(Path(__file__).parents[1] / "config" / "config.yaml")
+    config = load_config(Path(__file__).parents[2] / "config" / "config.yaml")
     config["train"].update(max_steps=30, eval_every=30, checkpoint_every=30, progress=False, warmup_steps=3)
     config["train"]["sizes"]["pfn"] = {"phi_dims": [16, 16], "f_dims": [16]}
     run_training(config, "pfn", files, root / "teacher", overrides={"lr": 0.003})
@@ -222,7 +222,7 @@ def test_distillation_caches_the_teacher_once_and_matches_it(teacher_run) -> Non
 
 
 def test_phase_configs_layer_train_section_fpga_phase_and_student_overrides() -> None:
-    config = load_config(Path(__file__).parents[1] / "config" / "config.yaml")
+    config = load_config(Path(__file__).parents[2] / "config" / "config.yaml")
     config["fpga"]["overrides"] = {"jet_mlp": {"train": {"lr": 0.002}}}
     mlp, deepsets = (stage._phase_config(config, s, "train", None) for s in ("jet_mlp", "deepsets"))
     assert mlp.lr == 0.002 and deepsets.lr == config["fpga"]["train"]["lr"]

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from train_fixtures import make_jets
+from fixtures.train import make_jets
 
 from jetfm.models import build_model
 from jetfm.models.part import PAD_MULTIPLE, use_dense

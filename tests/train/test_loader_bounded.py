@@ -7,7 +7,7 @@ import os
 import h5py
 import numpy as np
 import pytest
-from train_fixtures import make_jets, write_shard
+from fixtures.train import make_jets, write_shard
 
 from jetfm.preprocess.sample import sample_rows
 from jetfm.train.data import H5JetStream, make_loader, mean_particles

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from preprocess_fixtures import write_jetclass_file
+from fixtures.preprocess import write_jetclass_file
 
 from jetfm.config import validate_config
 from jetfm.preprocess.run import preprocess

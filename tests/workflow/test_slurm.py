@@ -23,7 +23,7 @@ import uproot
 import yaml
 from slurm_harness.cluster import SlurmCluster
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
 WORKFLOW_PARTS = ("Snakefile", "workflow", "config", "profiles", "scripts", "envs")
 # Poll sacct every few seconds instead of the profile's 20 s: the jobs here take seconds.
@@ -301,7 +301,7 @@ def test_preprocess_on_slurmcluster_equals_local_cluster(
 ) -> None:
     """jetfm.preprocess with workers as Slurm jobs (dask-jobqueue) writes the same HDF5 as a LocalCluster."""
     monkeypatch.chdir(tmp_path)  # the worker jobs write slurm-<jobid>.out into the submitting directory
-    from preprocess_fixtures import write_jetclass_file
+    from fixtures.preprocess import write_jetclass_file
 
     from jetfm.preprocess import preprocess
 

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 import torch
+from fixtures.train import make_dataset
 from slurm_harness.cluster import SlurmCluster
 from test_slurm import FAST_POLL, REPO, copy_workflow, jobs_by_rule
-from train_fixtures import make_dataset
 
 TRAIN = {"models": ["part"], "sizes": {"part": {"preset": "tiny"}}, "max_steps": 150, "warmup_steps": 5,
          "eval_every": 150, "checkpoint_every": 1000, "log_every": 5, "batch_size": 32, "shuffle_buffer": 128,

@@ -12,7 +12,7 @@ import h5py
 import numpy as np
 import pytest
 import uproot
-from preprocess_fixtures import make_jets, write_jetclass_file, write_tree
+from fixtures.preprocess import make_jets, write_jetclass_file, write_tree
 
 from jetfm import CLASSES
 from jetfm.config import validate_config

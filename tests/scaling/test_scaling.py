@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from train_fixtures import make_dataset
+from fixtures.train import make_dataset
 
 from jetfm.config import validate_config
 from jetfm.models import build_model
@@ -27,7 +27,7 @@ from jetfm.scaling.flops import parameter_counts, training_step_flops
 from jetfm.scaling.subset import write_subset
 from jetfm.scaling.sweep import run_sweep
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SNAKEMAKE = Path(sys.executable).with_name("snakemake")
 TRUTH = {"E": 0.45, "A": 8.0, "alpha": 0.35, "B": 12.0, "beta": 0.25}
 

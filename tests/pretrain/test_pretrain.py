@@ -12,7 +12,7 @@ import h5py
 import numpy as np
 import pytest
 import torch
-from train_fixtures import make_split_dataset
+from fixtures.train import make_split_dataset
 
 from jetfm.models.part import ParTBackbone, ParTSize
 from jetfm.pretrain.contrastive import ViewStream, check_disjoint_events, nt_xent

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from train_fixtures import make_split_dataset
+from fixtures.train import make_split_dataset
 
 from jetfm.finetune.efficiency import plot_efficiency, write_efficiency
 from jetfm.finetune.labelled import LabelledStream, count_labelled, labelled_selection

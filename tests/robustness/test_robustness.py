@@ -10,7 +10,7 @@ from pathlib import Path
 import awkward as ak
 import numpy as np
 import pytest
-from train_fixtures import make_dataset, make_jets, write_shard
+from fixtures.train import make_dataset, make_jets, write_shard
 
 from jetfm.config import validate_config
 from jetfm.ids import NOMINAL_STREAM, RESIM_STREAM, ROBUSTNESS_STREAM, decode_event_id, make_event_ids

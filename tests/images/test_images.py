@@ -6,10 +6,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from train_fixtures import make_jets
+from fixtures.train import make_jets
 
-from jetfm.models.jetimage import ImageSpec, axis_coordinates, jet_images, preprocess_plane
 from jetfm.models import build_model, count_parameters, flops_per_jet
+from jetfm.models.jetimage import ImageSpec, axis_coordinates, jet_images, preprocess_plane
 
 
 def tensors(arrays: dict[str, np.ndarray]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

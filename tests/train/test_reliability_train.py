@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from train_fixtures import make_dataset, write_shard
+from fixtures.train import make_dataset, write_shard
 
 from jetfm.logs import redirect_to_log
 from jetfm.train.config import TrainConfig

@@ -10,7 +10,7 @@ import awkward as ak
 import h5py
 import numpy as np
 import pytest
-from preprocess_fixtures import make_jets, write_jetclass_file, write_tree
+from fixtures.preprocess import make_jets, write_jetclass_file, write_tree
 
 from jetfm import shards
 from jetfm.config import validate_config

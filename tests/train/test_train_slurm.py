@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from fixtures.train import make_dataset
 from slurm_harness.cluster import SlurmCluster
-from train_fixtures import make_dataset
 
-B = 16  # per-rank batch = HDF5 chunk = read block (see tests/test_train_ddp.py for why)
+B = 16  # per-rank batch = HDF5 chunk = read block (see tests/train/test_train_ddp.py for why)
 
 
 def _config(path: Path, batch: int) -> Path:
