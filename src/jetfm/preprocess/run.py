@@ -30,7 +30,7 @@ from jetfm import CLASSES
 from jetfm.atomic import write_json_atomic
 from jetfm.config import validate_config
 from jetfm.jetclass import TREE_NAME
-from jetfm.paths import SUMMARY_NAME, group_summary_path, shard_path
+from jetfm.paths import SUMMARY_NAME, group_summary_path, preprocess_file_splits, shard_path
 from jetfm.preprocess import features
 from jetfm.preprocess.cluster import make_client
 from jetfm.preprocess.inputs import validate_inputs
@@ -183,6 +183,7 @@ def preprocess(
     parts_dir.mkdir(parents=True, exist_ok=True)
     proc = JetProcessor(
         files={f.path: f for f in good},
+        file_splits=_file_splits(config, good),
         parts_dir=str(parts_dir),
         max_particles=cfg["max_particles"],
         split_fractions=dict(cfg["split_fractions"]),
@@ -246,6 +247,27 @@ def preprocess(
     log.info("preprocess: %d jets in, %d out, %d file(s) skipped, %.1f s", counts["jets_in"],
              counts["jets_out"], len(skipped), counts["wall_time_s"])  # fmt: skip
     return summary
+
+
+def _file_splits(config: dict[str, Any], good: list[Any]) -> dict[str, int]:
+    """{file: split index} with `preprocess.splits_from: files` (each file's jets keep the split it is listed
+    under in input_files, e.g. JetClass's own test set), else {} (the event_id hash decides).
+
+    The lists are expanded again here (the job may run on another node than the planning); an input that
+    is in none of them has no split, which is an error naming it.
+    """
+    listed = preprocess_file_splits(config)
+    if config["preprocess"]["splits_from"] != "files":
+        return {}
+    out = {}
+    for f in good:
+        if f.path not in listed:
+            raise ValueError(
+                f"preprocess: {f.path} is under none of preprocess.input_files.{{train,val,test}} "
+                "(expected every input listed under one split with preprocess.splits_from: files)"
+            )
+        out[f.path] = SPLITS.index(listed[f.path])
+    return out
 
 
 def _bad_files(chunks: list[dict[str, Any]]) -> dict[str, str]:
