@@ -149,6 +149,8 @@ def _coerce(value: Any, schema: dict[str, Any]) -> Any:
     if not isinstance(value, str):
         return value
     types = _types(schema)
+    if "null" in types and value in ("null", "Null", "NULL", "~"):
+        return None  # YAML's null, even where a string is allowed too
     if "string" in types:
         return value
     if "array" in types and "string" in _types(schema.get("items", {})):
@@ -173,8 +175,14 @@ def _check_inputs(config: dict[str, Any], source: str) -> None:
     resimulate.enabled defaults to true, and config/config.yaml under a preset sets it), and file splits
     need per-split files and no simulated sample (it has no split of its own)."""
     sim, pre = config["simulate"], config["preprocess"]
+    given = pre["input_files"]
     if not sim["enabled"]:
         config["resimulate"]["enabled"] = False
+        if not any(given.values() if isinstance(given, dict) else given):
+            raise ValueError(
+                f"invalid config: {source}: simulate.enabled is false and preprocess.input_files is empty "
+                "(expected ROOT files to preprocess, e.g. the public JetClass files: docs/public-jetclass.md)"
+            )
     if pre["splits_from"] != "files":
         return
     if sim["enabled"]:
@@ -183,7 +191,6 @@ def _check_inputs(config: dict[str, Any], source: str) -> None:
             "(expected simulate.enabled: false; a simulated sample has no split of its own, or splits_from: "
             "hash)"
         )
-    given = pre["input_files"]
     missing = [s for s in ("train", "val", "test") if not (isinstance(given, dict) and given.get(s))]
     if missing:
         raise ValueError(
