@@ -222,3 +222,27 @@ def test_a_pattern_matching_nothing_fails_at_planning_naming_it(tmp_path: Path) 
     assert proc.returncode != 0
     assert f"\npreprocess.input_files.test: '{typo}' matches no file (expected" in text, text[-3000:]
     assert "Traceback" not in text
+
+
+def test_snakemake_preprocesses_the_public_files_with_their_splits(tmp_path: Path) -> None:
+    """The whole stage under Snakemake, globs relative to the working directory (each job expands them
+    again to find its files' splits): counts per split are the files' entries, no simulation ran."""
+    files = write_public_jetclass(
+        tmp_path / "JetClass", CLASSES, {"train": 2, "val": 1, "test": 1}, n_jets=30
+    )
+    config = _public_config(Path("JetClass"))
+    _snakefile(tmp_path, config)
+    env = dict(os.environ, PYTHONPATH=str(REPO / "src"))
+    proc = subprocess.run(
+        [str(SNAKEMAKE), "-c1", "-s", "Snakefile", "preprocess_all"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
+    counts = json.loads((tmp_path / "results/h5/pub/summary.json").read_text())["counts"]
+    expected = {s: sum(uproot.open(p)["tree"].num_entries for p in paths) for s, paths in files.items()}
+    assert counts["per_split"] == expected == {"train": 180, "val": 90, "test": 90}
+    assert counts["jets_in"] == counts["jets_out"] == 360
+    assert (
+        not (tmp_path / "results/sim").exists()
+        and not (tmp_path / "results/plots/pub/sim_validation.png").exists()
+    )
