@@ -77,7 +77,8 @@ def expand_input_files(patterns: Iterable[str], where: str = "preprocess.input_f
         if glob.has_magic(path):
             found = sorted(p for p in glob.glob(path, recursive=True) if os.path.isfile(p))
             if not found:
-                raise InputPatternError(where, pattern, "matches no file")
+                unset = "$" in path and f"; is {path[path.index('$') :].split('/')[0]} set?"
+                raise InputPatternError(where, pattern, "matches no file" + (unset or ""))
         elif os.path.isdir(path):
             found = sorted(str(p) for p in Path(path).glob(f"*{INPUT_SUFFIX}") if p.is_file())
             if not found:

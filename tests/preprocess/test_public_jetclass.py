@@ -246,3 +246,29 @@ def test_snakemake_preprocesses_the_public_files_with_their_splits(tmp_path: Pat
         not (tmp_path / "results/sim").exists()
         and not (tmp_path / "results/plots/pub/sim_validation.png").exists()
     )
+
+
+def test_the_preset_reads_jetclass_dir_with_its_splits(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """config/jetclass-public.yaml on a small tree in the release's layout: every file once, in its folder's
+    split, nothing simulated; without JETCLASS_DIR the first pattern is named with the variable."""
+    from jetfm.config import load_config
+
+    files = write_public_jetclass(tmp_path, ["QCD", "Tbl"], {"train": 2, "val": 1, "test": 1}, n_jets=5)
+    config = load_config(REPO / "config/jetclass-public.yaml")
+    assert config["dataset"] == "jetclass-public" and "rs3l" not in config["pretrain"]["methods"]
+    monkeypatch.setenv("JETCLASS_DIR", str(tmp_path))
+    assert sorted(preprocess_inputs(config)) == sorted(str(p) for paths in files.values() for p in paths)
+    splits = preprocess_file_splits(config)
+    assert {s: sorted(os.path.basename(f) for f, x in splits.items() if x == s) for s in files} == {
+        "train": ["TTBarLep_000.root", "TTBarLep_001.root", "ZJetsToNuNu_000.root", "ZJetsToNuNu_001.root"],
+        "val": ["TTBarLep_120.root", "ZJetsToNuNu_120.root"],
+        "test": ["TTBarLep_100.root", "ZJetsToNuNu_100.root"],
+    }
+    monkeypatch.delenv("JETCLASS_DIR")
+    with pytest.raises(InputPatternError) as err:
+        preprocess_inputs(config)
+    assert str(err.value).startswith(
+        "preprocess.input_files.train: '$JETCLASS_DIR/train_100M/*.root' matches no file; is $JETCLASS_DIR set?"
+    )
