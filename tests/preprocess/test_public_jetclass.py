@@ -270,5 +270,6 @@ def test_the_preset_reads_jetclass_dir_with_its_splits(
     with pytest.raises(InputPatternError) as err:
         preprocess_inputs(config)
     assert str(err.value).startswith(
-        "preprocess.input_files.train: '$JETCLASS_DIR/train_100M/*.root' matches no file; is $JETCLASS_DIR set?"
+        "preprocess.input_files.train: '$JETCLASS_DIR/train_100M/*.root' matches no file; "
+        "is $JETCLASS_DIR set?"
     )
