@@ -273,3 +273,20 @@ def test_the_preset_reads_jetclass_dir_with_its_splits(
         "preprocess.input_files.train: '$JETCLASS_DIR/train_100M/*.root' matches no file; "
         "is $JETCLASS_DIR set?"
     )
+
+
+def test_an_input_outside_the_split_lists_is_refused_before_any_work(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    write_public_jetclass(tmp_path / "JetClass", ["Hbb"], {"train": 1, "val": 1, "test": 1}, n_jets=5)
+    stray = write_public_jetclass(tmp_path / "other", ["Hbb"], {"train": 1}, n_jets=5)["train"][0]
+    cfg = tmp_path / "pub.yaml"
+    cfg.write_text(yaml.safe_dump(_public_config(tmp_path / "JetClass")))
+    out = tmp_path / "h5"
+    code = cli.main(["preprocess", "--config", str(cfg), "--out-dir", str(out), str(stray)])
+    err = capsys.readouterr().err.strip()
+    assert code == 1 and err == (
+        f"jetfm preprocess: preprocess: {stray.resolve()} is under none of preprocess.input_files."
+        "{train,val,test} (expected every input listed under one split with preprocess.splits_from: files)"
+    )
+    assert not out.exists() or not any(out.iterdir()), "nothing written"

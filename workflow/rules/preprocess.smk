@@ -17,6 +17,9 @@ try:
     )
 except ValueError as exc:
     raise WorkflowError(str(exc)) from None
+PREPROCESS_NOT_OUTPUT = ("preprocess.dask", "preprocess.chunksize") + (
+    ("preprocess.splits_from",) if config["preprocess"]["splits_from"] == "hash" else ()
+)
 PREPROCESS_DIR = paths.h5_dir(DATASET)
 PREPROCESS_SHARDS = [shard for split in paths.SPLITS for shard in h5_shards(split)]
 PREPROCESS_SUMMARY = f"{PREPROCESS_DIR}/{paths.SUMMARY_NAME}"
@@ -33,8 +36,9 @@ rule preprocess:
         paths.log_file("preprocess", f"{DATASET}/{{group}}"),
     params:
         # shards_per_split fixes which files form a group and which shards it writes; where and in how many
-        # pieces the work runs does not change the shards (merged in event order)
-        settings=config_params("preprocess", exclude=("preprocess.dask", "preprocess.chunksize")),
+        # pieces the work runs does not change the shards (merged in event order); splits_from only when set
+        # to files, so shards made before the key existed (hash) are not redone
+        settings=config_params("preprocess", exclude=PREPROCESS_NOT_OUTPUT),
     wildcard_constraints:
         group=r"\d+",
     conda:

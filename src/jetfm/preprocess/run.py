@@ -177,13 +177,14 @@ def preprocess(
         )
     # Leftovers of killed runs into this directory (dataset-sized at scale) go first; the new ones carry
     # this process's owner tag, so a later run can tell whether their owner is still alive.
+    file_splits = _file_splits(config, good)  # before anything is written: an unlisted file is an error
     remove_stale(out, (".parts-*", ".staging-*", *temp_patterns(out / SUMMARY_NAME)))
     run_id = f"{owner_tag()}-{uuid.uuid4().hex[:12]}"
     parts_dir, staging = out / f".parts-{run_id}", out / f".staging-{run_id}"
     parts_dir.mkdir(parents=True, exist_ok=True)
     proc = JetProcessor(
         files={f.path: f for f in good},
-        file_splits=_file_splits(config, good),
+        file_splits=file_splits,
         parts_dir=str(parts_dir),
         max_particles=cfg["max_particles"],
         split_fractions=dict(cfg["split_fractions"]),
@@ -256,9 +257,9 @@ def _file_splits(config: dict[str, Any], good: list[Any]) -> dict[str, int]:
     The lists are expanded again here (the job may run on another node than the planning); an input that
     is in none of them has no split, which is an error naming it.
     """
-    listed = preprocess_file_splits(config)
     if config["preprocess"]["splits_from"] != "files":
         return {}
+    listed = preprocess_file_splits(config)
     out = {}
     for f in good:
         if f.path not in listed:
