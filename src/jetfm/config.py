@@ -1,7 +1,10 @@
-"""Load and validate the workflow config outside Snakemake (the CLI path).
+"""Load and validate the workflow config: the CLI path (`load_config` + `--set`) and the Snakemake path
+(common.smk calls `validate_config` on the merged `--configfile`/`--config` dict, and each job again).
 
 The JSON Schema (`config.schema.yaml`, shipped inside the package and symlinked from
-`workflow/schemas/`) is the single source of defaults and constraints for both paths.
+`workflow/schemas/`) is the single source of defaults and constraints for both paths. `normalise_config`
+first turns what Snakemake's command line can carry (`--config set=KEY=VALUE`, dotted keys, numbers as text)
+into the nested, typed config the schema describes (docs/public-jetclass.md, "Overriding nested keys").
 """
 
 from __future__ import annotations
@@ -149,16 +152,18 @@ def _coerce(value: Any, schema: dict[str, Any]) -> Any:
     if not isinstance(value, str):
         return value
     types = _types(schema)
+    if not types and "enum" not in schema:
+        # a free-form section (e.g. pretrain.train, read as TrainConfig fields): the text means what it would
+        # mean in a YAML file, which is what Snakemake's BaseLoader did not do
+        parsed = _yaml_scalar(value)
+        return value if isinstance(parsed, dict | list) else parsed
     if "null" in types and value in ("null", "Null", "NULL", "~"):
         return None  # YAML's null, even where a string is allowed too
     if "string" in types:
         return value
     if "array" in types and "string" in _types(schema.get("items", {})):
         return [value]
-    try:
-        parsed = yaml.safe_load(value)
-    except yaml.YAMLError:
-        return value
+    parsed = _yaml_scalar(value)
     if "enum" in schema:
         return parsed if not isinstance(parsed, str) and parsed in schema["enum"] else value
     ok = {
@@ -168,6 +173,20 @@ def _coerce(value: Any, schema: dict[str, Any]) -> Any:
         "null": parsed is None,
     }
     return parsed if any(ok.get(t, False) for t in types) else value
+
+
+def _yaml_scalar(text: str) -> Any:
+    """`text` read as YAML (`'5'` -> 5, `'0.5'` -> 0.5, `'1e-3'` -> 0.001, `'true'` -> True), else itself."""
+    try:
+        parsed = yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+    if isinstance(parsed, str):
+        try:  # YAML 1.1 wants a dot in a float ('1.0e-3'); Python's float reads '1e-3' as well
+            return float(parsed) if parsed.strip().lower() not in ("inf", "nan", "infinity") else parsed
+        except ValueError:
+            return parsed
+    return parsed
 
 
 def _check_inputs(config: dict[str, Any], source: str) -> None:

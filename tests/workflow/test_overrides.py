@@ -40,6 +40,9 @@ def test_text_becomes_the_number_or_boolean_the_schema_wants() -> None:
     dask = config["preprocess"]["dask"]
     assert dask["account"] is None and dask["queue"] == "123"  # a string stays a string where one is wanted
     assert config["preprocess"]["input_files"] == ["/data/x/*.root"]  # one entry for a list of strings
+    # free-form sections (TrainConfig fields): the text means what it would in a YAML file
+    free = validate_config({"pretrain": {"train": {"max_steps": "100", "lr": "1e-3", "precision": "bf16"}}})
+    assert free["pretrain"]["train"] == {"max_steps": 100, "lr": 0.001, "precision": "bf16"}
     # text that is no number keeps its text, so the error shows what was given
     with pytest.raises(ValueError, match=r"simulate.jets_per_shard: '5x' is not of type 'integer'"):
         validate_config({"simulate": {"jets_per_shard": "5x"}})
