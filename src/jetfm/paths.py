@@ -45,11 +45,96 @@ def sim_files(config: dict[str, Any], views: bool = False, results: str = RESULT
 
 
 def preprocess_inputs(config: dict[str, Any], results: str = RESULTS) -> list[str]:
-    """What preprocessing reads: nominal jets, the views when enabled, then any user-given ROOT files."""
-    files = sim_files(config, False, results)
-    if config["resimulate"]["enabled"]:
-        files += sim_files(config, True, results)
-    return files + list(config["preprocess"]["input_files"])
+    """What preprocessing reads: the nominal jets and the views when simulating (`simulate.enabled`), then
+    the files `preprocess.input_files` names (globs and directories expanded, `expand_input_files`).
+
+    Called when Snakemake builds the DAG (common.smk) and by `jetfm preprocess`, so a pattern that matches
+    nothing stops the run there, naming it, instead of giving "Nothing to be done" once shards exist.
+    """
+    files: list[str] = []
+    if config["simulate"].get("enabled", True):
+        files += sim_files(config, False, results)
+        if config["resimulate"]["enabled"]:
+            files += sim_files(config, True, results)
+    return files + [f for _, f in preprocess_input_files(config)]
+
+
+INPUT_SUFFIX = ".root"
+
+
+def expand_input_files(patterns: Iterable[str], where: str = "preprocess.input_files") -> list[str]:
+    """ROOT files named by `patterns`, each a file, a directory (its `*.root` files, not recursive) or a glob
+    (`*`, `?`, `[...]`, `**` across directories); `~` and `$VARS` expanded. Matches are sorted per pattern;
+    a file matched twice counts once. A pattern that matches no file raises InputPatternError naming it
+    and `where` (the config key), so a typo fails at planning time.
+    """
+    import glob
+    import os
+
+    out: dict[str, None] = {}
+    for pattern in patterns:
+        path = os.path.expandvars(os.path.expanduser(str(pattern)))
+        if glob.has_magic(path):
+            found = sorted(p for p in glob.glob(path, recursive=True) if os.path.isfile(p))
+            if not found:
+                unset = "$" in path and f"; is {path[path.index('$') :].split('/')[0]} set?"
+                raise InputPatternError(where, pattern, "matches no file" + (unset or ""))
+        elif os.path.isdir(path):
+            found = sorted(str(p) for p in Path(path).glob(f"*{INPUT_SUFFIX}") if p.is_file())
+            if not found:
+                raise InputPatternError(where, pattern, f"is a directory without *{INPUT_SUFFIX} files")
+        elif os.path.isfile(path):
+            found = [path]
+        else:
+            raise InputPatternError(where, pattern, "does not exist")
+        out.update(dict.fromkeys(found))
+    return list(out)
+
+
+class InputPatternError(ValueError):
+    """An entry of `preprocess.input_files` (or of `jetfm preprocess`'s inputs) that names no ROOT file."""
+
+    def __init__(self, where: str, pattern: str, problem: str) -> None:
+        super().__init__(
+            f"{where}: {pattern!r} {problem} (expected a ROOT file, a directory holding "
+            f"*{INPUT_SUFFIX} files, or a glob such as /data/JetClass/train_100M/*.root)"
+        )
+
+
+def preprocess_input_files(config: dict[str, Any]) -> list[tuple[str | None, str]]:
+    """`preprocess.input_files` expanded, as (split, file): split None for a plain list, else the key of the
+    per-split mapping `{train: [...], val: [...], test: [...]}` the file was listed under.
+
+    With `preprocess.splits_from: files` that key is the split the file's jets go to (JetClass's own
+    train/val/test files); with `hash` the files are pooled and split by the event_id hash like any input.
+    A file under two splits is an error (its jets would be in both).
+    """
+    import os
+
+    given = config["preprocess"].get("input_files") or []
+    if not isinstance(given, dict):
+        return [(None, f) for f in expand_input_files(given)]
+    out: list[tuple[str | None, str]] = []
+    seen: dict[str, str] = {}
+    for split in (s for s in SPLITS if s in given):
+        for f in expand_input_files(given[split], f"preprocess.input_files.{split}"):
+            other = seen.setdefault(os.path.realpath(f), split)
+            if other != split:
+                raise ValueError(
+                    f"preprocess.input_files: {f} is listed under both {other} and {split} (expected each "
+                    "file in one split)"
+                )
+            out.append((split, f))
+    return out
+
+
+def preprocess_file_splits(config: dict[str, Any]) -> dict[str, str]:
+    """{real path: split} of the given files when `preprocess.splits_from` is `files`, else {} (hash)."""
+    import os
+
+    if config["preprocess"].get("splits_from", "hash") != "files":
+        return {}
+    return {os.path.realpath(f): s for s, f in preprocess_input_files(config) if s is not None}
 
 
 def plots_dir(dataset: str) -> str:

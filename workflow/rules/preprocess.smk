@@ -1,24 +1,44 @@
 # preprocess stage: a coffea processor on Dask turns the ROOT jets into padded HDF5 shards, as a fan-out:
-# one job per group of input files (PREPROCESS_GROUPS in common.smk; mapping in src/jetfm/preprocess/groups.py),
-# each writing shard {group} of every split, then one summary over all groups (counts in == out).
+# one job per group of input files (mapping in src/jetfm/preprocess/groups.py), each writing shard {group} of
+# every split, then one summary over all groups (counts in == out).
 # Each job starts its own Dask cluster (preprocess.dask): a LocalCluster lives and dies with its job on the
 # cores the job was given, so jobs fail and rerun independently and no scheduler outlives the workflow.
 # `jetfm preprocess` runs the same groups one after another.
-PREPROCESS_DIR = f"{RESULTS}/h5/{DATASET}"
-PREPROCESS_SHARDS = [shard for split in ("train", "val", "test") for shard in h5_shards(split)]
+from jetfm import paths
+from jetfm.preprocess.groups import assign_groups
+
+# The inputs, expanded now (globs and directories of preprocess.input_files; the simulation only when
+# simulate.enabled): an entry that matches nothing stops the planning with one line naming it, instead of a
+# "Nothing to be done" once shards exist. Group g = the files whose index mod shards_per_split is g;
+# h5_shards() (common.smk) reads PREPROCESS_GROUPS when called, so every later rule sees these groups.
+try:
+    PREPROCESS_GROUPS = assign_groups(
+        paths.preprocess_inputs(config), config["preprocess"]["shards_per_split"]
+    )
+except ValueError as exc:
+    raise WorkflowError(str(exc)) from None
+PREPROCESS_NOT_OUTPUT = ("preprocess.dask", "preprocess.chunksize") + (
+    ("preprocess.splits_from",) if config["preprocess"]["splits_from"] == "hash" else ()
+)
+PREPROCESS_DIR = paths.h5_dir(DATASET)
+PREPROCESS_SHARDS = [shard for split in paths.SPLITS for shard in h5_shards(split)]
+PREPROCESS_SUMMARY = f"{PREPROCESS_DIR}/{paths.SUMMARY_NAME}"
+PREPROCESS_FIGURE = f"{paths.plots_dir(DATASET)}/preprocess_features.png"
+
+
 rule preprocess:
     input:
         lambda wildcards: PREPROCESS_GROUPS[int(wildcards.group)],
     output:
-        shards=expand(f"{PREPROCESS_DIR}/{{split}}/{{{{group}}}}.h5", split=("train", "val", "test")),
-        summary=f"{PREPROCESS_DIR}/groups/{{group}}.json",
+        shards=[str(paths.shard_path(PREPROCESS_DIR, split, "{group}")) for split in paths.SPLITS],
+        summary=f"{PREPROCESS_DIR}/{paths.GROUP_SUMMARY_DIR}/{{group}}.json",
     log:
-        f"{LOGS}/preprocess/{DATASET}/{{group}}.log",
+        paths.log_file("preprocess", f"{DATASET}/{{group}}"),
     params:
-        # the number of groups fixes which files form a group and which shards it writes
-        groups=config["preprocess"]["shards_per_split"],
-        # where and in how many pieces the work runs does not change the shards (merged in event order)
-        settings=config_params("preprocess", exclude=("preprocess.dask", "preprocess.chunksize")),
+        # shards_per_split fixes which files form a group and which shards it writes; where and in how many
+        # pieces the work runs does not change the shards (merged in event order); splits_from only when set
+        # to files, so shards made before the key existed (hash) are not redone
+        settings=config_params("preprocess", exclude=PREPROCESS_NOT_OUTPUT),
     wildcard_constraints:
         group=r"\d+",
     conda:
@@ -43,15 +63,15 @@ localrules:
 
 rule preprocess_summary:
     input:
-        [f"{PREPROCESS_DIR}/groups/{g:04d}.json" for g in PREPROCESS_GROUPS],
+        [str(paths.group_summary_path(PREPROCESS_DIR, g)) for g in PREPROCESS_GROUPS],
     output:
         report(
-            f"{PREPROCESS_DIR}/summary.json",
+            PREPROCESS_SUMMARY,
             caption="../report/preprocess_summary.rst",
             category="Preprocessing",
         ),
     log:
-        f"{LOGS}/preprocess/{DATASET}_summary.log",
+        paths.log_file("preprocess", f"{DATASET}_summary"),
     conda:
         "../../envs/sim.yaml"
     threads: 1
@@ -65,15 +85,15 @@ rule preprocess_summary:
 rule preprocess_plot:
     input:
         shards=PREPROCESS_SHARDS,
-        summary=f"{PREPROCESS_DIR}/summary.json",
+        summary=PREPROCESS_SUMMARY,
     output:
         report(
-            f"{RESULTS}/plots/{DATASET}/preprocess_features.png",
+            PREPROCESS_FIGURE,
             caption="../report/preprocess_features.rst",
             category="Preprocessing",
         ),
     log:
-        f"{LOGS}/preprocess/{DATASET}_plot.log",
+        paths.log_file("preprocess", f"{DATASET}_plot"),
     conda:
         "../../envs/sim.yaml"
     threads: 1
@@ -87,8 +107,8 @@ rule preprocess_plot:
 rule preprocess_all:
     input:
         PREPROCESS_SHARDS,
-        f"{PREPROCESS_DIR}/summary.json",
-        f"{RESULTS}/plots/{DATASET}/preprocess_features.png",
+        PREPROCESS_SUMMARY,
+        PREPROCESS_FIGURE,
 
 
 ALL_TARGETS.extend(rules.preprocess_all.input)

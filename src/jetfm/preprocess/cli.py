@@ -14,8 +14,8 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     add_config_arguments(parser)
     parser.add_argument(
         "inputs", nargs="*",
-        help="ROOT files in the JetClass layout (default: the simulation outputs named by the config, "
-        "plus preprocess.input_files)",
+        help="ROOT files in the JetClass layout: files, directories (their *.root files) or quoted globs "
+        "(default: the simulation outputs named by the config, plus preprocess.input_files)",
     )  # fmt: skip
     parser.add_argument("--out-dir", help="output directory (default: results/h5/<dataset>)")
     parser.add_argument(
@@ -31,7 +31,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from jetfm.config import load_config, parse_overrides
-    from jetfm.paths import preprocess_inputs
+    from jetfm.paths import expand_input_files, preprocess_inputs
     from jetfm.preprocess.groups import assign_groups, run_groups
     from jetfm.preprocess.inputs import InputFileError
     from jetfm.preprocess.run import preprocess
@@ -39,7 +39,10 @@ def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     try:
         config = load_config(args.config, parse_overrides(args.overrides))
-        inputs = args.inputs or preprocess_inputs(config, args.results)
+        if args.inputs:
+            inputs = expand_input_files(args.inputs, "jetfm preprocess inputs")
+        else:
+            inputs = preprocess_inputs(config, args.results)
         out_dir = args.out_dir or str(Path(args.results) / "h5" / config["dataset"])
         progress = not args.no_progress
         if args.group is None:

@@ -13,7 +13,9 @@ without a number go by a hash of their basename. Shard i of every class (and its
 in the same group: every group mixes all classes in the sample's proportions. It depends on the
 basename and G only, never on the order or number of other files, so adding files leaves existing
 groups alone. Splits still follow the event_id hash, so views of one event share a split (and, being in
-one file, a group and a shard). Shuffling across groups is the loader's (blocks of any shard + buffer).
+one file, a group and a shard), or with `preprocess.splits_from: files` the split each file is listed under
+(the public JetClass release numbers its files across train/val/test, so its groups hold one split each).
+Shuffling across groups is the loader's (blocks of any shard + buffer).
 """
 
 from __future__ import annotations

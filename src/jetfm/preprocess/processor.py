@@ -149,6 +149,9 @@ class JetProcessor(processor.ProcessorABC):
     max_particles: int = 128
     split_fractions: dict[str, float] = field(default_factory=lambda: {"train": 0.7, "val": 0.1, "test": 0.2})
     split_salt: int = 0
+    # file -> split index for files that keep their own split (`preprocess.splits_from: files`); other files'
+    # jets go by the event_id hash
+    file_splits: dict[str, int] = field(default_factory=dict)
     shards_per_split: int = 1  # shards this run writes per split: first_shard, first_shard + 1, ...
     first_shard: int = 0  # a group job of the fan-out writes only shard `group` (groups.py)
 
@@ -172,7 +175,11 @@ class JetProcessor(processor.ProcessorABC):
         label = _labels(c, info, start)
         event_id = _event_ids(c, info, start)
         view = _views(c, info, start)
-        split = assign_splits(event_id, self.split_fractions, self.split_salt)
+        fixed = self.file_splits.get(info.path)
+        if fixed is None:
+            split = assign_splits(event_id, self.split_fractions, self.split_salt)
+        else:
+            split = np.full(n, fixed, np.int8)
         shard = shard_of(event_id, self.shards_per_split, self.split_salt)
         group_of = split.astype(np.int64) * self.shards_per_split + shard  # local index of (split, shard)
         # jets grouped by (split, shard), input order within a group: each group is one slice of the arrays

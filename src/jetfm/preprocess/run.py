@@ -30,7 +30,7 @@ from jetfm import CLASSES
 from jetfm.atomic import write_json_atomic
 from jetfm.config import validate_config
 from jetfm.jetclass import TREE_NAME
-from jetfm.paths import SUMMARY_NAME, group_summary_path, shard_path
+from jetfm.paths import SUMMARY_NAME, group_summary_path, preprocess_file_splits, shard_path
 from jetfm.preprocess import features
 from jetfm.preprocess.cluster import make_client
 from jetfm.preprocess.inputs import validate_inputs
@@ -177,12 +177,14 @@ def preprocess(
         )
     # Leftovers of killed runs into this directory (dataset-sized at scale) go first; the new ones carry
     # this process's owner tag, so a later run can tell whether their owner is still alive.
+    file_splits = _file_splits(config, good)  # before anything is written: an unlisted file is an error
     remove_stale(out, (".parts-*", ".staging-*", *temp_patterns(out / SUMMARY_NAME)))
     run_id = f"{owner_tag()}-{uuid.uuid4().hex[:12]}"
     parts_dir, staging = out / f".parts-{run_id}", out / f".staging-{run_id}"
     parts_dir.mkdir(parents=True, exist_ok=True)
     proc = JetProcessor(
         files={f.path: f for f in good},
+        file_splits=file_splits,
         parts_dir=str(parts_dir),
         max_particles=cfg["max_particles"],
         split_fractions=dict(cfg["split_fractions"]),
@@ -246,6 +248,27 @@ def preprocess(
     log.info("preprocess: %d jets in, %d out, %d file(s) skipped, %.1f s", counts["jets_in"],
              counts["jets_out"], len(skipped), counts["wall_time_s"])  # fmt: skip
     return summary
+
+
+def _file_splits(config: dict[str, Any], good: list[Any]) -> dict[str, int]:
+    """{file: split index} with `preprocess.splits_from: files` (each file's jets keep the split it is listed
+    under in input_files, e.g. JetClass's own test set), else {} (the event_id hash decides).
+
+    The lists are expanded again here (the job may run on another node than the planning); an input that
+    is in none of them has no split, which is an error naming it.
+    """
+    if config["preprocess"]["splits_from"] != "files":
+        return {}
+    listed = preprocess_file_splits(config)
+    out = {}
+    for f in good:
+        if f.path not in listed:
+            raise ValueError(
+                f"preprocess: {f.path} is under none of preprocess.input_files.{{train,val,test}} "
+                "(expected every input listed under one split with preprocess.splits_from: files)"
+            )
+        out[f.path] = SPLITS.index(listed[f.path])
+    return out
 
 
 def _bad_files(chunks: list[dict[str, Any]]) -> dict[str, str]:
