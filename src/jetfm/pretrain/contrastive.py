@@ -6,9 +6,15 @@ several positives per anchor (for K = 2 exactly SimCLR's), on a projection head 
 embedding; temperature from config. Fine-tuning keeps the backbone and drops the projection.
 
 Batches are whole events: `ViewStream` reads one training shard at a time (all K views of an event sit in
-the same file), keeps the events with all K views, shuffles them (seeded by seed and epoch; DDP ranks take
-every W-th event) and cuts batches of `events_per_batch` events. Only the files it is given are read:
-pretraining is given the training split, which holds only train-split events (`jetfm.splits`).
+the same file), keeps the events with all K views, shuffles them (seeded by seed and epoch) and cuts global
+batches of `events_per_batch` events, each rank taking a contiguous 1/W of every batch. Only the files it is
+given are read: pretraining is given the training split, which holds only train-split events
+(`jetfm.splits`).
+
+Under DDP the negatives of a rank's anchors are the jets of all ranks (`ddp_nt_xent`): the projections are
+gathered with an all_gather that backpropagates, so W ranks optimise exactly the loss of one process on the
+concatenated batch (tests/train/test_ddp_objectives.py). Gathering only the local batch would shrink the
+negatives W-fold and change the objective with the GPU count.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from typing import Any
 import h5py
 import numpy as np
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import IterableDataset, get_worker_info
@@ -29,20 +36,88 @@ from jetfm.shards import read_rows
 from jetfm.train.data import ARRAYS, ShardMeta, make_loader, read_meta, to_torch, trim_padding
 
 
-def nt_xent(z: torch.Tensor, event: torch.Tensor, temperature: float) -> torch.Tensor:
-    """Multi-positive NT-Xent: z (N, d) projections, event (N,) ids; the mean over anchors i of
-    -1/|P(i)| sum_{p in P(i)} log(exp(s_ip) / sum_{a != i} exp(s_ia)), s = cos similarity / temperature,
-    P(i) = the other jets of i's event. Anchors without a positive are left out."""
+def anchor_terms(
+    z: torch.Tensor, event: torch.Tensor, temperature: float, rows: slice | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-anchor NT-Xent terms of the anchors `rows` (default all) against every row of z (N, d): for anchor
+    i, -1/|P(i)| sum_{p in P(i)} log(exp(s_ip) / sum_{a != i} exp(s_ia)), s = cos similarity / temperature,
+    P(i) = the other rows of i's event. Returns (terms, has_positive); terms are 0 where there is none."""
+    rows = rows or slice(0, len(z))
     z = F.normalize(z.float(), dim=1)
-    sim = z @ z.t() / temperature
-    n = len(z)
-    self_mask = torch.eye(n, dtype=torch.bool, device=z.device)
+    anchors = torch.arange(len(z), device=z.device)[rows]
+    sim = z[rows] @ z.t() / temperature
+    self_mask = anchors.unsqueeze(1) == torch.arange(len(z), device=z.device).unsqueeze(0)
     log_prob = sim.masked_fill(self_mask, float("-inf")).log_softmax(dim=1)
-    positive = (event.unsqueeze(0) == event.unsqueeze(1)) & ~self_mask
+    positive = (event[rows].unsqueeze(1) == event.unsqueeze(0)) & ~self_mask
     n_pos = positive.sum(1)
-    has = n_pos > 0
-    per_anchor = -(log_prob.masked_fill(~positive, 0.0).sum(1)[has] / n_pos[has])
-    return per_anchor.mean()
+    terms = -log_prob.masked_fill(~positive, 0.0).sum(1) / n_pos.clamp_min(1)
+    return terms, n_pos > 0
+
+
+def nt_xent(z: torch.Tensor, event: torch.Tensor, temperature: float) -> torch.Tensor:
+    """Multi-positive NT-Xent of one batch: the mean of `anchor_terms` over the anchors with a positive."""
+    terms, has = anchor_terms(z, event, temperature)
+    return terms[has].mean()
+
+
+class _GatherWithGrad(torch.autograd.Function):
+    """all_gather that backpropagates (as SimCLR implementations do): every rank's loss depends on every
+    rank's rows, so the backward pass sums the gradients of the gathered tensor over ranks (all_reduce) and
+    hands each rank the slice of its own rows. Rows are padded to the largest rank's count for the
+    collective and cut again."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, counts: list[int]) -> torch.Tensor:  # type: ignore[override]
+        rank, width = dist.get_rank(), max(counts)
+        ctx.rank, ctx.width, ctx.counts = rank, width, counts
+        padded = F.pad(x, (0, 0, 0, width - len(x))).contiguous()
+        parts = [torch.empty_like(padded) for _ in counts]
+        dist.all_gather(parts, padded)
+        return torch.cat([p[:n] for p, n in zip(parts, counts, strict=True)])
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None]:  # type: ignore[override]
+        grad = grad.contiguous().clone()
+        dist.all_reduce(grad)  # sum over ranks of d(loss_r)/d(all rows)
+        start = sum(ctx.counts[: ctx.rank])
+        return grad[start : start + ctx.counts[ctx.rank]], None
+
+
+def distributed() -> bool:
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
+def gather_views(z: torch.Tensor, event: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, slice]:
+    """The projections and event indices of every rank's batch, concatenated in rank order (z with gradients
+    to every rank), and the slice of this rank's rows. Event indices (0..E-1 within a rank's batch) are
+    offset per rank so they stay distinct: ranks hold whole events (`ViewStream`), never parts of one."""
+    if not distributed():
+        return z, event, slice(0, len(z))
+    rank = dist.get_rank()
+    mine = torch.tensor([len(z), int(event.max()) + 1 if len(event) else 0], device=z.device)
+    sizes = [torch.empty_like(mine) for _ in range(dist.get_world_size())]
+    dist.all_gather(sizes, mine)
+    counts, n_events = [int(s[0]) for s in sizes], [int(s[1]) for s in sizes]
+    z_all = _GatherWithGrad.apply(z.float(), counts)
+    offset = torch.tensor(sum(n_events[:rank]), device=event.device)
+    with torch.no_grad():  # integer indices: the same collective, nothing to differentiate
+        event_all = _GatherWithGrad.apply((event + offset).unsqueeze(1), counts).squeeze(1)
+    start = sum(counts[:rank])
+    return z_all, event_all, slice(start, start + len(z))
+
+
+def ddp_nt_xent(z: torch.Tensor, event: torch.Tensor, temperature: float) -> torch.Tensor:
+    """NT-Xent over the global batch under DDP: negatives and positives from all ranks (gathered with
+    gradients), anchors of this rank only, scaled so that DDP's gradient average over W ranks gives exactly
+    the gradient of the mean over all anchors of the global batch (the single-process loss on the
+    concatenated batch). The returned value is this rank's share times W: its mean over ranks is that loss."""
+    z_all, event_all, rows = gather_views(z, event)
+    terms, has = anchor_terms(z_all, event_all, temperature, rows)
+    if not distributed():
+        return terms[has].mean()
+    total = has.sum().to(torch.float64)
+    dist.all_reduce(total)
+    return terms[has].sum() * dist.get_world_size() / total.to(terms.dtype)
 
 
 def positive_top1(z: torch.Tensor, event: torch.Tensor) -> float:
@@ -83,8 +158,15 @@ def complete_events(event_id: np.ndarray, view: np.ndarray, views: int | None = 
 
 
 class ViewStream(IterableDataset):
-    """Batches of `events_per_batch` whole events with all their views (`event`: index of the event in the
-    batch); same interface as `H5JetStream` for the loop (`meta`, `rows`, `epoch`)."""
+    """Batches of whole events with all their views (`event`: index of the event in the batch); same
+    interface as `H5JetStream` for the loop (`meta`, `rows`, `epoch`).
+
+    `events_per_batch` is the global batch (all ranks together). The epoch's event order is one sequence,
+    independent of the number of ranks and loader workers: shards in a seeded order, each shard's complete
+    events in a seeded order. Global batch k is events [kE, (k+1)E) of it; rank r of W takes the r-th of W
+    equal contiguous parts, and a DataLoader worker w of n takes the batches k = w mod n (the loader deals
+    them round robin, so they come back in order). W ranks thus see exactly the events of one process's
+    batch, split, and an event's views never straddle ranks."""
 
     def __init__(
         self,
@@ -98,10 +180,16 @@ class ViewStream(IterableDataset):
         drop_last: bool = True,
     ) -> None:
         super().__init__()
+        if events_per_batch % world_size:
+            raise ValueError(
+                f"pretrain.rs3l.events_per_batch = {events_per_batch} (events per step, all ranks together) "
+                f"is not divisible by the {world_size} ranks"
+            )
         self.paths = [str(p) for p in paths]
         self.meta: ShardMeta = read_meta(self.paths)
         self.events_per_batch, self.seed, self.shuffle = events_per_batch, seed, shuffle
         self.rank, self.world_size, self.drop_last = rank, world_size, drop_last
+        self.per_rank = events_per_batch // world_size
         self.epoch = 0
         self.events = self.rows = 0
         for path in self.paths:
@@ -109,32 +197,43 @@ class ViewStream(IterableDataset):
                 groups = complete_events(f["event_id"][:], f["view"][:])
             self.events += len(groups)
             self.rows += sum(len(g) for g in groups)
-        if self.events < events_per_batch * world_size and drop_last:
+        if self.events < events_per_batch and drop_last:
             raise ValueError(
                 f"{self.paths} hold {self.events} events with all their re-simulation views, fewer than "
-                f"{events_per_batch} events per batch x {world_size} rank(s): enable resimulate or lower "
+                f"{events_per_batch} events per batch: enable resimulate or lower "
                 "pretrain.rs3l.events_per_batch"
             )
+
+    def _mine(self, index: int, worker: int, workers: int) -> bool:
+        """Whether the event at position `index` of the epoch's sequence belongs to this rank and worker."""
+        batch, pos = divmod(index, self.events_per_batch)
+        if self.drop_last and batch >= self.events // self.events_per_batch:
+            return False
+        return batch % workers == worker and pos // self.per_rank == self.rank
 
     def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
         info = get_worker_info()
         worker, workers = (info.id, info.num_workers) if info else (0, 1)
-        stride, first = self.world_size * workers, self.rank * workers + worker  # no event twice
         rng = np.random.default_rng([self.seed, self.epoch, 7])
         order = rng.permutation(len(self.paths)) if self.shuffle else np.arange(len(self.paths))
         pending: list[dict[str, np.ndarray]] = []
+        index = 0  # position in the epoch's global event sequence
         for shard in order:
             with h5py.File(self.paths[shard], "r") as f:
                 groups = complete_events(f["event_id"][:], f["view"][:])
                 if not groups:
                     continue
-                lo, hi = min(g[0] for g in groups), max(g[-1] for g in groups) + 1
+                perm = rng.permutation(len(groups)) if self.shuffle else np.arange(len(groups))
+                mine = [e for i, e in enumerate(perm) if self._mine(index + i, worker, workers)]
+                index += len(groups)
+                if not mine:
+                    continue
+                lo, hi = min(groups[e][0] for e in mine), max(groups[e][-1] for e in mine) + 1
                 arrays = read_rows(f, lo, hi, (*ARRAYS, "event_id"))
-            perm = rng.permutation(len(groups)) if self.shuffle else np.arange(len(groups))
-            for e in perm[first::stride]:
+            for e in mine:
                 idx = groups[e] - lo
                 pending.append({k: v[idx] for k, v in arrays.items()})
-                if len(pending) == self.events_per_batch:
+                if len(pending) == self.per_rank:
                     yield self._batch(pending)
                     pending = []
         if pending and not self.drop_last:

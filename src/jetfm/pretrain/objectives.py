@@ -26,8 +26,8 @@ from jetfm.models.part import ParTBackbone
 from jetfm.pretrain.contrastive import (
     ContrastiveModel,
     ViewStream,
+    ddp_nt_xent,
     evaluate_views,
-    nt_xent,
 )
 from jetfm.pretrain.masking import (
     FeatureGroups,
@@ -71,7 +71,7 @@ class TokenizerSettings:
 class RS3LSettings:
     temperature: float = 0.1  # NT-Xent temperature (RS3L follow-up code)
     projection_dim: int = 64
-    events_per_batch: int = 16  # events x K views = jets per batch
+    events_per_batch: int = 16  # events per step, all ranks together (x K views = jets); per rank: / ranks
 
     def __post_init__(self) -> None:
         if self.temperature <= 0:
@@ -158,7 +158,8 @@ class MaskedParticleObjective(Unsupervised):
 
 
 class ContrastiveObjective(Unsupervised):
-    """RS3L: NT-Xent over the re-simulation views of each event in a batch of whole events."""
+    """RS3L: NT-Xent over the re-simulation views of each event in a batch of whole events; under DDP the
+    negatives come from every rank's part of the global batch (`contrastive.ddp_nt_xent`)."""
 
     name = "rs3l"
     history_columns = ("val_loss", "val_positive_top1")
@@ -178,7 +179,7 @@ class ContrastiveObjective(Unsupervised):
 
     def loss(self, model: nn.Module, batch: dict[str, torch.Tensor], device: torch.device) -> torch.Tensor:
         b = to_device(batch, device)
-        return nt_xent(
+        return ddp_nt_xent(
             model(b["part_features"], b["part_vectors"], b["part_mask"]),
             b["event"],
             self.settings.temperature,
