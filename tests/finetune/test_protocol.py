@@ -1,0 +1,77 @@
+"""The comparison protocol: paired per-seed gains and their standard error against a hand computation, the
+test-jet bootstrap against the binomial formula, the headline method chosen on validation (not test), a
+labelled subset per seed (nested across fractions), the validation sweep's grid and choice."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from jetfm.finetune.efficiency import bootstrap_se, gains, write_efficiency
+from jetfm.finetune.labelled import labelled_selection, subset_salt
+from jetfm.finetune.report import chosen_gain_lines, protocol_table
+
+
+def _row(method: str, seed: int, acc: float, val: float | None = None) -> dict:
+    row = {"method": method, "fraction": 0.01, "jets": 210, "seed": seed, "accuracy": acc, "macro_auc": 0.8,
+           "macro_f1": 0.4, "rejection50": 5.0}  # fmt: skip
+    if val is not None:
+        row["val_accuracy"] = val
+    return row
+
+
+def test_paired_gain_and_its_standard_error_match_a_hand_computation() -> None:
+    rs3l, scratch = [0.45, 0.50, 0.40], [0.35, 0.46, 0.38]
+    rows = [_row("rs3l", s, a) for s, a in enumerate(rs3l)] + [
+        _row("scratch", s, a) for s, a in enumerate(scratch)
+    ]
+    rows.append(_row("rs3l", 9, 0.99))  # no scratch run with seed 9: not paired, left out
+    (g,) = gains(rows)
+    # d = (0.10, 0.04, 0.02); mean 0.053333; sample sd sqrt(((0.046667)^2 + (0.013333)^2 + (0.033333)^2) / 2)
+    # = 0.041633; SE = sd / sqrt(3) = 0.024037
+    assert g["seeds"] == 3 and g["gain"] == pytest.approx(0.0533333, abs=1e-6)
+    assert g["se"] == pytest.approx(0.0240370, abs=1e-6)
+    assert g["per_seed"] == pytest.approx({"0": 0.10, "1": 0.04, "2": 0.02})
+    # the old quadrature of the two arms' spreads is larger: pairing removes the shared seed variance
+    assert g["se"] * math.sqrt(3) < math.hypot(np.std(rs3l, ddof=1), np.std(scratch, ddof=1))
+
+
+def test_test_jet_bootstrap_matches_the_binomial_standard_error() -> None:
+    rng = np.random.default_rng(0)
+    n = 2000
+    base = np.zeros(n, bool)
+    method = rng.random(n) < 0.5  # per-jet gain 0 or 1 with p = 0.5: SE of the mean sqrt(p (1 - p) / n)
+    se = bootstrap_se([method], [base], n_boot=2000, seed=1)
+    assert se == pytest.approx(math.sqrt(0.25 / n), rel=0.1)
+    (g,) = gains([_row("m", 0, method.mean()), _row("scratch", 0, 0.0)], correct={
+        ("m", 0.01, 0): method, ("scratch", 0.01, 0): base})  # fmt: skip
+    assert g["bootstrap_se"] == pytest.approx(se, rel=0.1) and math.isnan(g["se"])  # one seed: no seed SE
+
+
+def test_headline_method_is_chosen_on_validation_not_test(tmp_path: Path) -> None:
+    rows = [
+        *(_row("mpm", s, 0.60 + 0.01 * s, val=0.40) for s in range(3)),  # best on test, worse on validation
+        *(_row("rs3l", s, 0.50 + 0.01 * s, val=0.55) for s in range(3)),
+        *(_row("scratch", s, 0.45 + 0.02 * s, val=0.45) for s in range(3)),
+    ]
+    write_efficiency(rows, tmp_path / "e.csv", tmp_path / "e.json")
+    eff = json.loads((tmp_path / "e.json").read_text())
+    (line,) = chosen_gain_lines(eff["summary"], eff["gains"]["accuracy"])
+    assert "**rs3l** (chosen on validation accuracy 0.550)" in line and "gain +4.0 ± 0.6 points" in line
+    table = protocol_table(eff)
+    assert "| 0.01 | 210 | mpm | 3 | 0.400 |" in table and "—" in table  # scratch has no gain to itself
+
+
+def test_each_seed_draws_its_own_labelled_subset_nested_across_fractions() -> None:
+    ids = np.arange(50_000, dtype=np.uint64)
+    a1, a10 = (labelled_selection(ids, f, subset_salt(1)) for f in (0.01, 0.1))
+    b1 = labelled_selection(ids, 0.01, subset_salt(2))
+    assert not (a1 & ~a10).any()  # nested within a seed
+    assert (a1 & b1).sum() < 0.1 * a1.sum()  # different seeds: nearly disjoint 1 % subsets
+    assert np.array_equal(labelled_selection(ids, 0.01, subset_salt(0)), labelled_selection(ids, 0.01))
+    with pytest.raises(ValueError, match="subset index must be >= 0"):
+        subset_salt(-1)
