@@ -75,3 +75,88 @@ def test_each_seed_draws_its_own_labelled_subset_nested_across_fractions() -> No
     assert np.array_equal(labelled_selection(ids, 0.01, subset_salt(0)), labelled_selection(ids, 0.01))
     with pytest.raises(ValueError, match="subset index must be >= 0"):
         subset_salt(-1)
+
+
+def _demo() -> dict:
+    from jetfm.config import load_config
+
+    return load_config("config/pretrain-demo.yaml", {})
+
+
+def test_demo_protocol_arms_sweep_and_pretraining_seeds() -> None:
+    from jetfm.finetune.protocol import backbone_checkpoints, finetune_methods, hparams_inputs, sweep_grid
+
+    config = _demo()
+    assert finetune_methods(config) == [
+        "scratch",
+        "scratch-matched",
+        "mpm",
+        "mpm-probe",
+        "rs3l",
+        "rs3l-probe",
+    ]
+    assert len(sweep_grid(config)) == 4 and config["pretrain"]["seeds"] >= 2
+    assert backbone_checkpoints(config, "demo", "rs3l-probe", 3) == [
+        "results/pretrain/demo_rs3l-s1/checkpoint.pt"
+    ]
+    assert backbone_checkpoints(config, "demo", "scratch-matched", 0) == []
+    # scratch-matched reuses scratch's choice; probes are not swept
+    assert hparams_inputs(config, "demo", "scratch-matched", "0.01") == [
+        "results/finetune/demo/sweep/scratch_0.01.json"
+    ]
+    assert hparams_inputs(config, "demo", "mpm-probe", "0.01") == []
+    assert config["resimulate"]["mode"] == "reshower" and config["finetune"]["modes"] == ["full", "frozen"]
+
+
+def test_compute_matched_scratch_gets_pretraining_plus_finetuning_steps() -> None:
+    from jetfm.finetune.run import finetune_config
+
+    config = _demo()
+    plain, matched = finetune_config(config, 0), finetune_config(config, 0, method="scratch-matched")
+    assert matched.max_steps == plain.max_steps + config["pretrain"]["train"]["max_steps"] == 3400
+
+
+def test_sweep_choice_is_the_best_validation_point_and_is_required(tmp_path: Path) -> None:
+    from jetfm.finetune.protocol import choose
+    from jetfm.finetune.run import read_hparams, run_finetuning
+
+    grid = [{"lr": 0.001, "dropout": 0.0}, {"lr": 0.002, "dropout": 0.0}, {"lr": 0.002, "dropout": 0.1}]
+    files = []
+    for i, val in enumerate((0.40, 0.52, 0.52)):
+        path = tmp_path / f"{i}.json"
+        path.write_text(json.dumps({"selected": {"validation": {"val_accuracy": val, "val_loss": 1.0}}}))
+        files.append(str(path))
+    record = choose(files, grid, tmp_path / "choice.json")
+    assert record["point"] == 1 and read_hparams(tmp_path / "choice.json") == grid[1]  # tie: the first
+    (tmp_path / "bad.json").write_text(json.dumps({"chosen": {"momentum": 0.9}}))
+    with pytest.raises(ValueError, match=r"bad.json: field 'chosen' has unknown key\(s\) \['momentum'\]"):
+        read_hparams(tmp_path / "bad.json")
+    config = _demo()
+    config["dataset"] = "nowhere"
+    with pytest.raises(FileNotFoundError, match=r"results/finetune/nowhere/sweep/scratch_0.01.json does not"):
+        run_finetuning(config, "scratch", 0.01, 0, {"train": [], "val": [], "test": []}, str(tmp_path / "r"))
+
+
+def test_the_rules_build_the_demo_and_study_dags() -> None:
+    import os
+    import subprocess
+    import sys
+
+    snakemake = Path(sys.executable).parent / "snakemake"
+    for extra in ([], ["config/pretrain-heldout.yaml"], ["config/pretrain-unlabelled.yaml"]):
+        out = subprocess.run(
+            [str(snakemake), "-n", "--quiet", "rules", "--configfile", "config/pretrain-demo.yaml", *extra, "--",
+             "finetune_all", "pretrain_all"], capture_output=True, text=True, env=os.environ, timeout=300,
+        )  # fmt: skip
+        assert out.returncode == 0, out.stderr[-2000:]
+        counts = dict(
+            line.split()[:2] for line in out.stdout.splitlines() if line.startswith(("finetune", "pretrain"))
+        )
+        if not extra:
+            assert (
+                counts["finetune_sweep"] == "36" and counts["finetune"] == "72" and counts["pretrain"] == "4"
+            )
+        elif "heldout" in extra[0]:
+            assert counts["pretrain"] == "2"
+        else:
+            assert counts["pretrain"] == "6" and counts["finetune"] == "42"  # 3 sizes x 2 methods

@@ -246,6 +246,7 @@ class FineTune(Supervised):
             "method": self.method, "mode": self.mode, "labelled_fraction": self.fraction,
             "labelled_jets": self.labelled_jets, "seed": cfg.seed, "subset": self.subset,
             "pretrained": self.loaded, "selected": best, "adapter": self.adapter,
+            "classes": list(extras["classes"]),
             "hyperparameters": {"lr": cfg.lr, "weight_decay": cfg.weight_decay, "max_steps": cfg.max_steps,
                                 "dropout": dropout,
                                 "layer_decay": self.layer_decay, "backbone_lr_scale": self.backbone_lr_scale,

@@ -16,12 +16,21 @@ from typing import Any
 import numpy as np
 
 from jetfm.atomic import write_text_atomic
-from jetfm.finetune.efficiency import efficiency_row, plot_efficiency, write_efficiency
+from jetfm.finetune.efficiency import METRICS, efficiency_row, plot_efficiency, write_efficiency
 from jetfm.finetune.schedule import PREDICTIONS
 
 
 def _load(path: str | Path) -> dict[str, Any]:
     return json.loads(Path(path).read_text())
+
+
+def heldout_accuracy(probs: np.ndarray, labels: np.ndarray, classes: list[str], heldout: list[str]) -> float:
+    """Test accuracy on the jets of the `heldout` classes only (classes absent from pretraining)."""
+    unknown = sorted(set(heldout) - set(classes))
+    if unknown:
+        raise ValueError(f"held-out classes {unknown} are not among the run's classes {classes}")
+    sel = np.isin(labels, [classes.index(c) for c in heldout])
+    return float((probs[sel].argmax(1) == labels[sel]).mean()) if sel.any() else float("nan")
 
 
 def efficiency_from_runs(
@@ -30,8 +39,11 @@ def efficiency_from_runs(
     json_path: str,
     figure_path: str,
     extra: dict[str, Any] | None = None,
+    heldout: list[str] | None = None,
 ) -> list[dict[str, Any]]:
-    """Rows from each fine-tuning run's metrics.json -> table (CSV, JSON) and figure."""
+    """Rows from each fine-tuning run's metrics.json -> table (CSV, JSON) and figure; with `heldout`
+    classes (the held-out-class study), also the test accuracy on those classes' jets (`heldout_accuracy`,
+    from each run's per-jet predictions)."""
     rows = []
     correct: dict[tuple[str, float, int], np.ndarray] | None = {}
     for path in metrics_files:
@@ -40,17 +52,24 @@ def efficiency_from_runs(
             raise ValueError(f"{path} is not a fine-tuning metrics.json (no method / labelled_fraction)")
         rows.append(efficiency_row(m, m["method"], m["labelled_fraction"], m["labelled_jets"], m["seed"]))
         predictions = Path(path).parent / PREDICTIONS
-        if correct is not None and predictions.is_file():
+        if predictions.is_file():
             with np.load(predictions) as z:
+                probs, labels = z["probs"].astype(np.float32), z["labels"].astype(np.int64)
+            if correct is not None:
                 correct[(m["method"], float(m["labelled_fraction"]), int(m["seed"]))] = (
-                    z["probs"].argmax(1) == z["labels"]
+                    probs.argmax(1) == labels
                 )
+            if heldout:
+                rows[-1]["heldout_accuracy"] = heldout_accuracy(probs, labels, list(m["classes"]), heldout)
         else:
             correct = None  # a run without per-jet predictions: no bootstrap for anyone
-    summary = write_efficiency(rows, csv_path, json_path, extra=extra, correct=correct)
+            if heldout:
+                raise ValueError(f"{path}: no {PREDICTIONS} next to it; the held-out-class metric needs it")
+    metrics = (*METRICS, "heldout_accuracy") if heldout else tuple(METRICS)
+    summary = write_efficiency(rows, csv_path, json_path, metrics, extra=extra, correct=correct)
     n_test = sorted({r["n_test"] for r in rows})
     title = f"fine-tuning vs scratch: mean ± std over seeds, {n_test[0]} test jets"
-    plot_efficiency(summary, figure_path, title=title)
+    plot_efficiency(summary, figure_path, metrics, title=title)
     return summary
 
 

@@ -69,6 +69,22 @@ def read_hparams(path: str | Path | None) -> dict[str, Any]:
     return chosen
 
 
+def sweep_choice(config: dict[str, Any], method: str, fraction: float) -> str | None:
+    """The validation-sweep choice file this arm must use (finetune.sweep enabled), else None."""
+    from jetfm.finetune.protocol import choice_path, run_set, swept
+
+    target = swept(config, method)
+    if target is None:
+        return None
+    path = choice_path(run_set(config), target, fraction)
+    if not Path(path).is_file():
+        raise FileNotFoundError(
+            f"finetune.sweep is enabled for {method!r} but its choice {path} does not exist; run the sweep "
+            "(snakemake finetune_sweep_all) or pass --hparams"
+        )
+    return path
+
+
 def run_finetuning(
     config: dict[str, Any],
     method: str,
@@ -93,6 +109,8 @@ def run_finetuning(
     if (pretrained is None) != (backbone is None):
         raise ValueError(f"finetune method {method!r} and backbone {backbone!r} disagree (scratch has none)")
     section = config.get("finetune", {})
+    if hparams is None:
+        hparams = sweep_choice(config, method, fraction)
     chosen = dict(hparams) if isinstance(hparams, dict) else read_hparams(hparams)
     train_over = {k: chosen[k] for k in ("lr", "weight_decay") if k in chosen}
     cfg = finetune_config(config, seed_index, {**train_over, **(overrides or {})}, method)
