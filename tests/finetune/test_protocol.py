@@ -144,10 +144,9 @@ def test_the_rules_build_the_demo_and_study_dags() -> None:
 
     snakemake = Path(sys.executable).parent / "snakemake"
     for extra in ([], ["config/pretrain-heldout.yaml"], ["config/pretrain-unlabelled.yaml"]):
-        out = subprocess.run(
-            [str(snakemake), "-n", "--quiet", "rules", "--configfile", "config/pretrain-demo.yaml", *extra, "--",
-             "finetune_all", "pretrain_all"], capture_output=True, text=True, env=os.environ, timeout=300,
-        )  # fmt: skip
+        cmd = [str(snakemake), "-n", "--quiet", "rules", "--configfile", "config/pretrain-demo.yaml", *extra]
+        out = subprocess.run([*cmd, "--", "finetune_all", "pretrain_all"], capture_output=True, text=True,
+                             env=os.environ, timeout=300)  # fmt: skip
         assert out.returncode == 0, out.stderr[-2000:]
         counts = dict(
             line.split()[:2] for line in out.stdout.splitlines() if line.startswith(("finetune", "pretrain"))
