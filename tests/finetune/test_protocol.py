@@ -159,3 +159,31 @@ def test_the_rules_build_the_demo_and_study_dags() -> None:
             assert counts["pretrain"] == "2"
         else:
             assert counts["pretrain"] == "6" and counts["finetune"] == "42"  # 3 sizes x 2 methods
+
+
+def test_heldout_class_accuracy_is_the_accuracy_on_those_classes_jets(tmp_path: Path) -> None:
+    from jetfm.finetune.report import efficiency_from_runs
+    from jetfm.finetune.schedule import save_predictions
+
+    labels = np.array([0, 0, 1, 1, 2, 2, 2, 2])
+    classes = ["QCD", "Hbb", "Tbqq"]
+    files = []
+    for method, pred in (("scratch", [0, 1, 1, 1, 2, 0, 0, 0]), ("mpm", [0, 0, 1, 0, 2, 2, 2, 0])):
+        run = tmp_path / method
+        run.mkdir()
+        probs = np.eye(3)[pred]
+        save_predictions(run / "test_predictions.npz", probs, labels)
+        acc = float((np.asarray(pred) == labels).mean())
+        metrics = {"method": method, "labelled_fraction": 0.1, "labelled_jets": 20, "seed": 5,
+                   "classes": classes, "accuracy": acc, "macro_auc": 0.7, "macro_f1": 0.5, "n": 8,
+                   "rejection": {"Hbb": {"rejection_at_50": 4.0, "n_background": 2}}}  # fmt: skip
+        (run / "metrics.json").write_text(json.dumps(metrics))
+        files.append(str(run / "metrics.json"))
+    summary = efficiency_from_runs(files, tmp_path / "e.csv", tmp_path / "e.json", tmp_path / "e.png",
+                                   heldout=["Tbqq"])  # fmt: skip
+    by = {s["method"]: s for s in summary}
+    assert by["scratch"]["heldout_accuracy_mean"] == pytest.approx(1 / 4)  # Tbqq jets: 1 of 4 right
+    assert by["mpm"]["heldout_accuracy_mean"] == pytest.approx(3 / 4)
+    eff = json.loads((tmp_path / "e.json").read_text())
+    assert eff["gains"]["heldout_accuracy"][0]["gain"] == pytest.approx(0.5)
+    assert "bootstrap_se" in eff["gains"]["accuracy"][0]
