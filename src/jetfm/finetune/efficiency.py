@@ -73,12 +73,12 @@ def summarise(
         cells.setdefault((str(r["method"]), float(r["fraction"])), []).append(r)
     out = []
     for (method, fraction), runs in sorted(cells.items()):
-        jets = sorted({int(r["jets"]) for r in runs})
-        if len(jets) > 1:
-            raise ValueError(
-                f"method {method!r} at fraction {fraction}: seeds saw different jet counts {jets}"
-            )
-        entry: dict[str, Any] = {"method": method, "fraction": fraction, "jets": jets[0], "seeds": len(runs)}
+        # each seed may draw its own labelled subset (finetune.subset_per_seed): the counts differ a little
+        jets = [int(r["jets"]) for r in runs]
+        entry: dict[str, Any] = {
+            "method": method, "fraction": fraction, "jets": round(float(np.mean(jets))),
+            "jets_min": min(jets), "jets_max": max(jets), "seeds": len(runs),
+        }  # fmt: skip
         for m in (*metrics, *(v for v in VALIDATION if any(r.get(v) is not None for r in runs))):
             vals = [float(r[m]) for r in runs if r.get(m) is not None and not math.isnan(float(r[m]))]
             mean, std = _spread(vals) if vals else (float("nan"), float("nan"))
@@ -117,6 +117,13 @@ def gains(
                 if a is not None and b is not None]  # fmt: skip
         if not keep:
             continue
+        for s, _ in keep:  # a paired comparison: both arms of a seed trained on the same labelled jets
+            a, b = by_key[(method, fraction, s)]["jets"], by_key[(baseline, fraction, s)]["jets"]
+            if int(a) != int(b):
+                raise ValueError(
+                    f"{method!r} and {baseline!r} at fraction {fraction}, seed {s}: {a} vs {b} labelled "
+                    "jets; the arms of one seed must share the labelled subset"
+                )
         d = np.asarray([x for _, x in keep])
         se = float(d.std(ddof=1) / math.sqrt(len(d))) if len(d) > 1 else float("nan")
         entry: dict[str, Any] = {
