@@ -44,7 +44,7 @@ def data(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[str]]:
 def exported(data: dict[str, list[str]], tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("mpm")
     run_pretraining(_config(), "mpm", data, out)
-    export_backbone(out / "checkpoint.pt", out / "export")
+    assert main(["export", str(out / "checkpoint.pt")]) == 0  # the stage: default <run>/export/
     return out / "export"
 
 
@@ -59,7 +59,10 @@ def _user_file(path: Path, n: int = 300) -> Path:
     return path
 
 
-def test_export_holds_the_backbone_and_a_model_card_only(exported: Path) -> None:
+def test_export_holds_the_backbone_and_a_model_card_only(exported: Path, tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="cannot name the backbone's inputs: no training shard given"):
+        torch.save(torch.load(exported.parent / "checkpoint.pt", weights_only=True), tmp_path / "c.pt")
+        export_backbone(tmp_path / "c.pt", tmp_path / "out")  # no summary.json next to it, no --train
     raw = torch.load(exported / "backbone.pt", weights_only=True)
     assert raw["format"] == "jetfm-backbone-v1"
     assert not {"optimizer", "scheduler", "ranks", "history"} & set(raw)

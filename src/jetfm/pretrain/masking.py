@@ -127,9 +127,10 @@ class TargetScaler(nn.Module):
     def fit(self, regression: torch.Tensor, classes: torch.Tensor | None) -> None:
         """regression (M, R) raw targets of real particles; classes (M,) class ids (or None)."""
         x = regression.double()
-        self.mean.copy_(x.mean(0))
-        self.std.copy_(x.std(0).clamp_min(1e-6))
-        self.median.copy_(((x - self.mean) / self.std).median(0).values)
+        if x.shape[1]:  # token targets have no regression part
+            self.mean.copy_(x.mean(0))
+            self.std.copy_(x.std(0).clamp_min(1e-6))
+            self.median.copy_(((x - self.mean) / self.std).median(0).values)
         if classes is not None and self.log_prior.numel():
             counts = torch.bincount(classes, minlength=self.log_prior.numel()).double() + 1.0  # add-one
             self.log_prior.copy_((counts / counts.sum()).log())
