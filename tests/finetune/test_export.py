@@ -184,3 +184,41 @@ def test_a_fine_tuning_run_keeps_its_best_validation_checkpoint(
     probs, labels = predict(model, data["test"], TrainConfig(eval_batch_size=64), torch.device("cpu"))
     assert float((probs.argmax(1) == labels).mean()) == pytest.approx(result["metrics"]["accuracy"])
     assert (tmp_path / "test_predictions.npz").is_file()
+
+
+def test_the_protocol_end_to_end_sweep_choice_paired_gains_and_headline(
+    data: dict[str, list[str]], exported: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Sweep points -> choice on validation -> arms with the chosen hyperparameters -> table and headline."""
+    from jetfm.finetune.protocol import choice_path, choose, sweep_grid, sweep_run_dir
+    from jetfm.finetune.report import efficiency_from_runs, headline_rst
+
+    monkeypatch.chdir(tmp_path)  # results/ under tmp_path
+    config = _config(sweep={"enabled": True, "lr": [0.001, 0.01], "methods": ["scratch", "mpm"]})
+    config["finetune"]["train"] = {"max_steps": 4, "eval_every": 2}
+    backbone = str(exported / "backbone.pt")
+    grid = sweep_grid(config)
+    for method, ckpt in (("scratch", None), ("mpm", backbone)):
+        runs = []
+        for i, point in enumerate(grid):
+            out = sweep_run_dir("fx", method, 0.5, i)
+            run_finetuning(config, method, 0.5, 0, data, out, ckpt, hparams=point)
+            runs.append(f"{out}/metrics.json")
+        choose(runs, grid, choice_path("fx", method, 0.5))
+    metrics = []
+    for method, ckpt in (("scratch", None), ("mpm", backbone), ("mpm-probe", backbone)):
+        for seed in (0, 1):
+            out = f"results/finetune/fx/{method}_0.5_{seed}"
+            m = run_finetuning(config, method, 0.5, seed, data, out, ckpt)["metrics"]
+            chosen = json.loads(Path(choice_path("fx", method.removesuffix("-probe"), 0.5)).read_text())
+            expect_lr = chosen["chosen"]["lr"] if method != "mpm-probe" else 0.001  # probes are not swept
+            assert m["hyperparameters"]["lr"] == pytest.approx(expect_lr)
+            assert m["selected"]["step"] in (2, 4)  # the best-validation weights were tested
+            metrics.append(f"{out}/metrics.json")
+    summary = efficiency_from_runs(metrics, "e.csv", "e.json", "e.png")
+    assert {s["method"] for s in summary} == {"scratch", "mpm", "mpm-probe"}
+    eff = json.loads(Path("e.json").read_text())
+    gains = {g["method"]: g for g in eff["gains"]["accuracy"]}
+    assert gains["mpm"]["seeds"] == 2 and "bootstrap_se" in gains["mpm"]
+    text = headline_rst("e.json")
+    assert "chosen on validation accuracy" in text and "paired seeds" in text
