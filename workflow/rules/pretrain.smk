@@ -22,6 +22,7 @@ SWEPT = sorted({protocol.swept(config, m) for m in FINETUNE_METHODS} - {None})
 # what a pretraining run depends on (`pretrain.train` etc. sit on top of the train section)
 PRETRAIN_SETTINGS = ("seed", "train", "pretrain")
 FINETUNE_SETTINGS = ("seed", "train", "pretrain.size", "finetune")
+NOT_OUTPUT = tuple(f"train.{k}" for k in TRAIN_NOT_OUTPUT)  # the bar, checkpoint cadence, CPU threads
 METHOD_RE = r"(mpm|mpm_tok|rs3l)(-u[0-9.]+)?(-s\d+)?"
 ARM_RE = r"scratch|scratch-matched|(mpm|mpm_tok|rs3l)(-u[0-9.]+)?(-probe)?"
 
@@ -42,7 +43,7 @@ rule tokenizer:
         ),
     params:
         out_dir=lambda wc: paths.pretrain_dir(wc.dataset, "tokenizer"),
-        settings=config_params(*PRETRAIN_SETTINGS),
+        settings=config_params(*PRETRAIN_SETTINGS, exclude=NOT_OUTPUT),
     log:
         paths.log_file("pretrain", "{dataset}_tokenizer"),
     threads: 2
@@ -76,7 +77,7 @@ rule pretrain:
         ),
     params:
         out_dir=lambda wc: paths.pretrain_dir(wc.dataset, wc.method),
-        settings=config_params(*PRETRAIN_SETTINGS),
+        settings=config_params(*PRETRAIN_SETTINGS, exclude=NOT_OUTPUT),
     log:
         paths.log_file("pretrain", "{dataset}_{method}"),
     wildcard_constraints:
@@ -125,7 +126,7 @@ rule finetune_sweep:
     params:
         out_dir=lambda wc: protocol.sweep_run_dir(wc.dataset, wc.method, wc.fraction, wc.point),
         hparams=lambda wc: SWEEP_GRID[int(wc.point)],
-        settings=config_params(*FINETUNE_SETTINGS),
+        settings=config_params(*FINETUNE_SETTINGS, exclude=NOT_OUTPUT),
     log:
         paths.log_file("finetune", "{dataset}/sweep/{method}_{fraction}_p{point}"),
     wildcard_constraints:
@@ -177,7 +178,7 @@ rule finetune:
         history=f"{paths.finetune_run_dir('{dataset}', '{method}', '{fraction}', '{seed}')}/history.csv",
     params:
         out_dir=lambda wc: paths.finetune_run_dir(wc.dataset, wc.method, wc.fraction, wc.seed),
-        settings=config_params(*FINETUNE_SETTINGS),
+        settings=config_params(*FINETUNE_SETTINGS, exclude=NOT_OUTPUT),
     log:
         paths.log_file("finetune", "{dataset}/{method}_{fraction}_{seed}"),
     wildcard_constraints:
