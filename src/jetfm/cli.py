@@ -30,6 +30,7 @@ STAGES: dict[str, tuple[str, str]] = {
     "train": ("jetfm.train.cli", "supervised training of a tagger (ParT or baselines)"),
     "pretrain": ("jetfm.pretrain.cli", "self-supervised pretraining (masked particles, RS3L)"),
     "finetune": ("jetfm.finetune.cli", "fine-tune a pretrained backbone for tagging"),
+    "export": ("jetfm.finetune.export_cli", "a backbone-only file + model card from a checkpoint"),
     "scaling": ("jetfm.scaling.cli", "model-size x data-size sweeps and loss-surface fits"),
     "fpga": ("jetfm.fpga.cli", "compress, convert with hls4ml, emulate and synthesise"),
     "robustness": ("jetfm.robustness.cli", "taggers on shifted held-out samples, calibration, ensembles"),

@@ -17,9 +17,11 @@ from fixtures.train import make_split_dataset
 from jetfm.models.part import ParTBackbone, ParTSize
 from jetfm.pretrain.contrastive import ViewStream, check_disjoint_events, nt_xent
 from jetfm.pretrain.masking import (
-    FeatureGroups,
+    LossSettings,
     MaskedParticleDecoder,
     MaskedParticleModel,
+    TargetScaler,
+    TargetSpec,
     choose_hidden,
     continuous_loss,
 )
@@ -67,7 +69,8 @@ def test_hidden_particles_do_not_reach_the_model_and_only_they_are_scored() -> N
     mask = torch.arange(p).expand(b, p) < torch.tensor([[12], [9], [5], [3]])
     feats, vecs = torch.randn(b, p, f), torch.rand(b, p, 4) + 1.0
     hidden = choose_hidden(mask, 0.4, torch.Generator().manual_seed(0))
-    groups = FeatureGroups(tuple(range(5, f)), None, ())
+    groups = TargetSpec((("kinematics", tuple(range(5, f))),), None, ())
+    scaler = TargetScaler(len(groups.regression), 0)
     size = ParTSize(**TINY)
     model = MaskedParticleModel(
         ParTBackbone(f, size), MaskedParticleDecoder(16, 2, p, groups.output_dim), None
@@ -80,12 +83,13 @@ def test_hidden_particles_do_not_reach_the_model_and_only_they_are_scored() -> N
     f2[hidden], v2[hidden] = torch.randn(int(hidden.sum()), f) * 100, torch.rand(int(hidden.sum()), 4) * 100
     assert torch.allclose(model(f2, v2, mask, hidden), pred, atol=1e-6)
     # ... while the loss, scored on the hidden particles' true features only, sees it.
-    loss = continuous_loss(pred, feats[hidden], groups)["loss"]
-    assert not torch.isclose(continuous_loss(pred, f2[hidden], groups)["loss"], loss)
+    mse = LossSettings("mse")  # identity scaler (mean 0, std 1): the plain per-feature MSE
+    loss = continuous_loss(pred, feats[hidden], groups, scaler, mse)["loss"]
+    assert not torch.isclose(continuous_loss(pred, f2[hidden], groups, scaler, mse)["loss"], loss)
     visible = mask & ~hidden
     f3 = feats.clone()
     f3[visible] += 1.0  # a visible particle's target is never scored (its input changes the prediction)
-    assert torch.equal(continuous_loss(pred, f3[hidden], groups)["loss"], loss)
+    assert torch.equal(continuous_loss(pred, f3[hidden], groups, scaler, mse)["loss"], loss)
     per_part = ((pred - feats[hidden][:, 5:]) ** 2).mean()
     assert torch.allclose(loss, per_part)
 
@@ -187,4 +191,6 @@ def test_every_pretraining_loss_falls_on_a_tiny_set_and_the_vqvae_beats_the_mean
             run_pretraining(config, method, files, tmp_path / method, tokenizer=tokenizer)
         losses = _losses(tmp_path / method / "history.csv")
         first, last = np.mean(losses[:3]), np.mean(losses[-3:])
-        assert last < 0.85 * first, (method, first, last)
+        # mpm's loss sums per-group normalised losses; in the fixture the ID (~ln 15 = 2.7) and track groups
+        # are random, an irreducible floor: only the kinematics group can fall (its skill: test_mpm_targets)
+        assert last < (0.92 if method == "mpm" else 0.85) * first, (method, first, last)

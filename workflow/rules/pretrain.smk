@@ -1,19 +1,30 @@
 # pretrain and finetune stages: self-supervised pretraining of the ParT backbone (masked particles, RS3L
-# contrastive; a VQ-VAE tokenizer first for token targets), fine-tuning vs scratch on labelled fractions, the
-# data-efficiency table and the report's headline. Logic: src/jetfm/train/ (same functions as
-# `jetfm pretrain` / `jetfm finetune`).
+# contrastive; a VQ-VAE tokenizer first for token targets), its export with a model card, fine-tuning vs
+# scratch on labelled fractions under the comparison protocol (docs/foundation-model.md: best-validation
+# weights, a labelled subset per seed, paired gains, a validation sweep with the same budget for every arm, a
+# compute-matched scratch arm, >= 1 pretraining seed per method), the data-efficiency table and the report's
+# headline. Logic: src/jetfm/pretrain/, src/jetfm/finetune/ (same functions as `jetfm pretrain` /
+# `jetfm finetune` / `jetfm export`). Every path comes from jetfm.paths (and finetune/protocol.py for the
+# sweep's); rerun triggers are one `settings=config_params(...)` param per rule.
+from jetfm import paths
+from jetfm.finetune import protocol
+from jetfm.pretrain.variants import parse_variant
 
-PRETRAIN_METHODS = config["pretrain"]["methods"]
+PRETRAIN = config["pretrain"]
 FINETUNE = config["finetune"]
-FINETUNE_METHODS = ["scratch"] + [
-    m + ("-probe" if mode == "frozen" else "")
-    for m in PRETRAIN_METHODS
-    for mode in FINETUNE["modes"]
-]
+RUN_SET = protocol.run_set(config)  # dataset, or dataset-<study> for a study preset
+PRETRAIN_LABELS = protocol.pretrain_labels(config, seeds=True)  # method x unlabelled size x seed
+FINETUNE_METHODS = protocol.finetune_methods(config)
 FRACTIONS = [f"{f:g}" for f in FINETUNE["fractions"]]
 SEED_INDICES = [str(i) for i in range(FINETUNE["seeds"])]
-PRETRAIN_DIR = f"{RESULTS}/pretrain/{DATASET}"
-FINETUNE_DIR = f"{RESULTS}/finetune/{DATASET}"
+SWEEP_GRID = protocol.sweep_grid(config)
+SWEPT = sorted({protocol.swept(config, m) for m in FINETUNE_METHODS} - {None})
+# what a pretraining run depends on (`pretrain.train` etc. sit on top of the train section)
+PRETRAIN_SETTINGS = ("seed", "train", "pretrain")
+FINETUNE_SETTINGS = ("seed", "train", "pretrain.size", "finetune")
+NOT_OUTPUT = tuple(f"train.{k}" for k in TRAIN_NOT_OUTPUT)  # the bar, checkpoint cadence, CPU threads
+METHOD_RE = r"(mpm|mpm_tok|rs3l)(-u[0-9.]+)?(-s\d+)?"
+ARM_RE = r"scratch|scratch-matched|(mpm|mpm_tok|rs3l)(-u[0-9.]+)?(-probe)?"
 
 
 rule tokenizer:
@@ -22,22 +33,19 @@ rule tokenizer:
         val=TRAIN_H5["val"],
         test=TRAIN_H5["test"],
     output:
-        checkpoint=f"{RESULTS}/pretrain/{{dataset}}_tokenizer/checkpoint.pt",
-        summary=f"{RESULTS}/pretrain/{{dataset}}_tokenizer/summary.json",
+        checkpoint=f"{paths.pretrain_dir('{dataset}', 'tokenizer')}/checkpoint.pt",
+        summary=f"{paths.pretrain_dir('{dataset}', 'tokenizer')}/summary.json",
         loss=report(
-            f"{RESULTS}/pretrain/{{dataset}}_tokenizer/loss.png",
+            f"{paths.pretrain_dir('{dataset}', 'tokenizer')}/loss.png",
             caption="../report/pretrain_tokenizer.rst",
             category="Pretraining",
             subcategory="tokenizer",
         ),
     params:
-        out_dir=lambda wc: f"{RESULTS}/pretrain/{wc.dataset}_tokenizer",
-        pretrain=config["pretrain"],
-        train_config=config["train"],
-        seed=config["seed"],
-        sizes=lambda wc: f"settings {config['pretrain']['tokenizer']}",
+        out_dir=lambda wc: paths.pretrain_dir(wc.dataset, "tokenizer"),
+        settings=config_params(*PRETRAIN_SETTINGS, exclude=NOT_OUTPUT),
     log:
-        f"{LOGS}/pretrain/{{dataset}}_tokenizer.log",
+        paths.log_file("pretrain", "{dataset}_tokenizer"),
     threads: 2
     resources:
         mem_mb=4000,
@@ -53,32 +61,27 @@ rule pretrain:
         val=TRAIN_H5["val"],
         test=TRAIN_H5["test"],
         tokenizer=lambda wc: (
-            [f"{RESULTS}/pretrain/{wc.dataset}_tokenizer/checkpoint.pt"] if wc.method == "mpm_tok" else []
+            [f"{paths.pretrain_dir(wc.dataset, 'tokenizer')}/checkpoint.pt"]
+            if parse_variant(wc.method).method == "mpm_tok"
+            else []
         ),
     output:
-        checkpoint=f"{RESULTS}/pretrain/{{dataset}}_{{method}}/checkpoint.pt",
-        history=f"{RESULTS}/pretrain/{{dataset}}_{{method}}/history.csv",
-        summary=f"{RESULTS}/pretrain/{{dataset}}_{{method}}/summary.json",
+        checkpoint=f"{paths.pretrain_dir('{dataset}', '{method}')}/checkpoint.pt",
+        history=f"{paths.pretrain_dir('{dataset}', '{method}')}/history.csv",
+        summary=f"{paths.pretrain_dir('{dataset}', '{method}')}/summary.json",
         loss=report(
-            f"{RESULTS}/pretrain/{{dataset}}_{{method}}/loss.png",
+            f"{paths.pretrain_dir('{dataset}', '{method}')}/loss.png",
             caption="../report/pretrain_loss.rst",
             category="Pretraining",
             subcategory="{method}",
         ),
     params:
-        out_dir=lambda wc: f"{RESULTS}/pretrain/{wc.dataset}_{wc.method}",
-        # Listed so that editing these sections reruns pretraining (Snakemake's params rerun trigger).
-        pretrain=config["pretrain"],
-        train_config=config["train"],
-        seed=config["seed"],
-        sizes=lambda wc: (
-            f"ParT backbone {config['pretrain']['size']}; {config['pretrain']['train']} on top of the train "
-            f"section; {wc.method} settings {config['pretrain'].get(wc.method.replace('mpm_tok', 'mpm'), {})}"
-        ),
+        out_dir=lambda wc: paths.pretrain_dir(wc.dataset, wc.method),
+        settings=config_params(*PRETRAIN_SETTINGS, exclude=NOT_OUTPUT),
     log:
-        f"{LOGS}/pretrain/{{dataset}}_{{method}}.log",
+        paths.log_file("pretrain", "{dataset}_{method}"),
     wildcard_constraints:
-        method="mpm|mpm_tok|rs3l",
+        method=METHOD_RE,
     threads: 1
     resources:
         mem_mb=4000,
@@ -88,31 +91,98 @@ rule pretrain:
         "../../scripts/pretrain.py"
 
 
+rule pretrain_export:
+    input:
+        checkpoint=f"{paths.pretrain_dir('{dataset}', '{method}')}/checkpoint.pt",
+        summary=f"{paths.pretrain_dir('{dataset}', '{method}')}/summary.json",
+        train=TRAIN_H5["train"],
+    output:
+        backbone=f"{paths.pretrain_dir('{dataset}', '{method}')}/export/backbone.pt",
+        card=f"{paths.pretrain_dir('{dataset}', '{method}')}/export/model_card.json",
+        card_md=report(
+            f"{paths.pretrain_dir('{dataset}', '{method}')}/export/model_card.md",
+            caption="../report/pretrain_model_card.rst",
+            category="Pretraining",
+            subcategory="{method}",
+        ),
+    log:
+        paths.log_file("pretrain", "{dataset}_{method}_export"),
+    wildcard_constraints:
+        method=METHOD_RE,
+    conda:
+        "../../envs/ml.yaml"
+    script:
+        "../../scripts/pretrain_export.py"
+
+
+rule finetune_sweep:
+    input:
+        train=TRAIN_H5["train"],
+        val=TRAIN_H5["val"],
+        test=TRAIN_H5["test"],
+        backbone=lambda wc: protocol.backbone_checkpoints(config, wc.dataset, wc.method, 0),
+    output:
+        metrics=f"{protocol.sweep_run_dir('{dataset}', '{method}', '{fraction}', '{point}')}/metrics.json",
+    params:
+        out_dir=lambda wc: protocol.sweep_run_dir(wc.dataset, wc.method, wc.fraction, wc.point),
+        hparams=lambda wc: SWEEP_GRID[int(wc.point)],
+        settings=config_params(*FINETUNE_SETTINGS, exclude=NOT_OUTPUT),
+    log:
+        paths.log_file("finetune", "{dataset}/sweep/{method}_{fraction}_p{point}"),
+    wildcard_constraints:
+        method=ARM_RE,
+        fraction=r"[0-9.e-]+",
+        point=r"\d+",
+    threads: 1
+    resources:
+        mem_mb=3000,
+    conda:
+        "../../envs/ml.yaml"
+    script:
+        "../../scripts/finetune_sweep.py"
+
+
+rule finetune_sweep_choose:
+    input:
+        metrics=lambda wc: [
+            f"{protocol.sweep_run_dir(wc.dataset, wc.method, wc.fraction, i)}/metrics.json"
+            for i in range(len(SWEEP_GRID))
+        ],
+    output:
+        choice=protocol.choice_path("{dataset}", "{method}", "{fraction}"),
+    params:
+        grid=SWEEP_GRID,
+    log:
+        paths.log_file("finetune", "{dataset}/sweep/{method}_{fraction}"),
+    wildcard_constraints:
+        method=ARM_RE,
+        fraction=r"[0-9.e-]+",
+    conda:
+        "../../envs/ml.yaml"
+    script:
+        "../../scripts/finetune_sweep_choose.py"
+
+
 rule finetune:
     input:
         train=TRAIN_H5["train"],
         val=TRAIN_H5["val"],
         test=TRAIN_H5["test"],
-        # the pretrained checkpoint the method starts from (none for scratch)
-        backbone=lambda wc: (
-            []
-            if wc.method == "scratch"
-            else [f"{RESULTS}/pretrain/{wc.dataset}_{wc.method.removesuffix('-probe')}/checkpoint.pt"]
-        ),
+        # the pretrained checkpoint the arm starts from (none for the scratch arms)
+        backbone=lambda wc: protocol.backbone_checkpoints(config, wc.dataset, wc.method, int(wc.seed)),
+        # the validation sweep's choice for this arm and fraction (read by run_finetuning)
+        hparams=lambda wc: protocol.hparams_inputs(config, wc.dataset, wc.method, wc.fraction),
     output:
-        checkpoint=f"{RESULTS}/finetune/{{dataset}}/{{method}}_{{fraction}}_{{seed}}/checkpoint.pt",
-        metrics=f"{RESULTS}/finetune/{{dataset}}/{{method}}_{{fraction}}_{{seed}}/metrics.json",
-        history=f"{RESULTS}/finetune/{{dataset}}/{{method}}_{{fraction}}_{{seed}}/history.csv",
+        checkpoint=f"{paths.finetune_run_dir('{dataset}', '{method}', '{fraction}', '{seed}')}/checkpoint.pt",
+        metrics=f"{paths.finetune_run_dir('{dataset}', '{method}', '{fraction}', '{seed}')}/metrics.json",
+        history=f"{paths.finetune_run_dir('{dataset}', '{method}', '{fraction}', '{seed}')}/history.csv",
     params:
-        out_dir=lambda wc: f"{RESULTS}/finetune/{wc.dataset}/{wc.method}_{wc.fraction}_{wc.seed}",
-        finetune=config["finetune"],
-        backbone_size=config["pretrain"]["size"],
-        train_config=config["train"],
-        seed=config["seed"],
+        out_dir=lambda wc: paths.finetune_run_dir(wc.dataset, wc.method, wc.fraction, wc.seed),
+        settings=config_params(*FINETUNE_SETTINGS, exclude=NOT_OUTPUT),
     log:
-        f"{LOGS}/finetune/{{dataset}}/{{method}}_{{fraction}}_{{seed}}.log",
+        paths.log_file("finetune", "{dataset}/{method}_{fraction}_{seed}"),
     wildcard_constraints:
-        method=r"scratch|(mpm|mpm_tok|rs3l)(-probe)?",
+        method=ARM_RE,
         fraction=r"[0-9.e-]+",
         seed=r"\d+",
     threads: 1
@@ -126,31 +196,31 @@ rule finetune:
 
 rule finetune_efficiency:
     input:
-        metrics=expand(
-            f"{FINETUNE_DIR}/{{method}}_{{fraction}}_{{seed}}/metrics.json",
+        metrics=lambda wc: expand(
+            f"{paths.finetune_run_dir(wc.dataset, '{method}', '{fraction}', '{seed}')}/metrics.json",
             method=FINETUNE_METHODS,
             fraction=FRACTIONS,
             seed=SEED_INDICES,
         ),
     output:
         csv=report(
-            f"{RESULTS}/finetune/{{dataset}}/efficiency.csv",
+            f"{paths.finetune_dir('{dataset}')}/efficiency.csv",
             caption="../report/finetune_efficiency_table.rst",
             category="Summary",
         ),
-        json=f"{RESULTS}/finetune/{{dataset}}/efficiency.json",
+        json=f"{paths.finetune_dir('{dataset}')}/efficiency.json",
+        table=f"{paths.finetune_dir('{dataset}')}/protocol_table.md",
         figure=report(
-            f"{RESULTS}/finetune/{{dataset}}/efficiency.png",
+            f"{paths.finetune_dir('{dataset}')}/efficiency.png",
             caption="../report/finetune_efficiency.rst",
             category="Summary",
         ),
     params:
-        sizes=lambda wc: (
-            f"methods {FINETUNE_METHODS}, labelled fractions {FRACTIONS}, {FINETUNE['seeds']} seeds, "
-            f"backbone {config['pretrain']['size']}, fine-tuning {FINETUNE['train']}"
-        ),
+        # held-out-class study: the classes pretraining never saw get their own test accuracy
+        heldout=[c for c in config["classes"] if PRETRAIN["classes"] and c not in PRETRAIN["classes"]],
+        settings=config_params("finetune", "pretrain.size", "pretrain.methods", "pretrain.seeds"),
     log:
-        f"{LOGS}/finetune/{{dataset}}/efficiency.log",
+        paths.log_file("finetune", "{dataset}/efficiency"),
     conda:
         "../../envs/ml.yaml"
     script:
@@ -159,17 +229,17 @@ rule finetune_efficiency:
 
 rule pretrain_headline:
     input:
-        efficiency=f"{RESULTS}/finetune/{{dataset}}/efficiency.json",
-        train_metrics=expand(f"{RESULTS}/models/{DATASET}_{{model}}/metrics.json", model=TRAIN_MODELS),
-        pretrain=expand(f"{PRETRAIN_DIR}_{{method}}/summary.json", method=PRETRAIN_METHODS),
+        efficiency=f"{paths.finetune_dir('{dataset}')}/efficiency.json",
+        train_metrics=expand(f"{paths.model_dir(DATASET, '{model}')}/metrics.json", model=TRAIN_MODELS),
+        pretrain=lambda wc: [f"{paths.pretrain_dir(wc.dataset, m)}/summary.json" for m in PRETRAIN_LABELS],
     output:
         headline=report(
-            f"{RESULTS}/finetune/{{dataset}}/pretrain_headline.rst",
+            f"{paths.finetune_dir('{dataset}')}/pretrain_headline.rst",
             caption="../report/pretrain_headline.rst",
             category="Summary",
         ),
     log:
-        f"{LOGS}/finetune/{{dataset}}/headline.log",
+        paths.log_file("finetune", "{dataset}/headline"),
     conda:
         "../../envs/ml.yaml"
     script:
@@ -178,13 +248,19 @@ rule pretrain_headline:
 
 rule pretrain_all:
     input:
-        expand(f"{PRETRAIN_DIR}_{{method}}/summary.json", method=PRETRAIN_METHODS),
+        [f"{paths.pretrain_dir(RUN_SET, m)}/summary.json" for m in PRETRAIN_LABELS],
+        [f"{paths.pretrain_dir(RUN_SET, m)}/export/model_card.json" for m in PRETRAIN_LABELS],
+
+
+rule finetune_sweep_all:
+    input:
+        [protocol.choice_path(RUN_SET, m, f) for m in SWEPT for f in FRACTIONS],
 
 
 rule finetune_all:
     input:
-        f"{FINETUNE_DIR}/efficiency.csv",
-        f"{FINETUNE_DIR}/pretrain_headline.rst",
+        f"{paths.finetune_dir(RUN_SET)}/efficiency.csv",
+        f"{paths.finetune_dir(RUN_SET)}/pretrain_headline.rst",
 
 
 ALL_TARGETS.extend(rules.finetune_all.input)

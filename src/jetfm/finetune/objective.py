@@ -14,15 +14,25 @@ import json
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
+from jetfm.finetune.backbone import BackboneSpec, check_inputs, particle_feature_names, read_backbone
 from jetfm.finetune.labelled import LabelledStream
+from jetfm.finetune.schedule import (
+    PREDICTIONS,
+    FreezeSchedule,
+    layerwise_scales,
+    restore_best,
+    save_predictions,
+)
 from jetfm.models import build_model, make_size
 from jetfm.train.checkpoint import load_checkpoint
 from jetfm.train.config import TrainConfig
 from jetfm.train.data import ShardMeta
-from jetfm.train.objectives import Supervised, decay_groups
+from jetfm.train.objectives import Supervised, decay_groups, to_device
 
 MODES = ("full", "frozen")
 # Size fields that do not change a parameter's shape or meaning (regularisation only).
@@ -92,8 +102,40 @@ def load_backbone(module: nn.Module, path: str | Path) -> dict[str, Any]:
     }  # fmt: skip
 
 
+def load_state(module: nn.Module, spec: BackboneSpec) -> dict[str, Any]:
+    """Load the weights of `spec` into the module's backbone (built with spec's size); what was loaded."""
+    backbone = _backbone_of(module)
+    own = backbone.state_dict()
+    missing, unexpected = sorted(set(own) - set(spec.state)), sorted(set(spec.state) - set(own))
+    if missing or unexpected:
+        raise ValueError(f"backbone {spec.path}: keys differ: missing {missing}, unexpected {unexpected}")
+    for k, v in spec.state.items():
+        if v.shape != own[k].shape:
+            raise ValueError(
+                f"backbone {spec.path}: tensor {k!r} has shape {tuple(v.shape)}, module expects "
+                f"{tuple(own[k].shape)}"
+            )
+    backbone.load_state_dict(spec.state)
+    return spec.describe()
+
+
 class FineTune(Supervised):
-    """Supervised ParT on the labelled fraction, from a pretrained backbone (`backbone`) or from scratch."""
+    """Supervised ParT on the labelled fraction, from a pretrained backbone (`backbone`) or from scratch.
+
+    Options of the comparison protocol (docs/foundation-model.md), all off by default so other stages that
+    reuse this objective (scaling cells, the jet-images study) keep their behaviour:
+    - `size_from_backbone`: build the ParT with the backbone file's size (an export or a checkpoint;
+      `jetfm finetune --from`), only the shape-neutral dropout coming from the run; the data's particle
+      features are checked against the backbone's (`backbone.check_inputs`) before anything trains;
+    - `layer_decay`: layer-wise LR decay, the head at lr x 1, each backbone level below x `layer_decay` more
+      (`schedule.layerwise_scales`), on top of `backbone_lr_scale`;
+    - `freeze_steps`: the backbone is frozen (no gradient, eval mode) for the first optimiser steps, then
+      trains (`schedule.FreezeSchedule`, a counter in the model's state so a resumed run continues it);
+    - `subset`: which labelled subset of the fraction (one per seed; `labelled.labelled_selection`);
+    - `select_best`: the loop keeps the best-validation weights (best.pt) and the test metrics are those
+      of the best-validation step (model selection on validation; the run itself goes to max_steps);
+    - `dropout`: the run's dropout (a validation-sweep knob), whatever the backbone was pretrained with.
+    """
 
     name = "finetune"
 
@@ -105,6 +147,13 @@ class FineTune(Supervised):
         mode: str = "full",
         backbone_lr_scale: float = 1.0,
         label_smoothing: float = 0.0,
+        *,
+        size_from_backbone: bool = False,
+        layer_decay: float = 1.0,
+        freeze_steps: int = 0,
+        subset: int = 0,
+        select_best: bool = False,
+        dropout: float | None = None,
     ) -> None:
         super().__init__(label_smoothing)
         if mode not in MODES:
@@ -113,35 +162,72 @@ class FineTune(Supervised):
             raise ValueError(f"finetune method {method!r}: a frozen backbone needs a pretrained checkpoint")
         if backbone_lr_scale <= 0:
             raise ValueError(f"finetune backbone_lr_scale must be > 0, got {backbone_lr_scale}")
+        if not 0 < layer_decay <= 1:
+            raise ValueError(f"finetune.layer_decay must be in (0, 1], got {layer_decay}")
+        if freeze_steps < 0:
+            raise ValueError(f"finetune.freeze_steps must be >= 0, got {freeze_steps}")
         self.method, self.fraction, self.mode = method, float(fraction), mode
         self.backbone = str(backbone) if backbone else None
         self.backbone_lr_scale = backbone_lr_scale
+        self.size_from_backbone, self.layer_decay = size_from_backbone, float(layer_decay)
+        self.freeze = FreezeSchedule(freeze_steps) if freeze_steps and backbone else None
+        self.subset, self.dropout = int(subset), dropout
+        self.best_metric = ("val_loss", "min") if select_best else None
+        self.spec: BackboneSpec | None = None
         self.loaded: dict[str, Any] | None = None
         self.labelled_jets = 0
+        self.adapter: dict[str, Any] | None = None
 
     def build(self, cfg: TrainConfig, meta: ShardMeta) -> nn.Module:
         if cfg.model != "part":
             raise ValueError(f"fine-tuning needs the ParT backbone (train.model = 'part'), got {cfg.model!r}")
-        return build_model("part", meta.num_features, meta.num_jet_features, len(meta.classes), **cfg.size)
+        size = dict(cfg.size)
+        if self.backbone and self.size_from_backbone:
+            self.spec = read_backbone(self.backbone)
+            names = particle_feature_names(meta.feature_names, meta.num_features)
+            check_inputs(self.spec, names, meta.num_features, list(self.data_files))
+            size = {k: v for k, v in self.spec.size.items() if k not in SHAPE_NEUTRAL}
+            size.update({k: v for k, v in cfg.size.items() if k in SHAPE_NEUTRAL})
+        if self.dropout is not None:
+            size["dropout"] = self.dropout
+        model = build_model("part", meta.num_features, meta.num_jet_features, len(meta.classes), **size)
+        if self.freeze is not None:
+            self.freeze.attach(model, cfg.grad_accum)
+        return model
 
-    def prepare(self, module: nn.Module, train_files: list[str], cfg: TrainConfig) -> None:
-        if self.backbone:
-            self.loaded = load_backbone(module, self.backbone)
-        if self.mode == "frozen":
-            module.freeze_backbone()
-
-    def param_groups(self, module: nn.Module, cfg: TrainConfig) -> list[dict]:
-        scale = self.backbone_lr_scale if self.backbone and self.mode == "full" else 1.0
-        return decay_groups(module, cfg, {id(p): scale for p in module.backbone.parameters()})
+    data_files: tuple[str, ...] = ()
 
     def stream(self, files: list[str], cfg: TrainConfig, rank: int, world_size: int) -> LabelledStream:
+        self.data_files = tuple(files)
         stream = LabelledStream(
             files, cfg.batch_size, fraction=self.fraction, seed=cfg.seed, block_size=cfg.block_size,
             shuffle_buffer=cfg.shuffle_buffer, bucket_by_length=cfg.bucket_by_length,
-            nominal_only=cfg.nominal_only, rank=rank, world_size=world_size,
+            nominal_only=cfg.nominal_only, rank=rank, world_size=world_size, subset=self.subset,
         )  # fmt: skip
         self.labelled_jets = stream.rows
         return stream
+
+    def prepare(self, module: nn.Module, train_files: list[str], cfg: TrainConfig) -> None:
+        if self.spec is not None:
+            self.loaded = load_state(module, self.spec)
+        elif self.backbone:
+            self.loaded = load_backbone(module, self.backbone)
+        if self.mode == "frozen":
+            module.freeze_backbone()
+        if self.freeze is not None:
+            self.freeze.check_single_process()
+
+    def param_groups(self, module: nn.Module, cfg: TrainConfig) -> list[dict]:
+        scale = self.backbone_lr_scale if self.backbone and self.mode == "full" else 1.0
+        scales = layerwise_scales(module.backbone, self.layer_decay if self.backbone else 1.0, scale)
+        return decay_groups(module, cfg, scales)
+
+    def loss(self, model: nn.Module, batch: dict[str, torch.Tensor], device: torch.device) -> torch.Tensor:
+        if self.freeze is not None and self.freeze.frozen_now():
+            b = to_device(batch, device)
+            logits = self.freeze.head_only(b)
+            return F.cross_entropy(logits.float(), b["label"], label_smoothing=self.label_smoothing)
+        return super().loss(model, batch, device)
 
     def finish(
         self,
@@ -152,17 +238,40 @@ class FineTune(Supervised):
         out: Path,
         extras: dict[str, Any],
     ) -> dict[str, Any] | None:
-        """Supervised test metrics plus the method, labelled fraction and jets, and the loaded backbone."""
+        """Supervised test metrics (of the best-validation weights with `select_best`) plus the method,
+        labelled fraction, subset and jets, the hyperparameters and the loaded backbone."""
+        best = restore_best(module, out) if self.best_metric else None
+        dropout = module.backbone.size.dropout if hasattr(module, "backbone") else None
         tags = {
             "method": self.method, "mode": self.mode, "labelled_fraction": self.fraction,
-            "labelled_jets": self.labelled_jets, "seed": cfg.seed, "pretrained": self.loaded,
+            "labelled_jets": self.labelled_jets, "seed": cfg.seed, "subset": self.subset,
+            "pretrained": self.loaded, "selected": best, "adapter": self.adapter,
+            "classes": list(extras["classes"]),
+            "hyperparameters": {"lr": cfg.lr, "weight_decay": cfg.weight_decay, "max_steps": cfg.max_steps,
+                                "dropout": dropout,
+                                "layer_decay": self.layer_decay, "backbone_lr_scale": self.backbone_lr_scale,
+                                "freeze_steps": self.freeze.steps if self.freeze else 0},
         }  # fmt: skip
         return super().finish(
             module, test_files, cfg, device, out, {**extras, "metrics": {**extras["metrics"], **tags}}
         )
 
+    def report(
+        self, metrics: dict[str, Any], probs: np.ndarray, labels: np.ndarray, classes: list[str],
+        cfg: TrainConfig, out: Path,
+    ) -> None:  # fmt: skip
+        """As supervised, plus the per-jet test predictions (for the bootstrap over test jets)."""
+        super().report(metrics, probs, labels, classes, cfg, out)
+        save_predictions(out / PREDICTIONS, probs, labels)
+
     def describe(self) -> dict[str, Any]:
         return {
             "name": self.name, "method": self.method, "fraction": self.fraction, "mode": self.mode,
             "backbone": self.backbone, "backbone_lr_scale": self.backbone_lr_scale,
+            **({"layer_decay": self.layer_decay} if self.layer_decay != 1 else {}),
+            **({"freeze_steps": self.freeze.steps} if self.freeze else {}),
+            **({"subset": self.subset} if self.subset else {}),
+            **({"select_best": True} if self.best_metric else {}),
+            **({"dropout": self.dropout} if self.dropout is not None else {}),
+            **({"size_from_backbone": True} if self.size_from_backbone else {}),
         }  # fmt: skip

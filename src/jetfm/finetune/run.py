@@ -1,15 +1,25 @@
 """The entry of the finetune stage: one fine-tuning run (a method, labelled fraction and seed) from the
-workflow config (`jetfm finetune` and rule `finetune`), and the names of the methods."""
+workflow config (`jetfm finetune` and rule `finetune`), and the names of the methods.
+
+Methods: `scratch` (the architecture re-initialised), `scratch-matched` (scratch with the compute of
+pretraining + fine-tuning: `pretrain.train.max_steps` + the fine-tuning steps), `<pretraining method>` (full
+fine-tuning from its backbone) and `<method>-probe` (frozen backbone, linear probe). Every arm of one seed
+index sees the same labelled subset (paired design); the seed index also picks the subset.
+"""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 from jetfm.train.config import TrainConfig, from_workflow
 from jetfm.train.resume import ResumeMode
 
 SCRATCH = "scratch"
+MATCHED = "scratch-matched"
 PROBE = "-probe"
+SWEEP_KEYS = ("lr", "weight_decay", "dropout")  # what the validation sweep may set (hparams files)
 
 
 def method_label(pretrained: str | None, mode: str) -> str:
@@ -20,8 +30,8 @@ def method_label(pretrained: str | None, mode: str) -> str:
 
 
 def parse_method(label: str) -> tuple[str | None, str]:
-    """Inverse of `method_label`: (pretraining method or None for scratch, mode)."""
-    if label == SCRATCH:
+    """Inverse of `method_label`: (pretraining method or None for scratch arms, mode)."""
+    if label in (SCRATCH, MATCHED):
         return None, "full"
     if label.endswith(PROBE):
         return label[: -len(PROBE)], "frozen"
@@ -29,16 +39,50 @@ def parse_method(label: str) -> tuple[str | None, str]:
 
 
 def finetune_config(
-    config: dict[str, Any], seed_index: int, overrides: dict[str, Any] | None = None
+    config: dict[str, Any], seed_index: int, overrides: dict[str, Any] | None = None, method: str = SCRATCH
 ) -> TrainConfig:
     """TrainConfig of one fine-tuning run: `train:` + `finetune.train`, the backbone size of `pretrain.size`,
-    seed = config seed + seed_index (init and data order)."""
+    seed = config seed + seed_index (init and data order); `scratch-matched` gets the pretraining steps
+    added to its max_steps (and its warmup kept)."""
     values = {
         **config.get("finetune", {}).get("train", {}),
         "size": dict(config.get("pretrain", {}).get("size", {})),
         "seed": int(config.get("seed", 0)) + int(seed_index),
     }
-    return from_workflow(config, "part", {**values, **(overrides or {})})
+    cfg = from_workflow(config, "part", {**values, **(overrides or {})})
+    if method == MATCHED:
+        pre = from_workflow(config, "part", dict(config.get("pretrain", {}).get("train", {})))
+        cfg = cfg.replace(max_steps=cfg.max_steps + pre.max_steps)
+    return cfg
+
+
+def read_hparams(path: str | Path | None) -> dict[str, Any]:
+    """The validation-sweep choice of a (method, fraction) (`protocol.choose`): lr, weight_decay, dropout."""
+    if not path:
+        return {}
+    chosen = json.loads(Path(path).read_text()).get("chosen", {})
+    unknown = sorted(set(chosen) - set(SWEEP_KEYS))
+    if unknown:
+        raise ValueError(
+            f"{path}: field 'chosen' has unknown key(s) {unknown}; expected some of {SWEEP_KEYS}"
+        )
+    return chosen
+
+
+def sweep_choice(config: dict[str, Any], method: str, fraction: float) -> str | None:
+    """The validation-sweep choice file this arm must use (finetune.sweep enabled), else None."""
+    from jetfm.finetune.protocol import choice_path, run_set, swept
+
+    target = swept(config, method)
+    if target is None:
+        return None
+    path = choice_path(run_set(config), target, fraction)
+    if not Path(path).is_file():
+        raise FileNotFoundError(
+            f"finetune.sweep is enabled for {method!r} but its choice {path} does not exist; run the sweep "
+            "(snakemake finetune_sweep_all) or pass --hparams"
+        )
+    return path
 
 
 def run_finetuning(
@@ -51,16 +95,32 @@ def run_finetuning(
     backbone: str | None = None,
     overrides: dict[str, Any] | None = None,
     resume: ResumeMode = False,
+    hparams: str | Path | dict[str, Any] | None = None,
+    adapter: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """One fine-tuning run (CLI and Snakemake entry); `backbone` is None for the scratch baseline."""
+    """One fine-tuning run (CLI and Snakemake entry); `backbone` is None for the scratch arms.
+
+    `hparams`: a sweep choice (file or dict: lr, weight_decay, dropout) applied on top of the config;
+    `adapter`: what the input adapter computed and filled (recorded in metrics.json)."""
     from jetfm.finetune.objective import FineTune
     from jetfm.train.loop import train
 
     pretrained, mode = parse_method(method)
     if (pretrained is None) != (backbone is None):
         raise ValueError(f"finetune method {method!r} and backbone {backbone!r} disagree (scratch has none)")
-    cfg = finetune_config(config, seed_index, overrides)
-    lr_scale = float(config.get("finetune", {}).get("backbone_lr_scale", 1.0))
-    objective = FineTune(method, fraction, backbone, mode, lr_scale, cfg.label_smoothing)
+    section = config.get("finetune", {})
+    if hparams is None:
+        hparams = sweep_choice(config, method, fraction)
+    chosen = dict(hparams) if isinstance(hparams, dict) else read_hparams(hparams)
+    train_over = {k: chosen[k] for k in ("lr", "weight_decay") if k in chosen}
+    cfg = finetune_config(config, seed_index, {**train_over, **(overrides or {})}, method)
+    objective = FineTune(
+        method, fraction, backbone, mode, float(section.get("backbone_lr_scale", 1.0)), cfg.label_smoothing,
+        size_from_backbone=backbone is not None, layer_decay=float(section.get("layer_decay", 1.0)),
+        freeze_steps=int(section.get("freeze_steps", 0)) if mode == "full" else 0,
+        subset=seed_index if section.get("subset_per_seed", True) else 0,
+        select_best=bool(section.get("select_best", True)), dropout=chosen.get("dropout"),
+    )  # fmt: skip
+    objective.adapter = adapter
     return train(cfg, files["train"], files["val"], files["test"], out_dir, resume=resume,
                  workflow_config=config, objective=objective)  # fmt: skip

@@ -22,7 +22,12 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     from jetfm.pretrain.objectives import METHODS, TOKENIZER
 
     add_config_arguments(parser)
-    parser.add_argument("--method", required=True, choices=[*METHODS, TOKENIZER], help="what to pretrain")
+    known = [*METHODS, TOKENIZER]
+    parser.add_argument(
+        "--method", required=True,
+        help=f"what to pretrain: one of {known}, optionally with -u<unlabelled fraction> and/or "
+        "-s<seed index> (e.g. mpm-s1)",
+    )  # fmt: skip
     parser.add_argument("--tokenizer", help="tokenizer checkpoint for mpm_tok "
                         "(default results/pretrain/<dataset>_tokenizer/checkpoint.pt)")  # fmt: skip
     add_shard_options(parser)
@@ -31,8 +36,14 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from jetfm.pretrain.objectives import TOKENIZER
+    from jetfm.pretrain.objectives import METHODS, TOKENIZER
     from jetfm.pretrain.run import run_pretraining
+    from jetfm.pretrain.variants import parse_variant
+
+    variant = parse_variant(args.method)
+    if variant.method not in (*METHODS, TOKENIZER):
+        known = [*METHODS, TOKENIZER]
+        raise ValueError(f"--method {args.method}: unknown method {variant.method!r}; known {known}")
 
     config = load_config(args.config, parse_overrides(args.overrides))
     dataset = config["dataset"]
@@ -40,6 +51,7 @@ def run(args: argparse.Namespace) -> int:
     tokenizer = args.tokenizer or f"{pretrain_dir(dataset, TOKENIZER)}/checkpoint.pt"
     run_pretraining(
         config, args.method, files, args.out or pretrain_dir(dataset, args.method),
-        parse_overrides(args.train_overrides), tokenizer if args.method == "mpm_tok" else None, args.resume,
+        parse_overrides(args.train_overrides), tokenizer if variant.method == "mpm_tok" else None,
+        args.resume,
     )  # fmt: skip
     return 0

@@ -23,6 +23,7 @@ from torch import nn
 from jetfm.configkeys import strict_fields
 from jetfm.models import make_size
 from jetfm.models.part import ParTBackbone
+from jetfm.preprocess.sample import sample_rows
 from jetfm.pretrain.contrastive import (
     ContrastiveModel,
     ViewStream,
@@ -30,11 +31,16 @@ from jetfm.pretrain.contrastive import (
     evaluate_views,
 )
 from jetfm.pretrain.masking import (
-    FeatureGroups,
+    GROUPS,
+    LOSSES,
+    LossSettings,
     MaskedParticleDecoder,
     MaskedParticleModel,
+    TargetScaler,
+    TargetSpec,
     choose_hidden,
     continuous_loss,
+    skills,
     token_loss,
 )
 from jetfm.pretrain.unsupervised import SeededStream, Unsupervised, batch_seed, generator_for
@@ -52,10 +58,27 @@ class MPMSettings:
     mask_fraction: float = 0.3  # of each jet's real particles (the jetssl sweep peaks at 20-30 %)
     decoder_depth: int = 1  # attention blocks of the decoder
     use_views: bool = True  # also mask the re-simulation views of training events (more unlabelled jets)
+    loss: str = "l1"  # l1 | mse on each standardised continuous target (JetSSL uses L1-like losses)
+    weights: dict[str, float] = field(default_factory=dict)  # per group (kinematics, track, id); default 1
+    id_smoothing: float = 0.1  # label smoothing of the joint charge x particle-type class
+    fit_jets: int = 5000  # training jets sampled to fit the target normalisation and the baselines
 
     def __post_init__(self) -> None:
         if not 0 < self.mask_fraction < 1:
             raise ValueError(f"pretrain.mpm.mask_fraction must be in (0, 1), got {self.mask_fraction}")
+        if self.loss not in LOSSES:
+            raise ValueError(f"pretrain.mpm.loss must be one of {LOSSES}, got {self.loss!r}")
+        unknown = sorted(set(self.weights) - set(GROUPS))
+        if unknown or any(w < 0 for w in self.weights.values()):
+            raise ValueError(
+                f"pretrain.mpm.weights: {dict(self.weights)}; expected non-negative weights for {GROUPS}"
+            )
+        if not 0 <= self.id_smoothing < 1:
+            raise ValueError(f"pretrain.mpm.id_smoothing must be in [0, 1), got {self.id_smoothing}")
+
+    def loss_settings(self) -> LossSettings:
+        weights = tuple((g, float(self.weights.get(g, 1.0))) for g in GROUPS)
+        return LossSettings(self.loss, weights, self.id_smoothing)
 
 
 @dataclass(frozen=True)
@@ -79,31 +102,52 @@ class RS3LSettings:
 
 
 class MaskedParticleObjective(Unsupervised):
-    """MPM: hide `mask_fraction` of each jet's particles, predict them (continuous features or tokens)."""
+    """MPM: hide `mask_fraction` of each jet's particles, predict them (continuous features or tokens);
+    every head is scored against its marginal baseline (skill, `masking.skills`)."""
 
     def __init__(self, settings: MPMSettings, tokenizer: str | Path | None = None) -> None:
         self.settings = settings
         self.tokenizer_path = str(tokenizer) if tokenizer else None
         self.name = "mpm_tok" if tokenizer else "mpm"
-        self.history_columns = (
-            ("val_loss", "val_token_acc")
-            if tokenizer
-            else ("val_loss", "val_regression", "val_charge_acc", "val_pid_acc")
-        )
-        self.groups: FeatureGroups | None = None
+        self.history_columns = ("val_loss", "val_token_acc", "val_skill_token") if tokenizer else ()
+        self.spec: TargetSpec | None = None
         self.tokenizer: nn.Module | None = None
 
     def build(self, cfg: TrainConfig, meta: ShardMeta) -> nn.Module:
         backbone = ParTBackbone(meta.num_features, make_size("part", cfg.size))
-        self.groups = FeatureGroups.from_names(meta.feature_names, meta.num_features)
+        self.spec = TargetSpec.from_names(meta.feature_names, meta.num_features)
         tokenizer = load_tokenizer(self.tokenizer_path, meta.num_features) if self.tokenizer_path else None
         self.tokenizer = tokenizer
-        out_dim = tokenizer.codebook_size if tokenizer is not None else self.groups.output_dim
+        if tokenizer is not None:
+            out_dim, scaler = tokenizer.codebook_size, TargetScaler(0, tokenizer.codebook_size)
+        else:
+            out_dim, scaler = (
+                self.spec.output_dim,
+                TargetScaler(len(self.spec.regression), self.spec.id_classes),
+            )
+            heads = [g for g, _ in self.spec.groups] + (["id"] if self.spec.id_classes else [])
+            id_extra = ("val_id_nll", "val_id_acc") if self.spec.id_classes else ()
+            self.history_columns = (
+                "val_loss", *(f"val_{h}" for h in heads), *id_extra, *(f"val_skill_{h}" for h in heads),
+            )  # fmt: skip
         size = backbone.size
         decoder = MaskedParticleDecoder(
             size.embed_dim, size.heads, meta.max_particles, out_dim, self.settings.decoder_depth
         )
-        return MaskedParticleModel(backbone, decoder, tokenizer)
+        return MaskedParticleModel(backbone, decoder, tokenizer, scaler)
+
+    def prepare(self, module: nn.Module, train_files: list[str], cfg: TrainConfig) -> None:
+        """Fit the target normalisation and the marginal baselines on a sample of training particles."""
+        rows = sample_rows(train_files, ("part_features", "part_mask"), self.settings.fit_jets,
+                           nominal_only=not self.settings.use_views)  # fmt: skip
+        parts = torch.from_numpy(rows["part_features"][rows["part_mask"].astype(bool)]).float()
+        assert self.spec is not None
+        if self.tokenizer is not None:
+            with torch.no_grad():
+                module.scaler.fit(torch.zeros(len(parts), 0), self.tokenizer.encode(parts))
+        else:
+            classes = self.spec.id_target(parts) if self.spec.id_classes else None
+            module.scaler.fit(parts[:, list(self.spec.regression)], classes)
 
     def stream(self, files: list[str], cfg: TrainConfig, rank: int, world_size: int) -> H5JetStream:
         return SeededStream(
@@ -121,10 +165,11 @@ class MaskedParticleObjective(Unsupervised):
         b = to_device({**batch, "hidden": hidden}, device)
         pred = model(b["part_features"], b["part_vectors"], b["part_mask"], b["hidden"])
         target = b["part_features"][b["hidden"]]
+        scaler = _unwrap(model).scaler
         if self.tokenizer is not None:  # the frozen submodule of the model (moved to the device with it)
-            return token_loss(pred, self.tokenizer.encode(target))
-        assert self.groups is not None
-        return continuous_loss(pred, target, self.groups)
+            return token_loss(pred, self.tokenizer.encode(target), scaler.log_prior)
+        assert self.spec is not None
+        return continuous_loss(pred, target, self.spec, scaler, self.settings.loss_settings())
 
     def loss(self, model: nn.Module, batch: dict[str, torch.Tensor], device: torch.device) -> torch.Tensor:
         return self.parts(model, batch, device)["loss"]
@@ -133,7 +178,8 @@ class MaskedParticleObjective(Unsupervised):
     def validation(
         self, module: nn.Module, val_files: list[str], cfg: TrainConfig, device: torch.device
     ) -> dict[str, float]:
-        """Mean loss parts over the validation jets with fixed masks (seeded by batch index)."""
+        """Mean loss parts over the validation jets' hidden particles with fixed masks (seeded by batch
+        index), and the skill of every head over its marginal baseline."""
         stream = H5JetStream(val_files, cfg.eval_batch_size, shuffle=False, block_size=cfg.block_size,
                              nominal_only=not self.settings.use_views, drop_last=False)  # fmt: skip
         was = module.training
@@ -144,17 +190,44 @@ class MaskedParticleObjective(Unsupervised):
             if cfg.eval_batches and i >= cfg.eval_batches:
                 break
             batch["batch_seed"] = torch.tensor(batch_seed(cfg.seed, 999_999, i))
-            w = int(batch["part_mask"].sum())
+            hidden = choose_hidden(batch["part_mask"], self.settings.mask_fraction, generator_for(batch))
+            w = int(hidden.sum())
             for k, v in self.parts(module, batch, device).items():
                 sums[k] = sums.get(k, 0.0) + float(v) * w
             n += w
         module.train(was)
-        return {f"val_{k}": v / max(n, 1) for k, v in sums.items() if f"val_{k}" in self.history_columns}
+        means = {k: v / max(n, 1) for k, v in sums.items()}
+        means.update(skills(means))
+        self.baselines = {k: v for k, v in means.items() if k.startswith("base_")}
+        return {f"val_{k}": v for k, v in means.items() if f"val_{k}" in self.history_columns}
+
+    def finish(
+        self,
+        module: nn.Module,
+        test_files: list[str] | None,
+        cfg: TrainConfig,
+        device: torch.device,
+        out: Path,
+        extras: dict[str, Any],
+    ) -> dict[str, Any] | None:
+        """summary.json with the validation numbers, skills and the baselines' own losses."""
+        baselines = {f"val_{k}": v for k, v in getattr(self, "baselines", {}).items()}
+        return super().finish(module, test_files, cfg, device, out,
+                              {**extras, "metrics": {**extras["metrics"], **baselines}})  # fmt: skip
 
     def describe(self) -> dict[str, Any]:
-        return {"name": self.name, "mask_fraction": self.settings.mask_fraction,
-                "decoder_depth": self.settings.decoder_depth, "use_views": self.settings.use_views,
-                "tokenizer": self.tokenizer_path}  # fmt: skip
+        s = self.settings
+        return {"name": self.name, "mask_fraction": s.mask_fraction, "decoder_depth": s.decoder_depth,
+                "use_views": s.use_views, "tokenizer": self.tokenizer_path, "loss": s.loss,
+                "weights": dict(s.loss_settings().weights), "id_smoothing": s.id_smoothing,
+                "mask_order": "among-hidden"}  # fmt: skip
+
+
+def _unwrap(model: nn.Module) -> nn.Module:
+    """The MaskedParticleModel under a DDP / torch.compile wrapper (its buffers are read, not trained)."""
+    for attr in ("module", "_orig_mod"):
+        model = getattr(model, attr, model)
+    return model
 
 
 class ContrastiveObjective(Unsupervised):

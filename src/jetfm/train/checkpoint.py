@@ -100,3 +100,40 @@ def load_checkpoint(
             "sharding would differ; resume with the same number of ranks"
         )
     return ckpt
+
+
+class BestCheckpoint:
+    """best.pt next to checkpoint.pt: the model weights at the best validation value so far (model selection /
+    early stopping), for objectives that set `best_metric = (history column, "min" | "max")`.
+
+    Weights only, with the step, the metric and the whole validation row; rank 0 writes it atomically when
+    the value strictly improves. A fresh (not resumed) run removes a stale one first; a resumed run continues
+    from the stored best value.
+    """
+
+    def __init__(self, path: str | Path, metric: str, mode: str, fresh: bool) -> None:
+        if mode not in ("min", "max"):
+            raise ValueError(f"best_metric mode must be 'min' or 'max', got {mode!r}")
+        self.path, self.metric, self.sign = Path(path), metric, 1.0 if mode == "min" else -1.0
+        if fresh:
+            self.path.unlink(missing_ok=True)
+        self.best = (
+            float(torch.load(self.path, map_location="cpu", weights_only=True)["value"])
+            if self.path.is_file()
+            else None
+        )
+
+    @classmethod
+    def for_objective(cls, out: Path, objective: Any, fresh: bool) -> BestCheckpoint | None:
+        spec = getattr(objective, "best_metric", None)
+        return cls(out / "best.pt", spec[0], spec[1], fresh) if spec else None
+
+    def update(self, val: dict[str, float], model: torch.nn.Module, step: int) -> bool:
+        value = val.get(self.metric)
+        if value is None or (self.best is not None and self.sign * value >= self.sign * self.best):
+            return False
+        with atomic_path(self.path) as tmp:
+            torch.save({"model": model.state_dict(), "step": step, "metric": self.metric, "value": value,
+                        "validation": dict(val)}, tmp)  # fmt: skip
+        self.best = value
+        return True

@@ -26,7 +26,7 @@ from tqdm import tqdm
 from jetfm.atomic import write_text_atomic
 from jetfm.provenance import make_provenance
 from jetfm.train import ddp, signals
-from jetfm.train.checkpoint import rng_state, save_checkpoint, set_rng_state
+from jetfm.train.checkpoint import BestCheckpoint, rng_state, save_checkpoint, set_rng_state
 from jetfm.train.config import TrainConfig
 from jetfm.train.data import make_loader, read_meta
 from jetfm.train.guard import guarded_run
@@ -128,6 +128,9 @@ def train(
         if env.is_main:
             print(f"resumed {ckpt_path} at step {step} (epoch {epoch}, batch {batch_in_epoch})", flush=True)
 
+    # best-validation weights (best.pt) for objectives with a `best_metric` (fine-tuning arms)
+    best = BestCheckpoint.for_objective(out, objective, fresh=ckpt is None) if env.is_main else None
+
     raw_model = model
     if cfg.compile:
         model = torch.compile(model, mode=cfg.compile if isinstance(cfg.compile, str) else None)
@@ -212,6 +215,8 @@ def train(
                 if env.is_main:
                     val = objective.evaluate(raw_model, val_files, cfg, device)
                     row.update({k: f"{v:.6f}" for k, v in val.items()})
+                    if best is not None:
+                        best.update(val, raw_model, step)
                     bar.set_postfix(train=row["train_loss"], val=row.get("val_loss"))
                 ddp.barrier(env)
             history.append(row)
