@@ -24,8 +24,8 @@ class TrainConfig:
     model: str = "part"  # registry name: part | pfn | mlp | cnn
     size: dict[str, Any] = field(default_factory=dict)  # size fields or {"preset": "small"}
     seed: int = 12345  # model init, dropout, data order
-    batch_size: int = 64  # jets per micro-batch per rank
-    grad_accum: int = 1  # micro-batches per optimiser step (global batch = batch * accum * world)
+    batch_size: int = 64  # jets per micro-batch, all ranks together (per rank: batch_size / world size)
+    grad_accum: int = 1  # micro-batches per optimiser step (global batch = batch_size * grad_accum)
     max_steps: int = 300  # optimiser steps (the run ends here; epochs follow from the data size)
     lr: float = 1e-3  # peak learning rate (AdamW)
     min_lr_ratio: float = 0.1  # cosine decays to lr * min_lr_ratio at max_steps

@@ -25,6 +25,7 @@ class DistEnv:
     local_rank: int = 0
     master_addr: str = "127.0.0.1"
     master_port: int = 29500
+    nodes: int = 1
 
     @property
     def is_main(self) -> bool:
@@ -64,9 +65,11 @@ def env_from_environ(environ: dict[str, str] | None = None) -> DistEnv:
     if "RANK" in env and "WORLD_SIZE" in env:
         rank, world = int(env["RANK"]), int(env["WORLD_SIZE"])
         local = int(env.get("LOCAL_RANK", rank))
+        nodes = max(1, world // max(1, int(env.get("LOCAL_WORLD_SIZE") or world)))
     elif int(env.get("SLURM_NTASKS", "1")) > 1 and "SLURM_PROCID" in env:
         rank, world = int(env["SLURM_PROCID"]), int(env["SLURM_NTASKS"])
         local = int(env.get("SLURM_LOCALID", 0))
+        nodes = int(env.get("SLURM_STEP_NUM_NODES") or env.get("SLURM_NNODES") or 1)
     else:
         return DistEnv()
     addr = env.get("MASTER_ADDR") or (
@@ -77,12 +80,16 @@ def env_from_environ(environ: dict[str, str] | None = None) -> DistEnv:
         raise ValueError(
             f"rank {rank} outside world size {world} (check RANK/WORLD_SIZE or SLURM_* variables)"
         )
-    return DistEnv(rank, world, local, addr, port)
+    return DistEnv(rank, world, local, addr, port, nodes)
 
 
 def setup(device: str) -> tuple[DistEnv, torch.device]:
-    """Initialise the process group if launched with >1 ranks (gloo on CPU, nccl on GPU)."""
+    """Initialise the process group if launched with >1 ranks (gloo on CPU, nccl on GPU); refuse to run on
+    the CPU when the job was given GPUs that torch cannot see (`train/device.py`)."""
+    from jetfm.train.device import check_device
+
     env = env_from_environ()
+    check_device(device)
     use_cuda = device == "cuda" or (device == "auto" and torch.cuda.is_available())
     if use_cuda:
         torch.cuda.set_device(env.local_rank % max(torch.cuda.device_count(), 1))
@@ -98,6 +105,17 @@ def setup(device: str) -> tuple[DistEnv, torch.device]:
             world_size=env.world_size,
         )
     return env, dev
+
+
+def rank_batch(global_batch: int, world_size: int) -> int:
+    """Jets per micro-batch on one rank: the global batch split evenly (a remainder would make the ranks'
+    batches, and the result, depend on the GPU count)."""
+    if global_batch % world_size:
+        raise ValueError(
+            f"train.batch_size = {global_batch} (jets per micro-batch, all ranks together) is not divisible "
+            f"by the {world_size} ranks; choose a multiple of {world_size}"
+        )
+    return global_batch // world_size
 
 
 def all_gather(obj: Any, env: DistEnv) -> list[Any]:
