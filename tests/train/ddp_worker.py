@@ -96,7 +96,22 @@ def run_objectives(spec_path: str) -> None:
               Path(spec["out"]) / name, objective=make_objective(name, spec["teacher"]))  # fmt: skip
 
 
+def launch_training(spec_path: str) -> None:
+    """As a rule's script does: `run_training` on the config's train.gpus ranks through the launcher, a stop
+    for a retry becoming exit status 75 (spec JSON: config, files, out)."""
+    import json
+
+    from jetfm.train import launch
+    from jetfm.train.signals import exit_for_retry
+
+    spec = json.loads(Path(spec_path).read_text())
+    kwargs = {"config": spec["config"], "model": "part", "files": spec["files"], "out_dir": spec["out"],
+              "overrides": {"progress": False, "threads": 1}, "resume": "auto"}  # fmt: skip
+    with exit_for_retry():
+        launch.run("jetfm.train.run:run_training", kwargs, spec["config"], "train", spec["out"])
+
+
 if __name__ == "__main__":
     import sys
 
-    run_objectives(sys.argv[1])
+    {"objectives": run_objectives, "launch": launch_training}[sys.argv[1]](sys.argv[2])

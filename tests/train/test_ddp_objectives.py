@@ -81,9 +81,9 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> Path:
         if out == "one":  # the teacher first (same objective, own directory)
             first = {**spec, "out": str(teacher), "names": ["supervised"]}
             (root / "teacher.json").write_text(json.dumps(first))
-            _call([sys.executable, str(WORKER), str(root / "teacher.json")])
+            _call([sys.executable, str(WORKER), "objectives", str(root / "teacher.json")])
         (root / f"{out}.json").write_text(json.dumps(spec))
-        _call([*prefix, str(WORKER), str(root / f"{out}.json")])
+        _call([*prefix, str(WORKER), "objectives", str(root / f"{out}.json")])
     return root
 
 

@@ -38,9 +38,12 @@ rule tokenizer:
         sizes=lambda wc: f"settings {config['pretrain']['tokenizer']}",
     log:
         f"{LOGS}/pretrain/{{dataset}}_tokenizer.log",
-    threads: 2
+    # ranks of the job (train.gpus x train.nodes, per stage: jetfm.train.launch): CPUs here, Slurm tasks,
+    # GPUs and the stop signal in its resources
+    threads: __import__("jetfm.train.launch").train.launch.rule_threads(config, "tokenizer", minimum=2)
     resources:
         mem_mb=4000,
+        **__import__("jetfm.train.launch").train.launch.rule_resources(config, "tokenizer", minimum=2),
     conda:
         "../../envs/ml.yaml"
     script:
@@ -79,9 +82,12 @@ rule pretrain:
         f"{LOGS}/pretrain/{{dataset}}_{{method}}.log",
     wildcard_constraints:
         method="mpm|mpm_tok|rs3l",
-    threads: 1
+    # ranks of the job (train.gpus x train.nodes, per stage: jetfm.train.launch): CPUs here, Slurm tasks,
+    # GPUs and the stop signal in its resources
+    threads: __import__("jetfm.train.launch").train.launch.rule_threads(config, "pretrain")
     resources:
         mem_mb=4000,
+        **__import__("jetfm.train.launch").train.launch.rule_resources(config, "pretrain"),
     conda:
         "../../envs/ml.yaml"
     script:
@@ -115,9 +121,12 @@ rule finetune:
         method=r"scratch|(mpm|mpm_tok|rs3l)(-probe)?",
         fraction=r"[0-9.e-]+",
         seed=r"\d+",
-    threads: 1
+    # ranks of the job (train.gpus x train.nodes, per stage: jetfm.train.launch): CPUs here, Slurm tasks,
+    # GPUs and the stop signal in its resources
+    threads: __import__("jetfm.train.launch").train.launch.rule_threads(config, "finetune")
     resources:
         mem_mb=3000,
+        **__import__("jetfm.train.launch").train.launch.rule_resources(config, "finetune"),
     conda:
         "../../envs/ml.yaml"
     script:

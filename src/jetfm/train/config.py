@@ -84,8 +84,10 @@ class TrainConfig:
         return TrainConfig.from_dict({**self.to_dict(), **changes})
 
 
-# Keys of the workflow's `train:` section that are not TrainConfig fields.
-WORKFLOW_ONLY = ("models", "sizes", "model_overrides", "gpus")
+# Keys of the workflow's `train:` section that are not TrainConfig fields; gpus and nodes are the launcher's
+# (jetfm.train.launch), also in a stage's own training section (pretrain.train.gpus, ...).
+WORKFLOW_ONLY = ("models", "sizes", "model_overrides", "gpus", "nodes")
+LAUNCH_ONLY = ("gpus", "nodes")
 
 
 def from_workflow(config: dict[str, Any], model: str, overrides: dict[str, Any] | None = None) -> TrainConfig:
@@ -98,7 +100,7 @@ def from_workflow(config: dict[str, Any], model: str, overrides: dict[str, Any] 
     values["model"] = model
     values["size"] = dict(section.get("sizes", {}).get(model, {}))
     values.update(section.get("model_overrides", {}).get(model, {}))
-    values.update(overrides or {})
+    values.update({k: v for k, v in (overrides or {}).items() if k not in LAUNCH_ONLY})
     return TrainConfig.from_dict(values)
 
 
