@@ -28,7 +28,7 @@ def test_layout_per_stage_and_the_slurm_resources_it_asks_for() -> None:
     assert (spec.world_size, spec.cpus_per_rank) == (8, 4)
     res = launch.rule_resources(config, "pretrain")
     assert res == {"nodes": 2, "tasks": 8, "cpus_per_task": 4, "mpi": "srun",
-                   "slurm_extra": "'--signal=TERM@300 --ntasks-per-node=4 --gpus-per-task=1'"}  # fmt: skip
+                   "slurm_extra": "--signal=TERM@300 --ntasks-per-node=4 --gpus-per-task=1"}  # fmt: skip
     assert launch.rule_threads(config, "pretrain") == 16  # 4 ranks x (3 workers + 1) on a node
     one = launch.rule_resources({}, "finetune", minimum=2)
     assert "mpi" not in one and one["tasks"] == 1 and one["cpus_per_task"] == 2  # one rank: srun -n1 as ever
@@ -41,8 +41,8 @@ def test_layout_per_stage_and_the_slurm_resources_it_asks_for() -> None:
 def test_commands_srun_in_a_slurm_job_torchrun_elsewhere(tmp_path: Path) -> None:
     spec, call = launch.Layout(gpus=4, nodes=2, workers=7), tmp_path / "call.json"
     srun = launch.command(spec, call, {"SLURM_JOB_ID": "77"})
-    assert srun[:7] == ["srun", "--nodes=2", "--ntasks=8", "--ntasks-per-node=4", "--cpus-per-task=8",
-                        "--kill-on-bad-exit=0", "--cpu-bind=none"]  # fmt: skip
+    assert srun[:6] == ["srun", "--nodes=2", "--ntasks=8", "--ntasks-per-node=4", "--cpus-per-task=8",
+                        "--kill-on-bad-exit=1"]  # fmt: skip
     assert (
         "--gpus-per-task=1" in srun
         and "--overlap" not in srun
@@ -57,6 +57,22 @@ def test_commands_srun_in_a_slurm_job_torchrun_elsewhere(tmp_path: Path) -> None
 
 
 STEPS = 60
+
+
+def test_the_outcome_is_a_failure_if_any_rank_failed_else_a_stop_else_success(tmp_path: Path) -> None:
+    def outcome(**ranks: dict) -> dict:
+        for old in tmp_path.glob("rank*.json"):
+            old.unlink()
+        for name, value in ranks.items():
+            (tmp_path / f"{name}.json").write_text(json.dumps(value))
+        return launch.read_outcome(tmp_path)
+
+    stop = {"exit": 75, "stop": {"signal": "SIGTERM", "step": 3, "checkpoint": "c.pt"}}
+    assert outcome(rank1=stop)["exit"] == 75  # rank 0 killed by the launcher after the checkpoint
+    assert outcome(rank0={"exit": 0}, rank1=stop)["exit"] == 75
+    failed = outcome(rank0=stop, rank1={"exit": 1, "error": "ValueError: bad"})
+    assert failed["exit"] == 1 and failed["error"] == "rank 1: ValueError: bad"
+    assert outcome(rank1={"exit": 0})["exit"] == 0 and outcome() == {}
 
 
 def _spec(tmp_path: Path, name: str, max_steps: int = STEPS) -> Path:

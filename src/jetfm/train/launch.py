@@ -6,17 +6,17 @@ overridable per stage (`pretrain.train.gpus`, `finetune.train.nodes`, ...: `STAG
 
 - one rank, or already inside a rank (RANK / SLURM_PROCID set by a launcher): call `target` in this process;
 - inside a Slurm job (SLURM_JOB_ID): `srun` N tasks, one GPU each (`--gpus-per-task=1`), on the job's nodes.
-  The Slurm profile gives training rules with N > 1 the `mpi` resource, so the jobstep executor runs the
-  rule in the batch step instead of `srun -n1` (which would hold the allocation's CPUs and GPUs for one
+  Training rules with N > 1 ranks get the `mpi` resource (`rule_resources`), so the jobstep executor runs
+  the rule in the batch step instead of `srun -n1` (which would hold the allocation's CPUs and GPUs for one
   task); SLURM_JOB_ID survives its environment cleanup, so `srun` finds the allocation. In a step already
   (a profile without `mpi`), the ranks' step is started with `--overlap`;
 - otherwise (a laptop, a workstation, `profiles/default`): `python -m torch.distributed.run --standalone`.
 
 The call travels as JSON (`<out_dir>/.launch/call.json`, on the shared filesystem for multi-node jobs) to
-`python -m jetfm.train.launch <call.json>` in every rank, which writes its outcome next to it. Rank 0's
-outcome decides: the loop makes all ranks agree on a stop (train/signals.py) and rank 0 writes the
-checkpoint before any rank leaves, so rank 0 stopped for a retry (exit 75) means the run can resume, whatever
-the launcher did to the other ranks afterwards. SIGTERM/SIGUSR1 to the launcher are passed to the ranks
+`python -m jetfm.train.launch <call.json>` in every rank, which writes its outcome next to it. The loop makes
+all ranks agree on a stop (train/signals.py) and rank 0 writes the checkpoint before any rank leaves, so one
+rank stopped for a retry (exit 75) means the run can resume, whatever the launcher did to the other ranks
+afterwards (`read_outcome`). SIGTERM/SIGUSR1 to the launcher are passed to the ranks
 (torchrun and srun forward them), which checkpoint and stop: preemption reaches them either way.
 """
 
@@ -83,7 +83,7 @@ class Layout:
             "nodes": self.nodes,
             "tasks": self.world_size,
             "cpus_per_task": max(cpus_per_task, self.cpus_per_rank),
-            "slurm_extra": "'" + " ".join(extra) + "'",
+            "slurm_extra": " ".join(extra),  # inserted into the sbatch command line as it is
         }
         if self.world_size > 1:
             resources["mpi"] = "srun"  # the jobstep executor then leaves the `srun` to this launcher
@@ -142,7 +142,7 @@ def command(spec: Layout, call: Path, environ: Mapping[str, str] | None = None) 
         srun = env.get("JETFM_SRUN", "srun")
         cmd = [srun, f"--nodes={spec.nodes}", f"--ntasks={spec.world_size}",
                f"--ntasks-per-node={spec.gpus}", f"--cpus-per-task={spec.cpus_per_rank}",
-               "--kill-on-bad-exit=0", "--cpu-bind=none"]  # fmt: skip
+               "--kill-on-bad-exit=1"]  # fmt: skip
         if spec.cuda:
             cmd.append("--gpus-per-task=1")
         if env.get("SLURM_STEP_ID"):  # started inside a step (no `mpi` resource): share its resources
@@ -173,7 +173,7 @@ def run(
     cmd = command(spec, call)
     env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
     code = wait_forwarding_signals(subprocess.Popen(cmd, env=env, stdout=sys.stdout, stderr=sys.stderr))
-    outcome = read_outcome(calls / "rank0.json")
+    outcome = read_outcome(calls)
     where = f"{spec.world_size} ranks on {spec.nodes} node(s) by `{shlex.join(cmd)}`"
     if outcome.get("exit") == 0:
         shutil.rmtree(calls, ignore_errors=True)
@@ -183,7 +183,7 @@ def run(
         stop = outcome["stop"]
         raise StopRequested(stop["signal"], stop["step"], stop["checkpoint"])
     raise RuntimeError(
-        f"{where} failed (exit {code}); rank 0: {outcome.get('error', 'no outcome written')}; the ranks' "
+        f"{where} failed (exit {code}): {outcome.get('error', 'no rank wrote its outcome')}; the ranks' "
         "output is above in this log"
     )
 
@@ -214,11 +214,22 @@ def handlers(handler: Any) -> Iterator[None]:
             signal.signal(s, h)
 
 
-def read_outcome(path: Path) -> dict[str, Any]:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
+def read_outcome(calls: Path) -> dict[str, Any]:
+    """The job's outcome from the ranks' files: a failure if any rank failed, else a stop for a retry if any
+    rank stopped, else success if any rank finished. One rank's word is enough for the last two: the loop
+    stops all ranks at the same step and leaves only after the barrier that follows rank 0's checkpoint (or
+    its final outputs), so ranks the launcher killed afterwards (srun --kill-on-bad-exit, torchrun) lose
+    nothing; a failed rank is killed with the others instead of hanging them in a collective."""
+    outcomes = []
+    for path in sorted(calls.glob("rank*.json")):
+        with contextlib.suppress(OSError, ValueError):
+            outcomes.append({**json.loads(path.read_text()), "rank": path.stem[4:]})
+    for code in (1, RETRY_EXIT_CODE, 0):
+        found = [o for o in outcomes if o.get("exit") == code]
+        if found:
+            first = found[0]
+            return {**first, "error": f"rank {first['rank']}: {first['error']}"} if code == 1 else first
+    return {}
 
 
 def resolve(target: str) -> Any:
