@@ -96,6 +96,18 @@ def run_objectives(spec_path: str) -> None:
               Path(spec["out"]) / name, objective=make_objective(name, spec["teacher"]))  # fmt: skip
 
 
+def uneven_rank(rank: int, world: int, port: int, files: dict[str, list[str]], out: str) -> None:
+    """One rank of a supervised run whose ranks hold different numbers of batches per epoch."""
+    import os
+
+    from jetfm.train.loop import train
+
+    os.environ.update({"RANK": str(rank), "WORLD_SIZE": str(world), "LOCAL_RANK": str(rank),
+                       "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)})  # fmt: skip
+    cfg = objective_config("supervised").replace(max_steps=5, eval_every=5, checkpoint_every=5)
+    train(cfg, files["train"], files["val"], None, out)
+
+
 def launch_training(spec_path: str) -> None:
     """As a rule's script does: `run_training` on the config's train.gpus ranks through the launcher, a stop
     for a retry becoming exit status 75 (spec JSON: config, files, out)."""

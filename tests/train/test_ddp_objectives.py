@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import torch
 import torch.multiprocessing as mp
-from ddp_worker import STEPS, B, rs3l_batch, rs3l_rank
+from ddp_worker import STEPS, B, rs3l_batch, rs3l_rank, uneven_rank
 from fixtures.train import make_jets, make_views, write_shard
 
 from jetfm.pretrain.contrastive import nt_xent
@@ -51,6 +51,18 @@ def test_rs3l_ranks_equal_one_process_on_the_concatenated_batch(tmp_path: Path, 
         nt_xent(proj(x[:12]), event[:12], 0.2).item() / 2 + nt_xent(proj(x[12:]), event[12:], 0.2).item() / 2
     )
     assert half != pytest.approx(loss.item(), rel=1e-3)
+
+
+def test_ranks_with_unequal_batches_end_each_epoch_together(tmp_path: Path) -> None:
+    """5 blocks of B jets on 2 ranks: rank 0 holds 3 batches per epoch, rank 1 two. Both end every epoch
+    after 2, so after 5 steps both are at epoch 2, batch 1 (rank 0 alone would be at epoch 1, batch 2)."""
+    rng = np.random.default_rng(0)
+    files = {split: [str(write_shard(tmp_path / split / "0000.h5", make_jets(n, rng), chunk=B))]
+             for split, n in (("train", 5 * B), ("val", 32))}  # fmt: skip
+    mp.spawn(uneven_rank, args=(2, 29751, files, str(tmp_path / "run")), nprocs=2, join=True)
+    ckpt = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)
+    positions = [(r["epoch"], r["batch_in_epoch"]) for r in ckpt["ranks"]]
+    assert positions == [(2, 1), (2, 1)] and ckpt["jets"] == 5 * 2 * B
 
 
 def _data(root: Path) -> dict[str, dict[str, list[str]]]:

@@ -137,6 +137,17 @@ def mean_over_ranks(value: float, env: DistEnv) -> float:
     return float(t.item()) / env.world_size
 
 
+def any_rank(flags: list[bool], env: DistEnv) -> list[bool]:
+    """Element-wise OR of `flags` over the ranks (the flags themselves without DDP)."""
+    if not env.distributed:
+        return list(flags)
+    t = torch.tensor([float(f) for f in flags])
+    if dist.get_backend() == "nccl":
+        t = t.cuda()
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return [bool(x) for x in t.tolist()]
+
+
 def barrier(env: DistEnv) -> None:
     if env.distributed:
         dist.barrier()

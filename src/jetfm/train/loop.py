@@ -153,22 +153,33 @@ def train(
     position = {"epoch": epoch, "batch_in_epoch": batch_in_epoch}
 
     def batches() -> Iterator[dict[str, torch.Tensor]]:
-        """Endless epochs; replays (reads, no compute) the current epoch up to the saved position."""
+        """Endless epochs; replays (reads, no compute) the current epoch up to the saved position.
+
+        Ranks can hold a different number of batches in an epoch (their blocks differ in usable rows): all
+        end the epoch at the batch where the first of them runs out (one look-ahead batch and a tiny
+        all-reduce per batch), so they stay in the same epoch, see each jet at most once per epoch and
+        never wait in a collective for a rank that moved on."""
         skip = position["batch_in_epoch"]
         while True:
             train_stream.epoch = position["epoch"]
+            loader = iter(make_loader(train_stream, cfg.num_workers, pin_memory=device.type == "cuda"))
+            ahead = next(loader, None)
             n = 0
-            for batch in make_loader(train_stream, cfg.num_workers, pin_memory=device.type == "cuda"):
+            while True:
+                batch, ahead = ahead, next(loader, None) if ahead is not None else None
+                none_now, none_next = ddp.any_rank([batch is None, ahead is None], env)
+                if none_now:
+                    break
                 n += 1
-                if n <= skip:
-                    continue
-                position["batch_in_epoch"] = n
-                yield batch
+                if n > skip:
+                    position["batch_in_epoch"] = n
+                    yield batch
+                if none_next:
+                    break
             if n == 0:
                 raise RuntimeError(
-                    f"rank {env.rank} got no batch of {rank_cfg.batch_size} jets from {train_files}: too "
-                    "little data "
-                    "for this batch size and number of ranks"
+                    f"a rank got no batch of {rank_cfg.batch_size} jets from {train_files}: too little data "
+                    f"for this batch size and {env.world_size} rank(s)"
                 )
             skip = 0
             position["epoch"] += 1
