@@ -148,6 +148,20 @@ def any_rank(flags: list[bool], env: DistEnv) -> list[bool]:
     return [bool(x) for x in t.tolist()]
 
 
+def global_mean(total: torch.Tensor, count: torch.Tensor) -> torch.Tensor:
+    """A per-item mean over the global batch from this rank's sum and item count, as DDP needs it.
+
+    DDP averages gradients over the W ranks; a loss that is a mean over items (particles, anchors) whose
+    count differs between ranks would then weigh each rank's items by 1/(W x its count). Returning
+    total x W / (count summed over ranks) makes that average the gradient of sum(totals) / sum(counts):
+    the loss of one process on the concatenated batch. Without DDP: total / count."""
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return total / count.to(total.dtype)
+    n = count.detach().to(torch.float64).reshape(1).clone()
+    dist.all_reduce(n)
+    return total * dist.get_world_size() / n.to(total.dtype)
+
+
 def barrier(env: DistEnv) -> None:
     if env.distributed:
         dist.barrier()

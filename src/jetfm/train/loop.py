@@ -179,7 +179,9 @@ def train(
             if n == 0:
                 raise RuntimeError(
                     f"a rank got no batch of {rank_cfg.batch_size} jets from {train_files}: too little data "
-                    f"for this batch size and {env.world_size} rank(s)"
+                    f"for this batch size and {env.world_size} rank(s) (ranks split an epoch by blocks of "
+                    f"train.block_size = {cfg.block_size} rows, whole HDF5 chunks: lower it, the batch size "
+                    "or the number of ranks)"
                 )
             skip = 0
             position["epoch"] += 1
