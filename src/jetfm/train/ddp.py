@@ -83,6 +83,12 @@ def env_from_environ(environ: dict[str, str] | None = None) -> DistEnv:
     return DistEnv(rank, world, local, addr, port, nodes)
 
 
+# Small host-side agreements between ranks (a stop signal, the end of an epoch) go through a gloo group on
+# GPUs: a NCCL all_reduce of a flag would wait for every kernel queued on the GPU and stall the host once
+# per batch; on the CPU the default (gloo) group serves.
+_control: Any = None
+
+
 def setup(device: str) -> tuple[DistEnv, torch.device]:
     """Initialise the process group if launched with >1 ranks (gloo on CPU, nccl on GPU); refuse to run on
     the CPU when the job was given GPUs that torch cannot see (`train/device.py`)."""
@@ -104,6 +110,8 @@ def setup(device: str) -> tuple[DistEnv, torch.device]:
             rank=env.rank,
             world_size=env.world_size,
         )
+        global _control  # one per process, made by every rank right after the default group
+        _control = dist.new_group(backend="gloo") if use_cuda else None
     return env, dev
 
 
@@ -131,9 +139,7 @@ def mean_over_ranks(value: float, env: DistEnv) -> float:
     if not env.distributed:
         return value
     t = torch.tensor([value], dtype=torch.float64)
-    if dist.get_backend() == "nccl":
-        t = t.cuda()
-    dist.all_reduce(t)
+    dist.all_reduce(t, group=_control)
     return float(t.item()) / env.world_size
 
 
@@ -142,9 +148,7 @@ def any_rank(flags: list[bool], env: DistEnv) -> list[bool]:
     if not env.distributed:
         return list(flags)
     t = torch.tensor([float(f) for f in flags])
-    if dist.get_backend() == "nccl":
-        t = t.cuda()
-    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX, group=_control)
     return [bool(x) for x in t.tolist()]
 
 
