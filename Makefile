@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 SNAKEMAKE := $(VENV)/bin/snakemake
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
-.PHONY: install run test lint format report clean
+.PHONY: install install-cuda run test lint format report clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -15,6 +15,16 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 install: $(VENV)/.installed
+
+# The CUDA build of the same torch version, for GPU nodes: `make install-cuda CUDA=cu128` (cu126, cu128, cu130:
+# the wheel indexes of download.pytorch.org; pick the newest your driver supports, `nvidia-smi` top right).
+# Training refuses to run on the CPU in a job that was given GPUs while torch is the CPU build.
+CUDA ?= cu128
+TORCH_VERSION = $(shell sed -n 's/.*"torch==\([0-9.]*\)".*/\1/p' pyproject.toml)
+install-cuda: install
+	$(PY) -m pip install --index-url https://download.pytorch.org/whl/$(CUDA) "torch==$(TORCH_VERSION)+$(CUDA)"
+	$(PY) -c "import torch; print('torch', torch.__version__, 'CUDA', torch.version.cuda, \
+		'GPUs visible:', torch.cuda.device_count())"
 
 run: install
 	$(SNAKEMAKE) --profile profiles/default

@@ -1,21 +1,31 @@
-"""Snakemake `script:` entry of rule `finetune` (as `jetfm finetune`).
+"""Snakemake `script:` entry of rule `finetune` (as `jetfm finetune`), on the stage's ranks (train.gpus x
+train.nodes, overridable in finetune.train; jetfm.train.launch).
 
 Resumes an unfinished run of the same settings; a stop on SIGTERM/SIGUSR1 checkpoints and exits for a retry.
 """
 
-from jetfm.finetune.run import run_finetuning
 from jetfm.logs import redirect_to_log
+from jetfm.train import launch
 from jetfm.train.signals import exit_for_retry
 
+STAGE = "finetune"
+
 with redirect_to_log(snakemake.log[0]), exit_for_retry():
-    run_finetuning(
+    threads = launch.rank_threads(snakemake.config, STAGE, snakemake.threads)
+    launch.run(
+        "jetfm.finetune.run:run_finetuning",
+        {
+            "config": snakemake.config,
+            "method": snakemake.wildcards.method,
+            "fraction": float(snakemake.wildcards.fraction),
+            "seed_index": int(snakemake.wildcards.seed),
+            "files": {split: list(snakemake.input[split]) for split in ("train", "val", "test")},
+            "out_dir": snakemake.params.out_dir,
+            "backbone": snakemake.input.backbone[0] if snakemake.input.backbone else None,
+            "overrides": {"progress": False, "threads": threads},
+            "resume": "auto",
+        },
         snakemake.config,
-        snakemake.wildcards.method,
-        float(snakemake.wildcards.fraction),
-        int(snakemake.wildcards.seed),
-        {split: list(snakemake.input[split]) for split in ("train", "val", "test")},
+        STAGE,
         snakemake.params.out_dir,
-        backbone=snakemake.input.backbone[0] if snakemake.input.backbone else None,
-        overrides={"progress": False, "threads": snakemake.threads},
-        resume="auto",
     )

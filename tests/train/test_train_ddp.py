@@ -16,6 +16,7 @@ from jetfm.train.ddp import env_from_environ, first_host
 
 B = 16  # per-rank batch = HDF5 chunk = read block: rank r's batch k is block perm[2k + r], the single
 # process's batch k (2B) is blocks perm[2k], perm[2k+1]: the same jets, so the same averaged gradient.
+# train.batch_size is the global batch (2B in both runs); each of the 2 ranks takes B.
 TRAIN = {"max_steps": 8, "warmup_steps": 2, "eval_every": 8, "checkpoint_every": 8, "log_every": 1,
          "progress": False, "shuffle_buffer": 0, "block_size": B, "threads": 1}  # fmt: skip
 
@@ -47,7 +48,7 @@ def test_two_gloo_ranks_equal_one_process_on_the_global_batch(tmp_path: Path) ->
         "--master-port",
         "29731",
     ]
-    ddp = _run(torchrun, tmp_path, h5, "ddp", B)
+    ddp = _run(torchrun, tmp_path, h5, "ddp", 2 * B)
     single = _run([sys.executable], tmp_path, h5, "single", 2 * B)
     assert ddp["world_size"] == 2 and single["world_size"] == 1
     assert ddp["jets"] == single["jets"] == 8 * 2 * B

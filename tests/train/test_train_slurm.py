@@ -31,7 +31,7 @@ def test_srun_two_rank_ddp_matches_one_process(slurm_cluster: SlurmCluster, tmp_
     files = make_dataset(tmp_path / "h5", n_train=256, n_val=64, n_test=64, chunk=B)
     h5 = Path(files["train"][0]).parents[1]
     args = f"--model part --h5-dir {h5}"
-    ddp_cfg = _config(tmp_path / "ddp.yaml", B)
+    ddp_cfg = _config(tmp_path / "ddp.yaml", 2 * B)  # the global batch: B per rank
     job = slurm_cluster.submit(
         f"srun python -m jetfm train --config {ddp_cfg} {args} --out {tmp_path / 'ddp'}",
         ntasks=2, cpus_per_task=1, mem_mb=3000, workdir=tmp_path, timeout=600,

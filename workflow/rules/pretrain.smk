@@ -46,9 +46,12 @@ rule tokenizer:
         settings=config_params(*PRETRAIN_SETTINGS, exclude=NOT_OUTPUT),
     log:
         paths.log_file("pretrain", "{dataset}_tokenizer"),
-    threads: 2
+    # ranks of the job (train.gpus x train.nodes, per stage: jetfm.train.launch): CPUs here, Slurm tasks,
+    # GPUs and the stop signal in its resources
+    threads: __import__("jetfm.train.launch").train.launch.rule_threads(config, "tokenizer", minimum=2)
     resources:
         mem_mb=4000,
+        **__import__("jetfm.train.launch").train.launch.rule_resources(config, "tokenizer", minimum=2),
     conda:
         "../../envs/ml.yaml"
     script:
@@ -82,9 +85,12 @@ rule pretrain:
         paths.log_file("pretrain", "{dataset}_{method}"),
     wildcard_constraints:
         method=METHOD_RE,
-    threads: 1
+    # ranks of the job (train.gpus x train.nodes, per stage: jetfm.train.launch): CPUs here, Slurm tasks,
+    # GPUs and the stop signal in its resources
+    threads: __import__("jetfm.train.launch").train.launch.rule_threads(config, "pretrain")
     resources:
         mem_mb=4000,
+        **__import__("jetfm.train.launch").train.launch.rule_resources(config, "pretrain"),
     conda:
         "../../envs/ml.yaml"
     script:
@@ -185,9 +191,12 @@ rule finetune:
         method=ARM_RE,
         fraction=r"[0-9.e-]+",
         seed=r"\d+",
-    threads: 1
+    # ranks of the job (train.gpus x train.nodes, per stage: jetfm.train.launch): CPUs here, Slurm tasks,
+    # GPUs and the stop signal in its resources
+    threads: __import__("jetfm.train.launch").train.launch.rule_threads(config, "finetune")
     resources:
         mem_mb=3000,
+        **__import__("jetfm.train.launch").train.launch.rule_resources(config, "finetune"),
     conda:
         "../../envs/ml.yaml"
     script:

@@ -77,9 +77,12 @@ rule robustness_member:
     wildcard_constraints:
         model="part|pfn|mlp",
         member=r"[1-9]\d*",
-    threads: 1
+    # ranks of the job (train.gpus x train.nodes, per stage: jetfm.train.launch): CPUs here, Slurm tasks,
+    # GPUs and the stop signal in its resources
+    threads: __import__("jetfm.train.launch").train.launch.rule_threads(config, "train")
     resources:
         mem_mb=4000,
+        **__import__("jetfm.train.launch").train.launch.rule_resources(config, "train"),
     conda:
         "../../envs/ml.yaml"
     script:

@@ -42,11 +42,12 @@ rule train:
         f"{LOGS}/train/{{dataset}}_{{model}}.log",
     wildcard_constraints:
         model="part|pfn|mlp|cnn",
-    threads: 2
+    # ranks of the job (train.gpus x train.nodes, per stage: jetfm.train.launch): CPUs here, Slurm tasks,
+    # GPUs and the stop signal in its resources
+    threads: __import__("jetfm.train.launch").train.launch.rule_threads(config, "train", minimum=2)
     resources:
         mem_mb=4000,
-        # GPUs per training job under Slurm (profiles/slurm); JETFM_SLURM_GPUS overrides train.gpus
-        gpu=lambda wc: int(os.environ.get("JETFM_SLURM_GPUS") or config["train"]["gpus"]),
+        **__import__("jetfm.train.launch").train.launch.rule_resources(config, "train", minimum=2),
     conda:
         "../../envs/ml.yaml"
     script:

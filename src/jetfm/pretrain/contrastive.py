@@ -34,6 +34,7 @@ from torch.utils.data import IterableDataset, get_worker_info
 from jetfm.models.part import ParTBackbone
 from jetfm.shards import read_rows
 from jetfm.train.data import ARRAYS, ShardMeta, make_loader, read_meta, to_torch, trim_padding
+from jetfm.train.ddp import global_mean
 
 
 def anchor_terms(
@@ -113,11 +114,7 @@ def ddp_nt_xent(z: torch.Tensor, event: torch.Tensor, temperature: float) -> tor
     concatenated batch). The returned value is this rank's share times W: its mean over ranks is that loss."""
     z_all, event_all, rows = gather_views(z, event)
     terms, has = anchor_terms(z_all, event_all, temperature, rows)
-    if not distributed():
-        return terms[has].mean()
-    total = has.sum().to(torch.float64)
-    dist.all_reduce(total)
-    return terms[has].sum() * dist.get_world_size() / total.to(terms.dtype)
+    return global_mean(terms[has].sum(), has.sum())
 
 
 def positive_top1(z: torch.Tensor, event: torch.Tensor) -> float:

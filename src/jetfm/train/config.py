@@ -24,8 +24,8 @@ class TrainConfig:
     model: str = "part"  # registry name: part | pfn | mlp | cnn
     size: dict[str, Any] = field(default_factory=dict)  # size fields or {"preset": "small"}
     seed: int = 12345  # model init, dropout, data order
-    batch_size: int = 64  # jets per micro-batch per rank
-    grad_accum: int = 1  # micro-batches per optimiser step (global batch = batch * accum * world)
+    batch_size: int = 64  # jets per micro-batch, all ranks together (per rank: batch_size / world size)
+    grad_accum: int = 1  # micro-batches per optimiser step (global batch = batch_size * grad_accum)
     max_steps: int = 300  # optimiser steps (the run ends here; epochs follow from the data size)
     lr: float = 1e-3  # peak learning rate (AdamW)
     min_lr_ratio: float = 0.1  # cosine decays to lr * min_lr_ratio at max_steps
@@ -84,8 +84,10 @@ class TrainConfig:
         return TrainConfig.from_dict({**self.to_dict(), **changes})
 
 
-# Keys of the workflow's `train:` section that are not TrainConfig fields.
-WORKFLOW_ONLY = ("models", "sizes", "model_overrides", "gpus")
+# Keys of the workflow's `train:` section that are not TrainConfig fields; gpus and nodes are the launcher's
+# (jetfm.train.launch), also in a stage's own training section (pretrain.train.gpus, ...).
+WORKFLOW_ONLY = ("models", "sizes", "model_overrides", "gpus", "nodes")
+LAUNCH_ONLY = ("gpus", "nodes")
 
 
 def from_workflow(config: dict[str, Any], model: str, overrides: dict[str, Any] | None = None) -> TrainConfig:
@@ -98,7 +100,7 @@ def from_workflow(config: dict[str, Any], model: str, overrides: dict[str, Any] 
     values["model"] = model
     values["size"] = dict(section.get("sizes", {}).get(model, {}))
     values.update(section.get("model_overrides", {}).get(model, {}))
-    values.update(overrides or {})
+    values.update({k: v for k, v in (overrides or {}).items() if k not in LAUNCH_ONLY})
     return TrainConfig.from_dict(values)
 
 

@@ -25,6 +25,7 @@ class DistEnv:
     local_rank: int = 0
     master_addr: str = "127.0.0.1"
     master_port: int = 29500
+    nodes: int = 1
 
     @property
     def is_main(self) -> bool:
@@ -64,9 +65,11 @@ def env_from_environ(environ: dict[str, str] | None = None) -> DistEnv:
     if "RANK" in env and "WORLD_SIZE" in env:
         rank, world = int(env["RANK"]), int(env["WORLD_SIZE"])
         local = int(env.get("LOCAL_RANK", rank))
+        nodes = max(1, world // max(1, int(env.get("LOCAL_WORLD_SIZE") or world)))
     elif int(env.get("SLURM_NTASKS", "1")) > 1 and "SLURM_PROCID" in env:
         rank, world = int(env["SLURM_PROCID"]), int(env["SLURM_NTASKS"])
         local = int(env.get("SLURM_LOCALID", 0))
+        nodes = int(env.get("SLURM_STEP_NUM_NODES") or env.get("SLURM_NNODES") or 1)
     else:
         return DistEnv()
     addr = env.get("MASTER_ADDR") or (
@@ -77,12 +80,22 @@ def env_from_environ(environ: dict[str, str] | None = None) -> DistEnv:
         raise ValueError(
             f"rank {rank} outside world size {world} (check RANK/WORLD_SIZE or SLURM_* variables)"
         )
-    return DistEnv(rank, world, local, addr, port)
+    return DistEnv(rank, world, local, addr, port, nodes)
+
+
+# Small host-side agreements between ranks (a stop signal, the end of an epoch) go through a gloo group on
+# GPUs: a NCCL all_reduce of a flag would wait for every kernel queued on the GPU and stall the host once
+# per batch; on the CPU the default (gloo) group serves.
+_control: Any = None
 
 
 def setup(device: str) -> tuple[DistEnv, torch.device]:
-    """Initialise the process group if launched with >1 ranks (gloo on CPU, nccl on GPU)."""
+    """Initialise the process group if launched with >1 ranks (gloo on CPU, nccl on GPU); refuse to run on
+    the CPU when the job was given GPUs that torch cannot see (`train/device.py`)."""
+    from jetfm.train.device import check_device
+
     env = env_from_environ()
+    check_device(device)
     use_cuda = device == "cuda" or (device == "auto" and torch.cuda.is_available())
     if use_cuda:
         torch.cuda.set_device(env.local_rank % max(torch.cuda.device_count(), 1))
@@ -97,7 +110,20 @@ def setup(device: str) -> tuple[DistEnv, torch.device]:
             rank=env.rank,
             world_size=env.world_size,
         )
+        global _control  # one per process, made by every rank right after the default group
+        _control = dist.new_group(backend="gloo") if use_cuda else None
     return env, dev
+
+
+def rank_batch(global_batch: int, world_size: int) -> int:
+    """Jets per micro-batch on one rank: the global batch split evenly (a remainder would make the ranks'
+    batches, and the result, depend on the GPU count)."""
+    if global_batch % world_size:
+        raise ValueError(
+            f"train.batch_size = {global_batch} (jets per micro-batch, all ranks together) is not divisible "
+            f"by the {world_size} ranks; choose a multiple of {world_size}"
+        )
+    return global_batch // world_size
 
 
 def all_gather(obj: Any, env: DistEnv) -> list[Any]:
@@ -113,10 +139,31 @@ def mean_over_ranks(value: float, env: DistEnv) -> float:
     if not env.distributed:
         return value
     t = torch.tensor([value], dtype=torch.float64)
-    if dist.get_backend() == "nccl":
-        t = t.cuda()
-    dist.all_reduce(t)
+    dist.all_reduce(t, group=_control)
     return float(t.item()) / env.world_size
+
+
+def any_rank(flags: list[bool], env: DistEnv) -> list[bool]:
+    """Element-wise OR of `flags` over the ranks (the flags themselves without DDP)."""
+    if not env.distributed:
+        return list(flags)
+    t = torch.tensor([float(f) for f in flags])
+    dist.all_reduce(t, op=dist.ReduceOp.MAX, group=_control)
+    return [bool(x) for x in t.tolist()]
+
+
+def global_mean(total: torch.Tensor, count: torch.Tensor) -> torch.Tensor:
+    """A per-item mean over the global batch from this rank's sum and item count, as DDP needs it.
+
+    DDP averages gradients over the W ranks; a loss that is a mean over items (particles, anchors) whose
+    count differs between ranks would then weigh each rank's items by 1/(W x its count). Returning
+    total x W / (count summed over ranks) makes that average the gradient of sum(totals) / sum(counts):
+    the loss of one process on the concatenated batch. Without DDP: total / count."""
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return total / count.to(total.dtype)
+    n = count.detach().to(torch.float64).reshape(1).clone()
+    dist.all_reduce(n)
+    return total * dist.get_world_size() / n.to(total.dtype)
 
 
 def barrier(env: DistEnv) -> None:

@@ -26,6 +26,7 @@ from tqdm import tqdm
 from jetfm.atomic import write_text_atomic
 from jetfm.provenance import make_provenance
 from jetfm.train import ddp, signals
+from jetfm.train import device as devices
 from jetfm.train.checkpoint import BestCheckpoint, rng_state, save_checkpoint, set_rng_state
 from jetfm.train.config import TrainConfig
 from jetfm.train.data import make_loader, read_meta
@@ -70,6 +71,17 @@ def write_history(path: Path, history: list[dict[str, Any]], columns: tuple[str,
     write_text_atomic(path, buf.getvalue())
 
 
+def run_shape(
+    cfg: TrainConfig, rank_cfg: TrainConfig, env: ddp.DistEnv, device: torch.device
+) -> dict[str, Any]:
+    """How the run was spread (metrics.json): ranks, nodes, jets per optimiser step and per rank."""
+    return {
+        "world_size": env.world_size, "nodes": env.nodes, "device": str(device.type),
+        "global_batch": cfg.batch_size * cfg.grad_accum, "per_rank_batch": rank_cfg.batch_size,
+        "grad_accum": cfg.grad_accum,
+    }  # fmt: skip
+
+
 @guarded_run  # run-directory lock, stale temporaries removed, SIGTERM/SIGUSR1 recorded (train/guard.py)
 def train(
     cfg: TrainConfig,
@@ -96,10 +108,14 @@ def train(
     autocast = (
         torch.autocast(device_type=device.type, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
     )
+    if env.is_main:  # the log's first line: what this run really runs on
+        print(devices.describe(device, bf16, env.world_size, env.nodes), flush=True)
+    # cfg.batch_size is the global micro-batch (all ranks): the result does not depend on the GPU count.
+    rank_cfg = cfg.replace(batch_size=ddp.rank_batch(cfg.batch_size, env.world_size))
 
     # Same init on every rank (DDP also broadcasts it); dropout and the like then get per-rank streams.
     torch.manual_seed(cfg.seed)
-    train_stream = objective.stream(train_files, cfg, env.rank, env.world_size)
+    train_stream = objective.stream(train_files, rank_cfg, env.rank, env.world_size)
     meta = train_stream.meta
     # val/test shards agree with train (features, names, classes) before any work, else the file is named
     read_meta([train_files[0], *val_files, *(test_files or [])])
@@ -140,22 +156,35 @@ def train(
     position = {"epoch": epoch, "batch_in_epoch": batch_in_epoch}
 
     def batches() -> Iterator[dict[str, torch.Tensor]]:
-        """Endless epochs; replays (reads, no compute) the current epoch up to the saved position."""
+        """Endless epochs; replays (reads, no compute) the current epoch up to the saved position.
+
+        Ranks can hold a different number of batches in an epoch (their blocks differ in usable rows): all
+        end the epoch at the batch where the first of them runs out (one look-ahead batch and a tiny
+        all-reduce per batch), so they stay in the same epoch, see each jet at most once per epoch and
+        never wait in a collective for a rank that moved on."""
         skip = position["batch_in_epoch"]
         while True:
             train_stream.epoch = position["epoch"]
+            loader = iter(make_loader(train_stream, cfg.num_workers, pin_memory=device.type == "cuda"))
+            ahead = next(loader, None)
             n = 0
-            for batch in make_loader(train_stream, cfg.num_workers, pin_memory=device.type == "cuda"):
+            while True:
+                batch, ahead = ahead, next(loader, None) if ahead is not None else None
+                none_now, none_next = ddp.any_rank([batch is None, ahead is None], env)
+                if none_now:
+                    break
                 n += 1
-                if n <= skip:
-                    continue
-                position["batch_in_epoch"] = n
-                yield batch
+                if n > skip:
+                    position["batch_in_epoch"] = n
+                    yield batch
+                if none_next:
+                    break
             if n == 0:
                 raise RuntimeError(
-                    f"rank {env.rank} got no batch of {cfg.batch_size} jets from {train_files}: too "
-                    "little data "
-                    "for this batch size and number of ranks"
+                    f"a rank got no batch of {rank_cfg.batch_size} jets from {train_files}: too little data "
+                    f"for this batch size and {env.world_size} rank(s) (ranks split an epoch by blocks of "
+                    f"train.block_size = {cfg.block_size} rows, whole HDF5 chunks: lower it, the batch size "
+                    "or the number of ranks)"
                 )
             skip = 0
             position["epoch"] += 1
@@ -212,8 +241,9 @@ def train(
                 "jets": jets, "time_s": f"{time.time() - t_last:.2f}",
             }  # fmt: skip
             if step % cfg.eval_every == 0 or last:
-                if env.is_main:
+                if env.is_main or objective.gathers_evaluation:  # all ranks share it, rank 0 gets the numbers
                     val = objective.evaluate(raw_model, val_files, cfg, device)
+                if env.is_main:
                     row.update({k: f"{v:.6f}" for k, v in val.items()})
                     if best is not None:
                         best.update(val, raw_model, step)
@@ -239,6 +269,7 @@ def train(
     if env.is_main:
         write_history(out / "history.csv", history, columns)
         plot_loss(history, out / "loss.png", title=f"{cfg.model} ({objective.name}): loss")
+    if env.is_main or objective.gathers_evaluation:  # the test pass is shared too; rank 0 alone writes
         provenance = make_provenance(
             "train", workflow_config or {}, cfg.seed,
             counts={"train_rows": train_stream.rows, "world_size": env.world_size},
@@ -248,11 +279,13 @@ def train(
         extras = {
             "classes": list(meta.classes),
             "provenance": provenance,
-            "metrics": {"steps": step, "jets_seen": jets, "provenance": provenance},
-        }
+            "metrics": {"steps": step, "jets_seen": jets, **run_shape(cfg, rank_cfg, env, device),
+                        "provenance": provenance},
+        }  # fmt: skip
         metrics = objective.finish(raw_model, test_files, cfg, device, out, extras)
-        if metrics is not None:
+        if metrics is not None and env.is_main:
             result["metrics"] = metrics
+    if env.is_main:
         discard_resume_copy(ckpt_path)  # finished: a rerun (new config, --forcerun) must not resume it
     ddp.barrier(env)
     return result

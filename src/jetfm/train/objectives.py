@@ -14,8 +14,11 @@ checkpoints and exact resume, history, progress, provenance). An `Objective` own
 - `loss(model, batch, device)`: the scalar loss of one micro-batch. `model` may be the DDP / compiled wrapper,
   so call it (never `model.module...`) for gradients to be synchronised.
 - `evaluate(module, val_files, cfg, device)`: validation numbers for the history (`history_columns`).
-- `finish(module, test_files, cfg, device, out, extras)`: final outputs of the run (metrics.json, figures) on
-  rank 0; returns the metrics dict or None.
+- `finish(module, test_files, cfg, device, out, extras)`: final outputs of the run (metrics.json, figures)
+  written by rank 0; returns the metrics dict or None.
+- `gathers_evaluation`: False (default): the loop calls `evaluate` and `finish` on rank 0 only, which reads
+  the whole split. True: every rank calls them, each predicts its part of the split and rank 0 gathers the
+  predictions (`predict`) and alone writes files (supervised objectives: N ranks evaluate N times faster).
 - `describe()`: the objective's settings; stored in the checkpoint and compared on resume.
 
 Supervised classification is the first objective; pretraining (masked particles, RS3L contrastive),
@@ -29,6 +32,7 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
@@ -71,24 +75,39 @@ def decay_groups(module: nn.Module, cfg: TrainConfig, lr_scale: dict[int, float]
     ]
 
 
+def is_main_rank() -> bool:
+    return not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0
+
+
 @torch.no_grad()
 def predict(
     model: nn.Module, paths: list[str], cfg: TrainConfig, device: torch.device, max_batches: int = 0
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Softmax probabilities and labels over a split, in file order (no shuffling, nothing dropped)."""
+    """Softmax probabilities and labels over a split (no shuffling, nothing dropped).
+
+    Under DDP every rank must call it: rank r of W predicts the read blocks r, r+W, ... (at most
+    max_batches / W batches each) and all ranks get every rank's predictions, concatenated. The metrics
+    computed from them do not depend on the order, so with max_batches 0 they equal one process's."""
+    world = dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+    rank = dist.get_rank() if world > 1 else 0
     stream = H5JetStream(
         paths, cfg.eval_batch_size, shuffle=False, block_size=cfg.block_size, nominal_only=cfg.nominal_only,
-        drop_last=False,
+        drop_last=False, rank=rank, world_size=world,
     )  # fmt: skip
+    limit = -(-max_batches // world) if max_batches else 0
     was_training = model.training
     model.eval()
     probs, labels = [], []
     for i, batch in enumerate(make_loader(stream)):
-        if max_batches and i >= max_batches:
+        if limit and i >= limit:
             break
         probs.append(torch.softmax(classify(model, batch, device).float(), dim=-1).cpu().numpy())
         labels.append(batch["label"].numpy())
     model.train(was_training)
+    if world > 1:  # a rank whose share of a small split is empty sends nothing
+        parts: list[Any] = [None] * world
+        dist.all_gather_object(parts, (probs, labels))
+        probs, labels = [p for ps, _ in parts for p in ps], [y for _, ys in parts for y in ys]
     return np.concatenate(probs), np.concatenate(labels)
 
 
@@ -97,6 +116,7 @@ class Objective:
 
     name = "objective"
     history_columns: tuple[str, ...] = ("val_loss",)
+    gathers_evaluation = False  # True: evaluate/finish run on every rank (see the module docstring)
 
     def build(self, cfg: TrainConfig, meta: ShardMeta) -> nn.Module:
         raise NotImplementedError
@@ -142,6 +162,7 @@ class Supervised(Objective):
 
     name = "supervised"
     history_columns = ("val_loss", "val_accuracy")
+    gathers_evaluation = True  # predict() splits the split over the ranks and gathers
 
     def build(self, cfg: TrainConfig, meta: ShardMeta) -> nn.Module:
         return build_model(cfg.model, meta.num_features, meta.num_jet_features, len(meta.classes), **cfg.size)
@@ -186,6 +207,8 @@ class Supervised(Objective):
         if not test_files:
             return None
         probs, labels = predict(module, test_files, cfg, device)
+        if not is_main_rank():
+            return None
         classes = list(extras["classes"])
         metrics = classification_metrics(probs, labels, classes)
         metrics.update(**self.run_fields(module, test_files, cfg), **extras.get("metrics", {}))
