@@ -24,11 +24,6 @@ LOGS = paths.LOGS
 ALL_TARGETS = []
 
 
-def shard_ids(n):
-    """Zero-padded shard names 0000..n-1 as used in every path."""
-    return [f"{i:04d}" for i in range(n)]
-
-
 def sim_files(kind="nominal"):
     """All ROOT files of the simulation stage: nominal jets or re-simulation views."""
     return paths.sim_files(config, views=kind == "views")
