@@ -119,7 +119,11 @@ def preprocess_group_jets(wildcards):
     )
 
 
-
 def robustness_members(run):
     """The run directories of `run`'s deep-ensemble members (none unless its model has an ensemble)."""
     return [paths.run_dir(m) for m in runs.member_runs(run, DATASET, config["robustness"]["ensemble"])]
+
+
+def member_overrides(member):
+    """TrainConfig overrides of ensemble member `member`: its model's recipe, seed = run seed + member."""
+    return {"seed": (config["train"]["seed"] or config["seed"]) + int(member)}

@@ -87,10 +87,8 @@ rule robustness_member:
     params:
         out_dir=lambda wc: paths.member_dir(wc.dataset, wc.model, wc.member),
         # the model's own recipe (train: section) with seed = workflow seed + member index
-        overrides=lambda wc: {"seed": (config["train"].get("seed") or config["seed"]) + int(wc.member)},
-        settings=lambda wc: train_settings(
-            wc.model, {"seed": (config["train"].get("seed") or config["seed"]) + int(wc.member)}
-        ),
+        overrides=lambda wc: member_overrides(wc.member),
+        settings=lambda wc: train_settings(wc.model, member_overrides(wc.member)),
     log:
         paths.log_file("robustness", "{dataset}_{model}_seed{member}"),
     wildcard_constraints:
