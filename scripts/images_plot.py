@@ -7,8 +7,8 @@ from jetfm.models import make_size
 with redirect_to_log(snakemake.log[0]):
     write_average_images(
         list(snakemake.input.test),
-        make_size("cnn", snakemake.params.cnn_size).image_spec(),
+        make_size("cnn", snakemake.config["train"]["sizes"]["cnn"]).image_spec(),
         snakemake.output.figure,
-        max_jets=snakemake.params.max_jets,
+        max_jets=snakemake.config["images"]["plot_max_jets"],
         config=snakemake.config,
     )

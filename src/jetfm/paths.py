@@ -138,6 +138,7 @@ def preprocess_file_splits(config: dict[str, Any]) -> dict[str, str]:
 
 
 def plots_dir(dataset: str) -> str:
+    """The dataset's validation figures (simulation, re-simulation spread, preprocessed features)."""
     return f"{RESULTS}/plots/{dataset}"
 
 
@@ -174,6 +175,22 @@ def model_dir(dataset: str, model: str) -> str:
     return f"{RESULTS}/models/{dataset}_{model}"
 
 
+def member_dir(dataset: str, model: str, member: Index) -> str:
+    """Deep-ensemble member `member` (>= 1) of a supervised run: its seed is the run's seed + member."""
+    return f"{model_dir(dataset, model)}_seed{member}"
+
+
+def comparison_table(dataset: str) -> str:
+    """The test-split comparison of every supervised model of a dataset (`train_compare`)."""
+    return f"{RESULTS}/models/{dataset}_comparison.csv"
+
+
+def run_dir(run: str) -> str:
+    """A run named relative to results/ (`models/tiny_mlp`, `finetune/tiny/scratch_1_0`), as
+    `robustness.models` and the robustness rules name the runs they evaluate."""
+    return f"{RESULTS}/{run}"
+
+
 def pretrain_dir(dataset: str, method: str) -> str:
     """A pretraining run (`jetfm pretrain`; method `tokenizer` for the VQ-VAE)."""
     return f"{RESULTS}/pretrain/{dataset}_{method}"
@@ -201,11 +218,28 @@ def fpga_dir(student: str | None = None) -> str:
 
 
 def images_dir(dataset: str) -> str:
+    """Jet images of a dataset: the average-image figure and, under `transfer/`, the transfer study."""
     return f"{RESULTS}/images/{dataset}"
 
 
+def images_transfer_dir(dataset: str) -> str:
+    """The CNN transfer-learning study: source/, runs/, efficiency.{csv,json,png}."""
+    return f"{images_dir(dataset)}/transfer"
+
+
 def robustness_dir(dataset: str) -> str:
+    """The robustness study: held-out sample (sim/), one folder per evaluated run, robustness.csv."""
     return f"{RESULTS}/robustness/{dataset}"
+
+
+def robustness_sim_file(dataset: str, cls: str, shard: Index) -> str:
+    """A held-out views file (nominal + shifted versions of the same events) of one class and shard."""
+    return f"{robustness_dir(dataset)}/sim/{cls}/{index_name(shard)}.views.root"
+
+
+def robustness_h5_dir(dataset: str) -> str:
+    """The held-out sample after preprocessing: its own HDF5 directory, so no training rule can read it."""
+    return h5_dir(f"{dataset}_robustness")
 
 
 # --- logs ---------------------------------------------------------------------------------------------------

@@ -55,11 +55,11 @@ def _copy_workflow(dest: Path, config: dict) -> Path:
 TARGETS = ("simulate_all", "resimulate_all", "preprocess_all", "train_all")
 
 
-def _planned(workdir: Path, config: dict) -> dict[str, int]:
-    """{rule: jobs} of a dry run under `config`."""
+def _planned(workdir: Path, config: dict, targets: tuple[str, ...] = TARGETS) -> dict[str, int]:
+    """{rule: jobs} of a dry run of `targets` under `config`."""
     path = workdir / "changed.yaml"
     path.write_text(yaml.safe_dump(config))
-    proc = _snakemake(workdir, "-n", *TARGETS, "--configfile", str(path))
+    proc = _snakemake(workdir, "-n", *targets, "--configfile", str(path))
     assert proc.returncode == 0, proc.stdout[-3000:]
     if "Nothing to be done" in proc.stdout:
         return {}
@@ -106,6 +106,37 @@ def test_changing_one_key_reruns_exactly_the_jobs_it_affects(tmp_path: Path) -> 
     wrong = {}
     for key, value, expected in CHANGES:
         got = _planned(workdir, _with(key, value))
+        if got != expected:
+            wrong[key] = {"expected": expected, "got": got}
+    assert not wrong, "; ".join(f"{k}: {v}" for k, v in wrong.items())
+
+
+# The robustness and images stages on the same stub run: robustness.models defaults to part, pfn, mlp (3 runs,
+# part trained for it), mlp has an ensemble of 3 (2 member runs), 2 classes x 1 held-out file.
+LATE_TARGETS = ("robustness_all", "images_all")
+EVALUATE = {"robustness_evaluate": 3, "robustness_table": 1}
+SAMPLE = {"robustness_sample": 2, "robustness_preprocess": 1, **EVALUATE}
+LATE_CHANGES = [
+    ("robustness.bins", 5, EVALUATE),
+    ("robustness.shifts", [{"name": "replica"}], SAMPLE),
+    ("robustness.dask_cluster", "local", {}),
+    ("images.plot_max_jets", 5, {"images_plot": 1}),
+    ("images.transfer.seeds", [1], {"images_transfer": 1}),
+    ("train.lr", 0.002, {"train": 3, "robustness_member": 2, **EVALUATE, "images_transfer": 1}),
+    ("train.progress", False, {}),
+]  # fmt: skip
+
+
+@pytest.mark.slow
+def test_robustness_and_images_rerun_exactly_the_jobs_a_key_affects(tmp_path: Path) -> None:
+    """The settings params of the robustness and images rules: one key, the jobs that read it, no others."""
+    workdir = _copy_workflow(tmp_path, CONFIG)
+    proc = _snakemake(workdir, *LATE_TARGETS)
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    assert _planned(workdir, CONFIG, LATE_TARGETS) == {}
+    wrong = {}
+    for key, value, expected in LATE_CHANGES:
+        got = _planned(workdir, _with(key, value), LATE_TARGETS)
         if got != expected:
             wrong[key] = {"expected": expected, "got": got}
     assert not wrong, "; ".join(f"{k}: {v}" for k, v in wrong.items())

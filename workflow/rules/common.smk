@@ -3,8 +3,10 @@
 import copy
 import os
 
+from jetfm import paths
 from jetfm.config import validate_config
 from jetfm.preprocess.groups import assign_groups
+from jetfm.robustness import runs
 
 # The package's validator (same schema, same defaults as snakemake.utils.validate) names the bad key and value
 # in one line per error instead of dumping the whole schema and config.
@@ -14,37 +16,22 @@ except ValueError as exc:
     raise WorkflowError(str(exc)) from None
 
 DATASET = config["dataset"]
-RESULTS = "results"
-LOGS = "logs"
+# Every path under results/ and logs/ comes from jetfm.paths (the Python stages use the same functions).
+RESULTS = paths.RESULTS
+LOGS = paths.LOGS
 
 # Each stage file appends its final outputs here; the default target asks for all of them.
 ALL_TARGETS = []
 
 
-def shard_ids(n):
-    """Zero-padded shard names 0000..n-1 as used in every path."""
-    return [f"{i:04d}" for i in range(n)]
-
-
 def sim_files(kind="nominal"):
     """All ROOT files of the simulation stage: nominal jets or re-simulation views."""
-    if kind == "views":
-        n, suffix = config["resimulate"]["shards"], ".views.root"
-    else:
-        n, suffix = config["simulate"]["shards"], ".root"
-    return [
-        f"{RESULTS}/sim/{DATASET}/{cls}/{shard}{suffix}"
-        for cls in config["classes"]
-        for shard in shard_ids(n)
-    ]
+    return paths.sim_files(config, views=kind == "views")
 
 
 def preprocess_inputs():
     """Nominal simulation, the re-simulation views when enabled, and any user-given ROOT files."""
-    files = sim_files("nominal")
-    if config["resimulate"]["enabled"]:
-        files += sim_files("views")
-    return files + list(config["preprocess"]["input_files"])
+    return paths.preprocess_inputs(config)
 
 
 def preprocess_mem_mb(wildcards, threads, attempt):
@@ -64,7 +51,7 @@ PREPROCESS_GROUPS = assign_groups(preprocess_inputs(), config["preprocess"]["sha
 
 def h5_shards(split):
     """Every HDF5 shard of a split (train/val/test): what a rule reading preprocessed jets takes as input."""
-    return [f"{RESULTS}/h5/{DATASET}/{split}/{g:04d}.h5" for g in PREPROCESS_GROUPS]
+    return [str(paths.shard_path(paths.h5_dir(DATASET), split, g)) for g in PREPROCESS_GROUPS]
 
 
 def preprocess_threads():
@@ -103,12 +90,13 @@ def config_params(*keys, exclude=()):
 TRAIN_NOT_OUTPUT = ("progress", "checkpoint_every", "threads")
 
 
-def train_settings(model):
+def train_settings(model, overrides=None):
     """config_params for a training rule: the model's resolved TrainConfig (train: + sizes + model_overrides +
-    seed) minus TRAIN_NOT_OUTPUT, so editing one model's override reruns that model only."""
+    seed, then `overrides`, e.g. an ensemble member's seed) minus TRAIN_NOT_OUTPUT, so editing one model's
+    override reruns that model only."""
     from jetfm.train.config import from_workflow
 
-    values = from_workflow(config, model).to_dict()
+    values = from_workflow(config, model, overrides).to_dict()
     return {k: v for k, v in values.items() if k not in TRAIN_NOT_OUTPUT}
 
 
@@ -124,9 +112,18 @@ def preprocess_group_jets(wildcards):
         ".views.root": resim["events_per_shard"] * resim["views"],
         ".root": config["simulate"]["jets_per_shard"],
     }
-    sim = f"{RESULTS}/sim/"
+    sim = paths.sim_dir(DATASET) + "/"
     return sum(
         next(n for end, n in size.items() if f.endswith(end)) if f.startswith(sim) else 100_000
         for f in PREPROCESS_GROUPS[int(wildcards.group)]
     )
 
+
+def robustness_members(run):
+    """The run directories of `run`'s deep-ensemble members (none unless its model has an ensemble)."""
+    return [paths.run_dir(m) for m in runs.member_runs(run, DATASET, config["robustness"]["ensemble"])]
+
+
+def member_overrides(member):
+    """TrainConfig overrides of ensemble member `member`: its model's recipe, seed = run seed + member."""
+    return {"seed": (config["train"]["seed"] or config["seed"]) + int(member)}

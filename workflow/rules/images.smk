@@ -1,7 +1,11 @@
 # images: the average jet image per class (report) and the CNN transfer-learning study. The CNN itself is a
 # registry model trained by rule `train` (model wildcard `cnn`). Logic: src/jetfm/images/.
 
-IMAGES = f"{RESULTS}/images/{DATASET}"
+IMAGES = paths.images_dir(DATASET)
+IMAGES_TRANSFER = paths.images_transfer_dir(DATASET)
+# The same folders as output patterns (wildcard dataset).
+IMAGES_OUT = paths.images_dir("{dataset}")
+IMAGES_TRANSFER_OUT = paths.images_transfer_dir("{dataset}")
 
 
 rule images_plot:
@@ -9,16 +13,16 @@ rule images_plot:
         test=TRAIN_H5["test"],
     output:
         figure=report(
-            f"{RESULTS}/images/{{dataset}}/average_images.png",
+            f"{IMAGES_OUT}/average_images.png",
             caption="../report/images_average.rst",
             category="Jet images",
         ),
-        summary=f"{RESULTS}/images/{{dataset}}/average_images.json",
+        summary=f"{IMAGES_OUT}/average_images.json",
     params:
-        cnn_size=config["train"]["sizes"]["cnn"],
-        max_jets=config["images"]["plot_max_jets"],
+        # the CNN's image settings and how many jets are averaged
+        settings=config_params("train.sizes.cnn", "images.plot_max_jets"),
     log:
-        f"{LOGS}/images/{{dataset}}_average_images.log",
+        paths.log_file("images", "{dataset}_average_images"),
     threads: 1
     resources:
         mem_mb=2000,
@@ -34,25 +38,28 @@ rule images_transfer:
         val=TRAIN_H5["val"],
         test=TRAIN_H5["test"],
     output:
-        runs=f"{RESULTS}/images/{{dataset}}/transfer/efficiency.json",
+        runs=f"{IMAGES_TRANSFER_OUT}/efficiency.json",
         summary=report(
-            f"{RESULTS}/images/{{dataset}}/transfer/efficiency.csv",
+            f"{IMAGES_TRANSFER_OUT}/efficiency.csv",
             caption="../report/images_transfer.rst",
             category="Jet images",
         ),
         figure=report(
-            f"{RESULTS}/images/{{dataset}}/transfer/efficiency.png",
+            f"{IMAGES_TRANSFER_OUT}/efficiency.png",
             caption="../report/images_transfer.rst",
             category="Jet images",
         ),
     params:
-        out_dir=lambda wc: f"{RESULTS}/images/{wc.dataset}/transfer",
+        out_dir=lambda wc: paths.images_transfer_dir(wc.dataset),
         # everything that changes the runs: the study's settings, the train section (lr, steps, ...), seed
-        transfer=config["images"]["transfer"],
-        train_config=config["train"],
-        seed=config["seed"],
+        settings=config_params(
+            "seed",
+            "train",
+            "images.transfer",
+            exclude=("images.transfer.enabled", "train.models", *(f"train.{k}" for k in TRAIN_NOT_OUTPUT)),
+        ),
     log:
-        f"{LOGS}/images/{{dataset}}_transfer.log",
+        paths.log_file("images", "{dataset}_transfer"),
     threads: 2
     resources:
         mem_mb=4000,
@@ -64,15 +71,15 @@ rule images_transfer:
 
 rule images_transfer_all:
     input:
-        f"{IMAGES}/transfer/efficiency.csv",
+        f"{IMAGES_TRANSFER}/efficiency.csv",
 
 
 rule images_all:
     input:
         f"{IMAGES}/average_images.png",
-        f"{IMAGES}/transfer/efficiency.csv",
+        f"{IMAGES_TRANSFER}/efficiency.csv",
 
 
 ALL_TARGETS.append(f"{IMAGES}/average_images.png")
 if config["images"]["transfer"]["enabled"]:
-    ALL_TARGETS.append(f"{IMAGES}/transfer/efficiency.csv")
+    ALL_TARGETS.append(f"{IMAGES_TRANSFER}/efficiency.csv")

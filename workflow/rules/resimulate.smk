@@ -2,13 +2,14 @@
 # (logic in src/jetfm/simulate/resim/run.py; `jetfm resimulate` runs the same function without Snakemake).
 # Independent of the nominal sample: own seeds (seed, "resim", class, shard, view) and event-id stream.
 RESIM_FILES = sim_files("views") if config["resimulate"]["enabled"] else []
+RESIM_PLOTS = paths.plots_dir(DATASET)
 
 
 rule resimulate:
     output:
-        f"{RESULTS}/sim/{{dataset}}/{{cls}}/{{shard}}.views.root",
+        paths.sim_file("{dataset}", "{cls}", "{shard}", views=True),
     log:
-        f"{LOGS}/resimulate/{{dataset}}/{{cls}}/{{shard}}.log",
+        paths.log_file("resimulate", "{dataset}/{cls}/{shard}"),
     params:
         # the views reuse the simulation's generator, detector and jet settings, not its jet count
         settings=config_params(
@@ -32,13 +33,13 @@ rule resimulate_plot:
         RESIM_FILES,
     output:
         figure=report(
-            f"{RESULTS}/plots/{DATASET}/resim_spread.png",
+            f"{RESIM_PLOTS}/resim_spread.png",
             caption="../report/resim_spread.rst",
             category="Re-simulation",
         ),
-        summary=f"{RESULTS}/plots/{DATASET}/resim_spread.json",
+        summary=f"{RESIM_PLOTS}/resim_spread.json",
     log:
-        f"{LOGS}/resimulate/{DATASET}_plot.log",
+        paths.log_file("resimulate", f"{DATASET}_plot"),
     conda:
         "../../envs/sim.yaml"
     threads: 1

@@ -1,32 +1,39 @@
 # robustness stage: every trained tagger on held-out events in a nominal and in shifted versions (metrics, drop,
 # output distance), temperature scaling, reliability and deep ensembles. Logic: src/jetfm/robustness/.
 # The held-out events have their own seeds and event-id stream and their own HDF5 directory; no training rule
-# reads them (tests/test_robustness_workflow.py checks the rule graph).
-from jetfm.robustness import runs
-
+# reads them (tests/robustness/test_robustness_sim.py checks the rule graph).
 ROBUSTNESS = config["robustness"]
-ROBUSTNESS_DIR = f"{RESULTS}/robustness/{DATASET}"
-ROBUSTNESS_H5 = f"{RESULTS}/h5/{DATASET}_robustness"
+ROBUSTNESS_DIR = paths.robustness_dir(DATASET)
+ROBUSTNESS_H5 = paths.robustness_h5_dir(DATASET)
 ROBUSTNESS_SIM = [
-    f"{ROBUSTNESS_DIR}/sim/{cls}/{shard}.views.root"
+    paths.robustness_sim_file(DATASET, cls, shard)
     for cls in config["classes"]
-    for shard in shard_ids(ROBUSTNESS["shards"])
+    for shard in range(ROBUSTNESS["shards"])
 ]
 ROBUSTNESS_RUNS = [runs.run_of(name, DATASET) for name in ROBUSTNESS["models"]]
+# An evaluated run as an output pattern: `{run}` is a path relative to results/ (jetfm.robustness.runs).
+ROBUSTNESS_EVAL = f"{ROBUSTNESS_DIR}/{{run}}"
+ROBUSTNESS_RUN = paths.run_dir("{run}")
+ROBUSTNESS_MEMBER = paths.member_dir("{dataset}", "{model}", "{member}")
 
 
 rule robustness_sample:
     output:
-        f"{RESULTS}/robustness/{{dataset}}/sim/{{cls}}/{{shard}}.views.root",
+        paths.robustness_sim_file("{dataset}", "{cls}", "{shard}"),
     log:
-        f"{LOGS}/robustness/{{dataset}}/sim/{{cls}}/{{shard}}.log",
+        paths.log_file("robustness", "{dataset}/sim/{cls}/{shard}"),
     params:
-        # every setting that changes the events (Snakemake reruns the job when a param changes)
-        mode=ROBUSTNESS["mode"],
-        events=ROBUSTNESS["events_per_shard"],
-        shifts=ROBUSTNESS["shifts"],
-        simulate=config["simulate"],
-        seed=config["seed"],
+        # every setting that changes the events: the re-simulation of the nominal generator and detector
+        # (jetfm.robustness.samples.resim_config), not how many jets or files the nominal sample has
+        settings=config_params(
+            "seed",
+            "simulate",
+            "resimulate.window_margin",
+            "robustness.mode",
+            "robustness.events_per_shard",
+            "robustness.shifts",
+            exclude=("simulate.shards", "simulate.jets_per_shard"),
+        ),
     conda:
         "../../envs/sim.yaml"
     threads: 1
@@ -41,13 +48,23 @@ rule robustness_preprocess:
     input:
         ROBUSTNESS_SIM,
     output:
-        shards=expand(f"{ROBUSTNESS_H5}/{{split}}/0000.h5", split=["train", "val", "test"]),
-        summary=f"{ROBUSTNESS_H5}/summary.json",
+        shards=[str(paths.shard_path(ROBUSTNESS_H5, split, 0)) for split in paths.SPLITS],
+        summary=f"{ROBUSTNESS_H5}/{paths.SUMMARY_NAME}",
     log:
-        f"{LOGS}/robustness/{DATASET}/preprocess.log",
+        paths.log_file("robustness", f"{DATASET}/preprocess"),
     params:
-        preprocess=config["preprocess"],
-        cluster=ROBUSTNESS["dask_cluster"],
+        # the nominal preprocessing minus what jetfm.robustness.samples.preprocess_config replaces (every row
+        # in test, one shard, no extra files) and where the work runs (it does not change the shards)
+        settings=config_params(
+            "preprocess",
+            exclude=(
+                "preprocess.split_fractions",
+                "preprocess.shards_per_split",
+                "preprocess.input_files",
+                "preprocess.dask",
+                "preprocess.chunksize",
+            ),
+        ),
     conda:
         "../../envs/sim.yaml"
     threads: 1
@@ -64,16 +81,16 @@ rule robustness_member:
         val=TRAIN_H5["val"],
         test=TRAIN_H5["test"],
     output:
-        checkpoint=f"{RESULTS}/models/{{dataset}}_{{model}}_seed{{member}}/checkpoint.pt",
-        history=f"{RESULTS}/models/{{dataset}}_{{model}}_seed{{member}}/history.csv",
-        metrics=f"{RESULTS}/models/{{dataset}}_{{model}}_seed{{member}}/metrics.json",
+        checkpoint=f"{ROBUSTNESS_MEMBER}/checkpoint.pt",
+        history=f"{ROBUSTNESS_MEMBER}/history.csv",
+        metrics=f"{ROBUSTNESS_MEMBER}/metrics.json",
     params:
-        out_dir=lambda wc: f"{RESULTS}/models/{wc.dataset}_{wc.model}_seed{wc.member}",
+        out_dir=lambda wc: paths.member_dir(wc.dataset, wc.model, wc.member),
         # the model's own recipe (train: section) with seed = workflow seed + member index
-        overrides=lambda wc: {"seed": (config["train"].get("seed") or config["seed"]) + int(wc.member)},
-        train_config=config["train"],
+        overrides=lambda wc: member_overrides(wc.member),
+        settings=lambda wc: train_settings(wc.model, member_overrides(wc.member)),
     log:
-        f"{LOGS}/robustness/{{dataset}}_{{model}}_seed{{member}}.log",
+        paths.log_file("robustness", "{dataset}_{model}_seed{member}"),
     wildcard_constraints:
         model="part|pfn|mlp",
         member=r"[1-9]\d*",
@@ -91,32 +108,38 @@ rule robustness_member:
 
 rule robustness_evaluate:
     input:
-        checkpoint=f"{RESULTS}/{{run}}/checkpoint.pt",
-        members=lambda wc: [
-            f"{RESULTS}/{m}/checkpoint.pt" for m in runs.member_runs(wc.run, DATASET, ROBUSTNESS["ensemble"])
-        ],
-        sample=f"{ROBUSTNESS_H5}/test/0000.h5",
+        checkpoint=f"{ROBUSTNESS_RUN}/checkpoint.pt",
+        members=lambda wc: [f"{m}/checkpoint.pt" for m in robustness_members(wc.run)],
+        sample=str(paths.shard_path(ROBUSTNESS_H5, "test", 0)),
         val=TRAIN_H5["val"],
         test=TRAIN_H5["test"],
         dataset=TRAIN_H5["train"] + TRAIN_H5["val"] + TRAIN_H5["test"],
     output:
-        temperature=f"{RESULTS}/{{run}}/temperature.json",
-        evaluation=f"{ROBUSTNESS_DIR}/{{run}}/evaluation.json",
+        temperature=f"{ROBUSTNESS_RUN}/temperature.json",
+        evaluation=f"{ROBUSTNESS_EVAL}/evaluation.json",
         reliability=report(
-            f"{ROBUSTNESS_DIR}/{{run}}/reliability.png",
+            f"{ROBUSTNESS_EVAL}/reliability.png",
             caption="../report/robustness_reliability.rst",
             category="Robustness",
             subcategory="{run}",
         ),
     params:
         label=lambda wc: runs.label_of(wc.run, DATASET),
-        run_dir=lambda wc: f"{RESULTS}/{wc.run}",
-        member_dirs=lambda wc: [
-            f"{RESULTS}/{m}" for m in runs.member_runs(wc.run, DATASET, ROBUSTNESS["ensemble"])
-        ],
-        section=ROBUSTNESS,
+        run_dir=lambda wc: paths.run_dir(wc.run),
+        member_dirs=lambda wc: robustness_members(wc.run),
+        # the calibration bins and the samples' names; which models and members are evaluated are the job's
+        # wildcards and inputs, and the sample's own settings rerun it through its input
+        settings=config_params(
+            "robustness",
+            exclude=(
+                "robustness.enabled",
+                "robustness.models",
+                "robustness.dask_cluster",
+                "robustness.shards",
+            ),
+        ),
     log:
-        f"{LOGS}/robustness/{DATASET}/evaluate_{{run}}.log",
+        paths.log_file("robustness", f"{DATASET}/evaluate_{{run}}"),
     wildcard_constraints:
         run=r"[A-Za-z0-9_.\-/]+",
     threads: 1
@@ -144,7 +167,7 @@ rule robustness_table:
             category="Robustness",
         ),
     log:
-        f"{LOGS}/robustness/{DATASET}/table.log",
+        paths.log_file("robustness", f"{DATASET}/table"),
     threads: 1
     resources:
         mem_mb=2000,

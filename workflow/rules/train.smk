@@ -5,6 +5,8 @@ TRAIN_MODELS = config["train"]["models"]
 
 
 TRAIN_H5 = {split: h5_shards(split) for split in ("train", "val", "test")}
+# A run's directory as an output pattern (wildcards dataset, model).
+TRAIN_RUN = paths.model_dir("{dataset}", "{model}")
 
 
 rule train:
@@ -13,33 +15,33 @@ rule train:
         val=TRAIN_H5["val"],
         test=TRAIN_H5["test"],
     output:
-        checkpoint=f"{RESULTS}/models/{{dataset}}_{{model}}/checkpoint.pt",
-        history=f"{RESULTS}/models/{{dataset}}_{{model}}/history.csv",
-        metrics=f"{RESULTS}/models/{{dataset}}_{{model}}/metrics.json",
+        checkpoint=f"{TRAIN_RUN}/checkpoint.pt",
+        history=f"{TRAIN_RUN}/history.csv",
+        metrics=f"{TRAIN_RUN}/metrics.json",
         loss=report(
-            f"{RESULTS}/models/{{dataset}}_{{model}}/loss.png",
+            f"{TRAIN_RUN}/loss.png",
             caption="../report/train_loss.rst",
             category="Training",
             subcategory="{model}",
         ),
         roc=report(
-            f"{RESULTS}/models/{{dataset}}_{{model}}/roc.png",
+            f"{TRAIN_RUN}/roc.png",
             caption="../report/train_roc.rst",
             category="Training",
             subcategory="{model}",
         ),
         confusion=report(
-            f"{RESULTS}/models/{{dataset}}_{{model}}/confusion.png",
+            f"{TRAIN_RUN}/confusion.png",
             caption="../report/train_confusion.rst",
             category="Training",
             subcategory="{model}",
         ),
     params:
-        out_dir=lambda wc: f"{RESULTS}/models/{wc.dataset}_{wc.model}",
+        out_dir=lambda wc: paths.model_dir(wc.dataset, wc.model),
         # Every value that changes this model's run (Snakemake's params rerun trigger).
         settings=lambda wc: train_settings(wc.model),
     log:
-        f"{LOGS}/train/{{dataset}}_{{model}}.log",
+        paths.log_file("train", "{dataset}_{model}"),
     wildcard_constraints:
         model="part|pfn|mlp|cnn",
     # ranks of the job (train.gpus x train.nodes, per stage: jetfm.train.launch): CPUs here, Slurm tasks,
@@ -56,15 +58,15 @@ rule train:
 
 rule train_compare:
     input:
-        metrics=expand(f"{RESULTS}/models/{DATASET}_{{model}}/metrics.json", model=TRAIN_MODELS),
+        metrics=[f"{paths.model_dir(DATASET, model)}/metrics.json" for model in TRAIN_MODELS],
     output:
         table=report(
-            f"{RESULTS}/models/{{dataset}}_comparison.csv",
+            paths.comparison_table("{dataset}"),
             caption="../report/train_comparison.rst",
             category="Training",
         ),
     log:
-        f"{LOGS}/train/{{dataset}}_comparison.log",
+        paths.log_file("train", "{dataset}_comparison"),
     conda:
         "../../envs/ml.yaml"
     script:
@@ -73,7 +75,7 @@ rule train_compare:
 
 rule train_all:
     input:
-        f"{RESULTS}/models/{DATASET}_comparison.csv",
+        paths.comparison_table(DATASET),
 
 
-ALL_TARGETS.append(f"{RESULTS}/models/{DATASET}_comparison.csv")
+ALL_TARGETS.append(paths.comparison_table(DATASET))
