@@ -5,8 +5,8 @@ import os
 
 from jetfm import paths
 from jetfm.config import validate_config
-from jetfm.preprocess.groups import assign_groups
 from jetfm.robustness import runs
+from jetfm.train import launch
 
 # The package's validator (same schema, same defaults as snakemake.utils.validate) names the bad key and value
 # in one line per error instead of dumping the whole schema and config.
@@ -29,11 +29,6 @@ def sim_files(kind="nominal"):
     return paths.sim_files(config, views=kind == "views")
 
 
-def preprocess_inputs():
-    """Nominal simulation, the re-simulation views when enabled, and any user-given ROOT files."""
-    return paths.preprocess_inputs(config)
-
-
 def preprocess_mem_mb(wildcards, threads, attempt):
     """A local Dask cluster: workers x `dask.memory` + 1 GB for the driver; otherwise the driver alone."""
     from dask.utils import parse_bytes
@@ -42,11 +37,6 @@ def preprocess_mem_mb(wildcards, threads, attempt):
     if dask["cluster"] == "local":
         return (dask["workers"] * parse_bytes(dask["memory"]) // 10**6 + 1000) * attempt
     return 2000 * attempt
-
-
-# Fan-out of preprocessing (src/jetfm/preprocess/groups.py): group g = files whose index mod
-# shards_per_split is g; it writes shard g of every split. Computed once here, so the DAG stays linear.
-PREPROCESS_GROUPS = assign_groups(preprocess_inputs(), config["preprocess"]["shards_per_split"])
 
 
 def h5_shards(split):
@@ -86,8 +76,9 @@ def config_params(*keys, exclude=()):
     return values
 
 
-# TrainConfig fields that do not change a run's outputs (the bar, checkpoint cadence, CPU threads)
-TRAIN_NOT_OUTPUT = ("progress", "checkpoint_every", "threads")
+# Training keys that do not change a run's outputs: the bar, checkpoint cadence, CPU threads, and the ranks per
+# job (gpus, nodes: the global batch is a setting, so results agree across rank counts within float tolerance)
+TRAIN_NOT_OUTPUT = ("progress", "checkpoint_every", "threads", "gpus", "nodes")
 
 
 def train_settings(model, overrides=None):

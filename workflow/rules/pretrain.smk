@@ -48,10 +48,10 @@ rule tokenizer:
         paths.log_file("pretrain", "{dataset}_tokenizer"),
     # ranks of the job (train.gpus x train.nodes, per stage: jetfm.train.launch): CPUs here, Slurm tasks,
     # GPUs and the stop signal in its resources
-    threads: __import__("jetfm.train.launch").train.launch.rule_threads(config, "tokenizer", minimum=2)
+    threads: launch.rule_threads(config, "tokenizer", minimum=2)
     resources:
         mem_mb=4000,
-        **__import__("jetfm.train.launch").train.launch.rule_resources(config, "tokenizer", minimum=2),
+        **launch.rule_resources(config, "tokenizer", minimum=2),
     conda:
         "../../envs/ml.yaml"
     script:
@@ -87,10 +87,10 @@ rule pretrain:
         method=METHOD_RE,
     # ranks of the job (train.gpus x train.nodes, per stage: jetfm.train.launch): CPUs here, Slurm tasks,
     # GPUs and the stop signal in its resources
-    threads: __import__("jetfm.train.launch").train.launch.rule_threads(config, "pretrain")
+    threads: launch.rule_threads(config, "pretrain")
     resources:
         mem_mb=4000,
-        **__import__("jetfm.train.launch").train.launch.rule_resources(config, "pretrain"),
+        **launch.rule_resources(config, "pretrain"),
     conda:
         "../../envs/ml.yaml"
     script:
@@ -193,10 +193,10 @@ rule finetune:
         seed=r"\d+",
     # ranks of the job (train.gpus x train.nodes, per stage: jetfm.train.launch): CPUs here, Slurm tasks,
     # GPUs and the stop signal in its resources
-    threads: __import__("jetfm.train.launch").train.launch.rule_threads(config, "finetune")
+    threads: launch.rule_threads(config, "finetune")
     resources:
         mem_mb=3000,
-        **__import__("jetfm.train.launch").train.launch.rule_resources(config, "finetune"),
+        **launch.rule_resources(config, "finetune"),
     conda:
         "../../envs/ml.yaml"
     script:

@@ -16,7 +16,10 @@ rule resimulate:
             "seed",
             "simulate",
             "resimulate",
-            exclude=("simulate.shards", "simulate.jets_per_shard", "resimulate.shards", "resimulate.enabled"),
+            exclude=(
+                "simulate.shards", "simulate.jets_per_shard", "simulate.enabled",
+                "resimulate.shards", "resimulate.enabled",
+            ),
         ),
     conda:
         "../../envs/sim.yaml"

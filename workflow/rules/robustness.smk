@@ -32,7 +32,7 @@ rule robustness_sample:
             "robustness.mode",
             "robustness.events_per_shard",
             "robustness.shifts",
-            exclude=("simulate.shards", "simulate.jets_per_shard"),
+            exclude=("simulate.shards", "simulate.jets_per_shard", "simulate.enabled"),
         ),
     conda:
         "../../envs/sim.yaml"
@@ -96,10 +96,10 @@ rule robustness_member:
         member=r"[1-9]\d*",
     # ranks of the job (train.gpus x train.nodes, per stage: jetfm.train.launch): CPUs here, Slurm tasks,
     # GPUs and the stop signal in its resources
-    threads: __import__("jetfm.train.launch").train.launch.rule_threads(config, "train")
+    threads: launch.rule_threads(config, "train")
     resources:
         mem_mb=4000,
-        **__import__("jetfm.train.launch").train.launch.rule_resources(config, "train"),
+        **launch.rule_resources(config, "train"),
     conda:
         "../../envs/ml.yaml"
     script:

@@ -46,10 +46,10 @@ rule train:
         model="part|pfn|mlp|cnn",
     # ranks of the job (train.gpus x train.nodes, per stage: jetfm.train.launch): CPUs here, Slurm tasks,
     # GPUs and the stop signal in its resources
-    threads: __import__("jetfm.train.launch").train.launch.rule_threads(config, "train", minimum=2)
+    threads: launch.rule_threads(config, "train", minimum=2)
     resources:
         mem_mb=4000,
-        **__import__("jetfm.train.launch").train.launch.rule_resources(config, "train", minimum=2),
+        **launch.rule_resources(config, "train", minimum=2),
     conda:
         "../../envs/ml.yaml"
     script:

@@ -32,7 +32,7 @@ from jetfm.models import build_model, make_size
 from jetfm.train.checkpoint import load_checkpoint
 from jetfm.train.config import TrainConfig
 from jetfm.train.data import ShardMeta
-from jetfm.train.objectives import Supervised, decay_groups, to_device
+from jetfm.train.objectives import RunEnd, Supervised, decay_groups, to_device
 
 MODES = ("full", "frozen")
 # Size fields that do not change a parameter's shape or meaning (regularisation only).
@@ -229,32 +229,23 @@ class FineTune(Supervised):
             return F.cross_entropy(logits.float(), b["label"], label_smoothing=self.label_smoothing)
         return super().loss(model, batch, device)
 
-    def finish(
-        self,
-        module: nn.Module,
-        test_files: list[str] | None,
-        cfg: TrainConfig,
-        device: torch.device,
-        out: Path,
-        extras: dict[str, Any],
-    ) -> dict[str, Any] | None:
+    def finish(self, module: nn.Module, end: RunEnd) -> dict[str, Any] | None:
         """Supervised test metrics (of the best-validation weights with `select_best`) plus the method,
         labelled fraction, subset and jets, the hyperparameters and the loaded backbone."""
-        best = restore_best(module, out) if self.best_metric else None
+        cfg = end.cfg
+        best = restore_best(module, end.out) if self.best_metric else None
         dropout = module.backbone.size.dropout if hasattr(module, "backbone") else None
         tags = {
             "method": self.method, "mode": self.mode, "labelled_fraction": self.fraction,
             "labelled_jets": self.labelled_jets, "seed": cfg.seed, "subset": self.subset,
             "pretrained": self.loaded, "selected": best, "adapter": self.adapter,
-            "classes": list(extras["classes"]),
+            "classes": list(end.extras["classes"]),
             "hyperparameters": {"lr": cfg.lr, "weight_decay": cfg.weight_decay, "max_steps": cfg.max_steps,
                                 "dropout": dropout,
                                 "layer_decay": self.layer_decay, "backbone_lr_scale": self.backbone_lr_scale,
                                 "freeze_steps": self.freeze.steps if self.freeze else 0},
         }  # fmt: skip
-        return super().finish(
-            module, test_files, cfg, device, out, {**extras, "metrics": {**extras["metrics"], **tags}}
-        )
+        return super().finish(module, end.with_metrics(tags))
 
     def report(
         self, metrics: dict[str, Any], probs: np.ndarray, labels: np.ndarray, classes: list[str],

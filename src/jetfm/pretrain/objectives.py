@@ -47,7 +47,7 @@ from jetfm.pretrain.unsupervised import SeededStream, Unsupervised, batch_seed, 
 from jetfm.pretrain.vq import TokenizerObjective, load_tokenizer
 from jetfm.train.config import TrainConfig
 from jetfm.train.data import H5JetStream, ShardMeta, make_loader
-from jetfm.train.objectives import Objective, to_device
+from jetfm.train.objectives import Objective, RunEnd, to_device
 
 METHODS = ("mpm", "mpm_tok", "rs3l")
 TOKENIZER = "tokenizer"
@@ -201,19 +201,10 @@ class MaskedParticleObjective(Unsupervised):
         self.baselines = {k: v for k, v in means.items() if k.startswith("base_")}
         return {f"val_{k}": v for k, v in means.items() if f"val_{k}" in self.history_columns}
 
-    def finish(
-        self,
-        module: nn.Module,
-        test_files: list[str] | None,
-        cfg: TrainConfig,
-        device: torch.device,
-        out: Path,
-        extras: dict[str, Any],
-    ) -> dict[str, Any] | None:
+    def finish(self, module: nn.Module, end: RunEnd) -> dict[str, Any] | None:
         """summary.json with the validation numbers, skills and the baselines' own losses."""
         baselines = {f"val_{k}": v for k, v in getattr(self, "baselines", {}).items()}
-        return super().finish(module, test_files, cfg, device, out,
-                              {**extras, "metrics": {**extras["metrics"], **baselines}})  # fmt: skip
+        return super().finish(module, end.with_metrics(baselines))
 
     def describe(self) -> dict[str, Any]:
         s = self.settings

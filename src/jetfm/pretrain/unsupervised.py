@@ -11,7 +11,6 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -21,7 +20,7 @@ from torch.utils.data import get_worker_info
 from jetfm.atomic import write_json_atomic
 from jetfm.train.config import TrainConfig
 from jetfm.train.data import H5JetStream
-from jetfm.train.objectives import Objective
+from jetfm.train.objectives import Objective, RunEnd
 
 
 def batch_seed(*keys: int) -> int:
@@ -60,15 +59,7 @@ class Unsupervised(Objective):
         self.last_val = self.validation(module, val_files, cfg, device)
         return self.last_val
 
-    def finish(
-        self,
-        module: torch.nn.Module,
-        test_files: list[str] | None,
-        cfg: TrainConfig,
-        device: torch.device,
-        out: Path,
-        extras: dict[str, Any],
-    ) -> dict[str, Any] | None:
-        summary = {"objective": self.describe(), **getattr(self, "last_val", {}), **extras["metrics"]}
-        write_json_atomic(out / "summary.json", summary)
+    def finish(self, module: torch.nn.Module, end: RunEnd) -> dict[str, Any] | None:
+        summary = {"objective": self.describe(), **getattr(self, "last_val", {}), **end.extras["metrics"]}
+        write_json_atomic(end.out / "summary.json", summary)
         return summary

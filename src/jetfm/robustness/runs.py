@@ -11,7 +11,9 @@ from typing import Any
 
 
 def run_of(name: str, dataset: str) -> str:
-    """Run directory of a `robustness.models` entry."""
+    """Run directory of a `robustness.models` entry; `{dataset}` in it stands for the config's dataset, so a
+    preset that inherits the list evaluates its own runs (finetune/{dataset}/scratch_1_0)."""
+    name = name.replace("{dataset}", dataset)
     return name if "/" in name else f"models/{dataset}_{name}"
 
 

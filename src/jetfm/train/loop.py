@@ -32,7 +32,7 @@ from jetfm.train.config import TrainConfig
 from jetfm.train.data import make_loader, read_meta
 from jetfm.train.guard import guarded_run
 from jetfm.train.numerics import check_finite
-from jetfm.train.objectives import Objective, Supervised, decay_groups
+from jetfm.train.objectives import Objective, RunEnd, Supervised, decay_groups
 from jetfm.train.plots import plot_loss
 from jetfm.train.progress import ProgressLog
 from jetfm.train.resume import ResumeMode, discard_resume_copy, keep_for_resume, resume_checkpoint
@@ -282,7 +282,7 @@ def train(
             "metrics": {"steps": step, "jets_seen": jets, **run_shape(cfg, rank_cfg, env, device),
                         "provenance": provenance},
         }  # fmt: skip
-        metrics = objective.finish(raw_model, test_files, cfg, device, out, extras)
+        metrics = objective.finish(raw_model, RunEnd(test_files, cfg, device, out, extras))
         if metrics is not None and env.is_main:
             result["metrics"] = metrics
     if env.is_main:

@@ -27,6 +27,7 @@ fine-tuning and distillation are others.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -111,6 +112,22 @@ def predict(
     return np.concatenate(probs), np.concatenate(labels)
 
 
+@dataclass(frozen=True)
+class RunEnd:
+    """What the loop hands an objective once training has ended: the test files, the run's config, device and
+    directory, and `extras` (classes, provenance, and `metrics`: the run's own fields for metrics.json)."""
+
+    test_files: list[str] | None
+    cfg: TrainConfig
+    device: torch.device
+    out: Path
+    extras: dict[str, Any]
+
+    def with_metrics(self, fields: dict[str, Any]) -> RunEnd:
+        """The same end with more fields for the run's metrics (a subclass adds its own, then calls super)."""
+        return replace(self, extras={**self.extras, "metrics": {**self.extras["metrics"], **fields}})
+
+
 class Objective:
     """Base class: defaults shared by every objective (see the module docstring for the contract)."""
 
@@ -142,15 +159,8 @@ class Objective:
     ) -> dict[str, float]:
         return {}
 
-    def finish(
-        self,
-        module: nn.Module,
-        test_files: list[str] | None,
-        cfg: TrainConfig,
-        device: torch.device,
-        out: Path,
-        extras: dict[str, Any],
-    ) -> dict[str, Any] | None:
+    def finish(self, module: nn.Module, end: RunEnd) -> dict[str, Any] | None:
+        """The run's final outputs (test metrics, metrics.json / summary.json) once training has ended."""
         return None
 
     def describe(self) -> dict[str, Any]:
@@ -194,26 +204,18 @@ class Supervised(Objective):
             "val_accuracy": float((probs.argmax(1) == labels).mean()),
         }
 
-    def finish(
-        self,
-        module: nn.Module,
-        test_files: list[str] | None,
-        cfg: TrainConfig,
-        device: torch.device,
-        out: Path,
-        extras: dict[str, Any],
-    ) -> dict[str, Any] | None:
-        """Test metrics + `run_fields` + `extras` (provenance, counts) -> metrics.json, with `report`."""
-        if not test_files:
+    def finish(self, module: nn.Module, end: RunEnd) -> dict[str, Any] | None:
+        """Test metrics + `run_fields` + `end.extras` (provenance, counts) -> metrics.json, with `report`."""
+        if not end.test_files:
             return None
-        probs, labels = predict(module, test_files, cfg, device)
+        probs, labels = predict(module, end.test_files, end.cfg, end.device)
         if not is_main_rank():
             return None
-        classes = list(extras["classes"])
+        classes = list(end.extras["classes"])
         metrics = classification_metrics(probs, labels, classes)
-        metrics.update(**self.run_fields(module, test_files, cfg), **extras.get("metrics", {}))
-        self.report(metrics, probs, labels, classes, cfg, out)
-        write_json_atomic(out / "metrics.json", metrics)
+        metrics.update(**self.run_fields(module, end.test_files, end.cfg), **end.extras.get("metrics", {}))
+        self.report(metrics, probs, labels, classes, end.cfg, end.out)
+        write_json_atomic(end.out / "metrics.json", metrics)
         return metrics
 
     def run_fields(self, module: nn.Module, test_files: list[str], cfg: TrainConfig) -> dict[str, Any]:
