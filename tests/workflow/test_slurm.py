@@ -114,11 +114,14 @@ def assert_same_h5(a: Path, b: Path) -> int:
 
 
 def test_profile_puts_rule_families_on_their_partitions(tmp_path: Path) -> None:
-    """Dry run: simulation/preprocessing on cpu, training on gpu with GPUs, env vars rename partitions."""
+    """Dry run: simulation/preprocessing on cpu, training on gpu with one GPU per rank (train.gpus ranks),
+    env vars rename partitions."""
     copy_workflow(tmp_path, yaml.safe_load((REPO / "config/config.yaml").read_text()))
 
-    def resources(env: dict[str, str]) -> dict[str, str]:
-        proc = snakemake(tmp_path, "--profile", "profiles/slurm", "-n", "train_all", env=env, timeout=300)
+    def resources(env: dict[str, str], *args: str) -> dict[str, str]:
+        proc = snakemake(
+            tmp_path, "--profile", "profiles/slurm", "-n", "train_all", *args, env=env, timeout=300
+        )
         assert proc.returncode == 0, proc.stdout[-3000:]
         found: dict[str, str] = {}
         rule = None
@@ -133,20 +136,19 @@ def test_profile_puts_rule_families_on_their_partitions(tmp_path: Path) -> None:
     res = resources(env)
     for rule in ("simulate", "preprocess"):
         assert "slurm_partition=cpu" in res[rule], res[rule]
-    assert "slurm_partition=gpu" in res["train"] and "gpu=1" in res["train"], res["train"]
+    assert "slurm_partition=gpu" in res["train"] and "tasks=1" in res["train"], res["train"]
+    assert "--gpus-per-task=1" in res["train"] and "mpi=" not in res["train"], res["train"]
     assert "slurm_account" not in res["simulate"]
 
     renamed = resources(
-        env
-        | {
-            "JETFM_SLURM_PARTITION_CPU": "short",
-            "JETFM_SLURM_PARTITION_GPU": "a100",
-            "JETFM_SLURM_GPUS": "4",
-            "JETFM_SLURM_ACCOUNT": "cms_ml",
-        }
-    )
+        env | {"JETFM_SLURM_PARTITION_CPU": "short", "JETFM_SLURM_PARTITION_GPU": "a100",
+               "JETFM_SLURM_ACCOUNT": "cms_ml"},
+        "--config", "set=train.gpus=4",
+    )  # fmt: skip
     assert "slurm_partition=short" in renamed["simulate"] and "slurm_account=cms_ml" in renamed["simulate"]
-    assert "slurm_partition=a100" in renamed["train"] and "gpu=4" in renamed["train"], renamed["train"]
+    train = renamed["train"]
+    assert "slurm_partition=a100" in train and "tasks=4" in train and "--ntasks-per-node=4" in train, train
+    assert "--gpus-per-task=1" in train and "mpi=srun" in train, train  # 4 ranks started by srun in the job
 
 
 # --------------------------------------------------------------------------------------------------------
