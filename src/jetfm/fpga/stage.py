@@ -368,16 +368,31 @@ def write_tables(
                 "nonzero_weights": e["operations"]["totals"].get("nonzero_weights", 0),
             })  # fmt: skip
     write_text_atomic(accuracy_out, _csv(rows))
-    srows = []
-    for path in synthesis_files:
-        s = json.loads(Path(path).read_text())
-        row: dict[str, Any] = {"student": s["student"], "status": s["status"], "reason": s.get("reason", "")}
-        for k in ("latency_cycles", "latency_ns", "interval_cycles"):
-            for kk, v in (s.get(k) or {}).items():
-                row[f"{k}_{kk}"] = v
-        for k, v in (s.get("resources") or {}).items():
-            row[k] = v
-            row[f"{k}_percent"] = s["utilisation_percent"].get(k, "")
-        srows.append(row)
+    srows = [_synthesis_row(json.loads(Path(path).read_text())) for path in synthesis_files]
     keys = list(dict.fromkeys(k for r in srows for k in r))
     write_text_atomic(synthesis_out, _csv([{k: r.get(k, "") for k in keys} for r in srows]))
+
+
+def _synthesis_row(s: dict[str, Any]) -> dict[str, Any]:
+    """A synthesis.csv row: the vendor report (vendor_*) beside the open-source estimate (open_*)."""
+    v, o = s.get("vendor", {}), s.get("open_source", {})
+    row: dict[str, Any] = {"student": s["student"], "vendor_status": v.get("status", ""),
+                           "vendor_reason": v.get("reason", "")}  # fmt: skip
+    for k in ("latency_cycles", "latency_ns", "interval_cycles"):
+        for kk, val in (v.get(k) or {}).items():
+            row[f"vendor_{k}_{kk}"] = val
+    if "timing_met" in v:
+        row["vendor_timing_met"] = v["timing_met"]
+    for k, val in (v.get("resources") or {}).items():
+        row[f"vendor_{k}"] = val
+        row[f"vendor_{k}_percent"] = v["utilisation_percent"].get(k, "")
+    row["open_status"] = o.get("status", "")
+    row["open_reason"] = o.get("reason", "")
+    for k, val in (o.get("resources") or {}).items():
+        row[f"open_{k}"] = val
+    for k in ("latency_cycles", "latency_ns", "interval_cycles"):
+        row[f"open_{k}"] = o.get(k, "")
+    timing = o.get("timing_estimate") or {}
+    row["open_critical_path_ns"] = timing.get("critical_path_ns", "")
+    row["open_timing_met"] = timing.get("timing_met", "")
+    return row
