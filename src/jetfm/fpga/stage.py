@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from jetfm import paths
 from jetfm.atomic import write_json_atomic, write_text_atomic
 from jetfm.fpga.compress import CompressSpec, Quantize, apply_compression, export_plain, sparsity
 from jetfm.fpga.convert import (
@@ -53,7 +54,7 @@ from jetfm.train.objectives import predict
 
 def teacher_path(config: dict[str, Any]) -> str:
     """`fpga.teacher` if set, else the supervised ParT of the dataset."""
-    return config["fpga"].get("teacher") or f"results/models/{config['dataset']}_part/checkpoint.pt"
+    return config["fpga"].get("teacher") or f"{paths.model_dir(config['dataset'], 'part')}/checkpoint.pt"
 
 
 def _phase_config(
