@@ -169,3 +169,20 @@ def test_yosys_report_parsers_and_part_families(monkeypatch: pytest.MonkeyPatch,
                            "xcvu13p-flga2577-2-e", simulate=x)  # fmt: skip
     assert out is None and summary["status"] == "written" and Path(summary["verilog"][0]).is_file()
     assert summary["simulation"] == "skipped" and "verilator is not on PATH" in summary["reason"]
+
+
+@pytest.mark.parametrize("kind", ["ap_fixed", "ap_ufixed"])
+@pytest.mark.parametrize("rounding", ["TRN", "RND", "RND_CONV"])
+@pytest.mark.parametrize("overflow", ["WRAP", "SAT"])
+def test_fixed_type_agrees_with_the_quantizers_library(kind: str, rounding: str, overflow: str) -> None:
+    """`FixedType` (our ap_fixed arithmetic) against `quantizers`, the library HGQ2 and da4ml use."""
+    quantizers = pytest.importorskip("quantizers.fixed_point.fixed_point_ops_np")
+    t = FixedType.parse(f"{kind}<7,3,AP_{rounding},AP_{overflow}>")
+    rng = np.random.default_rng(5)
+    step = 2.0**-t.frac
+    ties = (np.arange(-200, 200) + 0.5) * step  # exactly half-way: where TRN, RND and RND_CONV differ
+    x = np.concatenate([rng.uniform(-12, 12, 2000), ties, [t.hi, t.lo, t.hi + step / 2, t.lo - step / 2]])
+    ours = t.quantize(torch.from_numpy(x)).numpy()
+    k, i, f = int(t.signed), t.integer - int(t.signed), t.frac
+    theirs = quantizers.get_fixed_quantizer_np(rounding, overflow)(x, k, i, f)
+    np.testing.assert_array_equal(ours, theirs)
