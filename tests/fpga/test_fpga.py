@@ -234,7 +234,8 @@ def test_deepsets_distils_compresses_and_emulates_the_whole_test_split(teacher_r
     table = (root / "accuracy.csv").read_text().splitlines()
     assert len(table) >= 5 and table[0].startswith("student,model,accuracy,macro_auc")
     synth_table = (root / "synthesis.csv").read_text().splitlines()
-    assert len(synth_table) == 2 and "open_LUT" in synth_table[0]
+    assert len(synth_table) == 2 and "open_status" in synth_table[0] and "vendor_status" in synth_table[0]
+    assert ("open_LUT" in synth_table[0]) == OPEN_TOOLS
 
 
 def test_distillation_caches_the_teacher_once_and_matches_it(teacher_run) -> None:  # type: ignore[no-untyped-def]
