@@ -7,6 +7,7 @@ compiler or an open-source tool skip on their own when it is missing (the others
 
 from __future__ import annotations
 
+import importlib.util
 import itertools
 import json
 import shutil
@@ -30,7 +31,9 @@ from jetfm.fpga.synth import parse_csynth_xml, synthesise
 from jetfm.train.run import run_training
 
 needs_gxx = pytest.mark.skipif(shutil.which("g++") is None, reason="hls4ml's C++ emulation needs g++")
-OPEN_TOOLS = all(shutil.which(t) for t in ("g++", "verilator", "yosys"))
+OPEN_TOOLS = all(shutil.which(t) for t in ("g++", "verilator", "yosys")) and bool(
+    importlib.util.find_spec("da4ml")
+)
 
 # A real Vivado HLS 2018.2 report of an hls4ml project (source named inside the file).
 REPORT = Path(__file__).parents[1] / "data" / "fpga" / "vivado_hls_2018_myproject_csynth.xml"

@@ -4,6 +4,7 @@ emulation; yosys synth_xilinx resource counts. Each tool-dependent test skips on
 
 from __future__ import annotations
 
+import importlib.util
 import re
 import shutil
 from pathlib import Path
@@ -29,11 +30,14 @@ from jetfm.fpga.students import build_student
 from jetfm.fpga.yosys import count_cells, family_of, parse_ltp, synthesise_verilog
 
 TOOLS = {t: shutil.which(t) for t in ("g++", "verilator", "yosys")}
+TOOLS["da4ml"] = importlib.util.find_spec("da4ml") and "da4ml"  # the Python package (pip install hls4ml[da])
 
 
 def needs(*tools: str) -> pytest.MarkDecorator:
-    missing = [t for t in tools if TOOLS[t] is None]
-    return pytest.mark.skipif(bool(missing), reason=f"needs {', '.join(missing)} (envs/fpga-tools.sh)")
+    missing = [t for t in tools if not TOOLS[t]]
+    return pytest.mark.skipif(
+        bool(missing), reason=f"needs {', '.join(missing)} (envs/fpga-tools.sh, .[fpga])"
+    )
 
 
 def _student(name: str, size: dict, sparsity: float = 0.5, seed: int = 3) -> nn.Module:
@@ -96,7 +100,7 @@ def test_interval_sized_jet_mlp_stays_bit_exact_at_the_corners_of_its_input_box(
     assert np.array_equal(emulated, qat_forward(student, corners))
 
 
-@needs("g++", "verilator")
+@needs("g++", "verilator", "da4ml")
 def test_jet_mlp_verilog_simulates_bit_for_bit_like_the_c_emulation(tmp_path: Path) -> None:
     spec = CompressSpec()
     student = _student("jet_mlp", {"dims": [8]}, sparsity=0.5)
@@ -113,7 +117,7 @@ def test_jet_mlp_verilog_simulates_bit_for_bit_like_the_c_emulation(tmp_path: Pa
     assert summary["verilator"].startswith("Verilator")
 
 
-@needs("verilator")
+@needs("verilator", "da4ml")
 def test_deepsets_verilog_takes_particles_in_order_and_rejects_round_half_even(tmp_path: Path) -> None:
     spec = CompressSpec()
     student = _student("deepsets", {"particles": 4, "phi_dims": [4], "f_dims": [4]}, sparsity=0.3)
@@ -127,7 +131,7 @@ def test_deepsets_verilog_takes_particles_in_order_and_rejects_round_half_even(t
         run_rtl(student.core, student.input_shape, spec, tmp_path / "rne", 5.0, 3.0, "xcvu13p-flga2577-2-e")
 
 
-@needs("yosys")
+@needs("yosys", "da4ml")
 def test_yosys_maps_each_student_to_luts_and_flip_flops(tmp_path: Path) -> None:
     spec = CompressSpec()
     sizes = {"jet_mlp": {"dims": [4]}, "deepsets": {"particles": 2, "phi_dims": [3], "f_dims": [3]}}
@@ -163,6 +167,7 @@ def test_yosys_report_parsers_and_part_families(monkeypatch: pytest.MonkeyPatch,
     monkeypatch.setenv("PATH", "/nonexistent")
     skipped = synthesise_verilog([], "top", "xcup", tmp_path, 5.0, 0.45, 0.1)
     assert skipped["status"] == "skipped" and "yosys is not on PATH" in skipped["reason"]
+    pytest.importorskip("da4ml")
     student = _student("jet_mlp", {"dims": [4]})
     x = np.zeros((3, 8))
     summary, out = run_rtl(student.core, student.input_shape, CompressSpec(), tmp_path / "rtl", 5.0, 3.0,
