@@ -15,7 +15,7 @@ FPGA_STUDENT = "{student}"  # the wildcard, in paths.fpga_dir(FPGA_STUDENT)
 
 def fpga_out(name=""):
     """A student's output (or its directory when `name` is empty), as a wildcard pattern."""
-    return paths.fpga_dir(FPGA_STUDENT) + (f"/{name}" if name else "")
+    return os.path.join(paths.fpga_dir(FPGA_STUDENT), name) if name else paths.fpga_dir(FPGA_STUDENT)
 
 
 def fpga_synth_partition(wildcards):
