@@ -56,3 +56,13 @@ def test_fpga_synth_partition_follows_vendor_synthesis(tmp_path: Path) -> None:
     assert {p for _, p in open_only} == {"cpu"}
     config["fpga"]["synthesis"] = {"vendor": True}
     assert {p for _, p in _synth_jobs(_dry_run(tmp_path, config))} == {"fpga"}
+
+
+def test_synth_partition_reads_the_cluster_names(monkeypatch: pytest.MonkeyPatch) -> None:
+    from jetfm.fpga.rules import student_out, synth_partition
+
+    monkeypatch.setenv("JETFM_SLURM_PARTITION_FPGA", "vivado-nodes")
+    monkeypatch.setenv("JETFM_SLURM_PARTITION_CPU", "short")
+    assert synth_partition({"fpga": {"synthesis": {"vendor": True}}}) == "vivado-nodes"
+    assert synth_partition({"fpga": {"synthesis": {"vendor": False}}}) == "short"
+    assert student_out("emulation.json") == f"{paths.fpga_dir('{student}')}/emulation.json"

@@ -2,27 +2,15 @@
 # the test split, written as pipelined Verilog and simulated with Verilator, synthesised with yosys (an
 # open-source estimate) and, when fpga.synthesis.vendor is set, with Vitis/Vivado HLS. Logic: src/jetfm/fpga/
 # (same as `jetfm fpga`); every path from jetfm.paths.
-import os
-
 from jetfm import paths
+from jetfm.fpga import rules as fpga_rules
 
 FPGA = config["fpga"]
 FPGA_STUDENTS = FPGA["students"]
 # Default teacher: the supervised ParT of this dataset (fpga.teacher names any other training checkpoint).
 FPGA_TEACHER = FPGA["teacher"] or f"{paths.model_dir(DATASET, 'part')}/checkpoint.pt"
-FPGA_STUDENT = "{student}"  # the wildcard, in paths.fpga_dir(FPGA_STUDENT)
-
-
-def fpga_out(name=""):
-    """A student's output (or its directory when `name` is empty), as a wildcard pattern."""
-    return os.path.join(paths.fpga_dir(FPGA_STUDENT), name) if name else paths.fpga_dir(FPGA_STUDENT)
-
-
-def fpga_synth_partition(wildcards):
-    """Vendor synthesis needs the licensed partition; the open-source estimate runs anywhere (issue 26)."""
-    if FPGA["synthesis"]["vendor"]:
-        return os.environ.get("JETFM_SLURM_PARTITION_FPGA") or "fpga"
-    return os.environ.get("JETFM_SLURM_PARTITION_CPU") or "cpu"
+FPGA_STUDENT = fpga_rules.STUDENT
+fpga_out = fpga_rules.student_out
 
 
 # What changes a student's outputs: its training (train: section via the phases, fpga sections, seed); the
@@ -110,7 +98,7 @@ rule fpga_synth:
     threads: 1
     resources:
         mem_mb=16000,
-        slurm_partition=fpga_synth_partition,
+        slurm_partition=fpga_rules.synth_partition(config),
     conda:
         "../../envs/fpga.yaml"
     script:
