@@ -149,6 +149,9 @@ def test_yosys_maps_each_student_to_luts_and_flip_flops(tmp_path: Path) -> None:
         expected = depth["lut_levels"] * 0.45 + depth["carry_cells"] * 0.1
         assert timing["critical_path_ns"] == pytest.approx(expected, abs=1e-3)
         assert timing["timing_met"] == (expected <= 5.0)
+    late = synthesise_verilog(summary["verilog"], "jet_student", "xcup", tmp_path / "late", 5.0, 0.45, 0.1,
+                              timeout_s=0.01)  # fmt: skip
+    assert late["status"] == "timeout" and "yosys_timeout_s" in late["reason"]
 
 
 def test_yosys_report_parsers_and_part_families(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
