@@ -1,11 +1,13 @@
-"""FPGA stage: fixed-point arithmetic, pruning, HCCS, distillation -> hls4ml (real g++ builds) -> emulation,
-operation counts, and the C-synthesis report parser.
+"""FPGA stage: fixed-point arithmetic, pruning, HCCS, distillation -> hls4ml (real g++ builds) -> emulation
+(bit-exact against the QAT model's own forward, on unquantised inputs) -> Verilog, Verilator and yosys.
 
-The two hls4ml builds (one per student, tiny widths) dominate the time: ~10 s of g++ each on a free core.
+The hls4ml builds (tiny widths) dominate the time: ~10 s of g++ each on a free core; tests that need a
+compiler or an open-source tool skip on their own when it is missing (the others run everywhere).
 """
 
 from __future__ import annotations
 
+import importlib.util
 import itertools
 import json
 import shutil
@@ -23,13 +25,18 @@ from jetfm.fpga.compress import CompressSpec, FixedType, Quantize, QuantReLU, ap
 from jetfm.fpga.convert import HLSSettings, convert, emulate, first_disagreement, quantised_logits
 from jetfm.fpga.hccs import HCCSSoftmax, calibrate, hccs, kl_to_softmax
 from jetfm.fpga.opcount import operation_counts
+from jetfm.fpga.stage import qat_forward
 from jetfm.fpga.students import build_student
 from jetfm.fpga.synth import parse_csynth_xml, synthesise
 from jetfm.train.run import run_training
 
-pytestmark = pytest.mark.skipif(shutil.which("g++") is None, reason="hls4ml's C++ emulation needs g++")
+needs_gxx = pytest.mark.skipif(shutil.which("g++") is None, reason="hls4ml's C++ emulation needs g++")
+OPEN_TOOLS = all(shutil.which(t) for t in ("g++", "verilator", "yosys")) and bool(
+    importlib.util.find_spec("da4ml")
+)
 
-REPORT = Path(__file__).parents[1] / "data" / "fpga" / "myproject_csynth.xml"
+# A real Vivado HLS 2018.2 report of an hls4ml project (source named inside the file).
+REPORT = Path(__file__).parents[1] / "data" / "fpga" / "vivado_hls_2018_myproject_csynth.xml"
 
 
 def test_fixed_point_matches_ap_fixed_rules() -> None:
@@ -101,29 +108,35 @@ def test_hccs_matches_its_formula_and_calibration_beats_defaults() -> None:
     assert not torch.equal(params[0], params[1])
 
 
-def test_csynth_report_parser_reads_the_documented_format(tmp_path: Path) -> None:
+def test_csynth_report_parser_reads_a_real_vivado_hls_report(tmp_path: Path) -> None:
     r = parse_csynth_xml(REPORT)
-    assert r["part"] == "xcvu13p-flga2577-2-e"
-    assert r["latency_cycles"] == {"best": 9, "worst": 11}
-    assert r["latency_ns"] == {"best": 45.0, "worst": 55.0}
+    assert r["part"] == "xcku115-flva1517-2-e"
+    assert r["latency_cycles"] == {"best": 14, "worst": 14}
+    assert r["latency_ns"] == {"best": 70.0, "worst": 70.0}  # 14 cycles at the 5.00 ns target
     assert r["interval_cycles"] == {"min": 1, "max": 1}
-    assert r["resources"] == {"BRAM_18K": 0, "DSP": 24, "FF": 4210, "LUT": 17280, "URAM": 0}
-    assert r["utilisation_percent"]["LUT"] == pytest.approx(1.0)
+    assert r["resources"] == {"BRAM_18K": 18, "DSP": 792, "FF": 43219, "LUT": 21809}  # DSP48E -> DSP
+    assert r["estimated_clock_ns"] == 4.168 and r["timing_met"] is True
+    assert r["utilisation_percent"]["DSP"] == pytest.approx(100 * 792 / 5520, abs=1e-3)
+    slow = tmp_path / "slow_csynth.xml"
+    slow.write_text(REPORT.read_text().replace("<EstimatedClockPeriod>4.168<", "<EstimatedClockPeriod>5.3<"))
+    assert parse_csynth_xml(slow)["timing_met"] is False
     broken = tmp_path / "broken_csynth.xml"
-    broken.write_text(REPORT.read_text().replace("<Best-caseLatency>9</Best-caseLatency>", ""))
+    broken.write_text(REPORT.read_text().replace("<Best-caseLatency>14</Best-caseLatency>", ""))
     with pytest.raises(
         ValueError, match="lacks PerformanceEstimates/SummaryOfOverallLatency/Best-caseLatency"
     ):
         parse_csynth_xml(broken)
 
 
-def test_synthesis_without_a_tool_records_why_or_fails_when_required(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_vendor_synthesis_off_missing_or_required(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PATH", "/nonexistent")
     never = lambda: pytest.fail("no project must be made without a tool")  # noqa: E731
-    skipped = synthesise(never, "Vitis", required=False)
+    off = synthesise(never, "Vitis", enabled=False, required=True)
+    assert off["status"] == "skipped" and "vendor is false" in off["reason"]
+    skipped = synthesise(never, "Vitis", enabled=True, required=False)
     assert skipped["status"] == "skipped" and "vitis-run" in skipped["reason"]
     with pytest.raises(RuntimeError, match="required is true but vivado_hls"):
-        synthesise(never, "Vivado", required=True)
+        synthesise(never, "Vivado", enabled=True, required=True)
 
 
 def _random_compressed(name: str, size: dict, spec: CompressSpec, sparsity: float) -> nn.Module:
@@ -135,15 +148,23 @@ def _random_compressed(name: str, size: dict, spec: CompressSpec, sparsity: floa
     return student.eval()
 
 
-def test_jet_mlp_converts_bit_exactly_and_trace_finds_a_planted_difference(tmp_path: Path) -> None:
+@needs_gxx
+def test_jet_mlp_emulation_rounds_raw_inputs_bit_exactly_and_trace_finds_a_planted_difference(
+    tmp_path: Path,
+) -> None:
     spec = CompressSpec()
     student = _random_compressed("jet_mlp", {"dims": [16, 8]}, spec, 0.5)
     model, _ = convert(student.core, student.input_shape, spec, HLSSettings(), tmp_path / "hls")
     rng = np.random.default_rng(0)
-    x = spec.types()["input"].quantize(torch.from_numpy(rng.normal(0, 3, (300, 8)))).numpy()
-    emulated, _ = emulate(model, x)
-    reference = quantised_logits(student.core, x)
-    assert np.array_equal(emulated, reference)  # bit-exact, not merely close
+    t = spec.types()["input"]
+    raw = rng.normal(0, 3, (300, 8))  # unquantised: hls4ml's input conversion rounds them (RND_CONV, SAT)
+    raw[:4] = [[t.hi + 7.3] * 8, [t.lo - 2.1] * 8, [t.hi] * 8, [t.lo] * 8]  # saturation and range corners
+    raw[4, :] = 2.0 ** -(t.frac + 1) * 3  # exactly half-way between two steps: ties to even
+    assert not np.array_equal(t.quantize(torch.from_numpy(raw)).numpy(), raw)  # rounding really happens
+    emulated, _ = emulate(model, raw)
+    assert np.array_equal(emulated, qat_forward(student, raw))  # bit-exact with the QAT model itself
+    x = t.quantize(torch.from_numpy(raw)).numpy()
+    assert np.array_equal(emulated, quantised_logits(student.core, x))  # and with its export
     assert first_disagreement(model, student.core, x[:4]) is None
     # Plant a difference: the PyTorch side rounds the second ReLU's output coarser than the firmware.
     planted = student.core
@@ -174,6 +195,7 @@ def teacher_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, dict[st
     return config, files, root
 
 
+@needs_gxx
 def test_deepsets_distils_compresses_and_emulates_the_whole_test_split(teacher_run) -> None:  # type: ignore[no-untyped-def]
     config, files, root = teacher_run
     out = root / "deepsets"
@@ -188,17 +210,35 @@ def test_deepsets_distils_compresses_and_emulates_the_whole_test_split(teacher_r
     e = stage.convert_student(config, "deepsets", files["test"], out)
     assert e["n_test"] == 250  # every test jet
     assert e["argmax_agreement"] >= 0.999 and e["bit_exact"] and e["first_disagreeing_layer"] is None
-    assert set(e["summary"]) == {"float_teacher", "float_student", "quantised_student", "emulation"}
+    assert e["exported_model_vs_qat"]["bit_exact"]
+    assert {"float_teacher", "float_student", "quantised_student", "emulation"} <= set(e["summary"])
     assert e["summary"]["emulation"] == e["summary"]["quantised_student"]
     assert e["operations"]["layers"][0]["positions"] == 8  # Φ runs once per particle slot
     saved = json.loads((out / "emulation.json").read_text())
     assert saved["max_abs_output_diff"] == 0.0 and (out / "hls" / "firmware" / "myproject.cpp").is_file()
+    if OPEN_TOOLS:  # the RTL of the trained student, simulated on test jets, one jet per clock
+        rtl = e["rtl"]
+        assert rtl["simulation"] == "done" and rtl["vs_emulation"]["jets"] == 250
+        assert rtl["vs_emulation"]["bit_exact"] and rtl["vs_quantised_pytorch"]["bit_exact"]
+        assert e["summary"]["rtl"] == e["summary"]["emulation"] and rtl["interval_cycles"] == 1
     s = stage.synthesise_student(config, "deepsets", files["test"], out)
-    assert s["status"] in ("skipped", "done") and (out / "synthesis.json").is_file()
+    assert s["vendor"]["status"] == "skipped" and "vendor is false" in s["vendor"]["reason"]
+    assert set(s["tools"]) == {"hls4ml", "da4ml", "verilator", "yosys"} and s["tools"]["hls4ml"]
+    if OPEN_TOOLS:
+        o = s["open_source"]
+        assert o["status"] == "done" and o["label"].startswith("open-source estimate")
+        assert o["resources"]["LUT"] > 0 and o["resources"]["FF"] > 0 and o["logic_depth"]["cells"] > 0
+        assert o["latency_cycles"] == e["rtl"]["latency_cycles"] and isinstance(
+            o["timing_estimate"]["timing_met"], bool
+        )
+        assert s["tools"]["yosys"].startswith("Yosys")
     stage.write_tables([str(out / "emulation.json")], [str(out / "synthesis.json")],
                        str(root / "accuracy.csv"), str(root / "synthesis.csv"))  # fmt: skip
     table = (root / "accuracy.csv").read_text().splitlines()
-    assert len(table) == 5 and table[0].startswith("student,model,accuracy,macro_auc")
+    assert len(table) >= 5 and table[0].startswith("student,model,accuracy,macro_auc")
+    synth_table = (root / "synthesis.csv").read_text().splitlines()
+    assert len(synth_table) == 2 and "open_status" in synth_table[0] and "vendor_status" in synth_table[0]
+    assert ("open_LUT" in synth_table[0]) == OPEN_TOOLS
 
 
 def test_distillation_caches_the_teacher_once_and_matches_it(teacher_run) -> None:  # type: ignore[no-untyped-def]

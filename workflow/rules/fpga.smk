@@ -1,10 +1,26 @@
 # fpga stage: students distilled from the teacher, pruned + quantised, converted with hls4ml and emulated on
-# the test split, synthesised where a vendor tool exists. Logic: src/jetfm/fpga/ (same as `jetfm fpga`).
+# the test split, written as pipelined Verilog and simulated with Verilator, synthesised with yosys (an
+# open-source estimate) and, when fpga.synthesis.vendor is set, with Vitis/Vivado HLS. Logic: src/jetfm/fpga/
+# (same as `jetfm fpga`); every path from jetfm.paths.
+from jetfm import paths
+from jetfm.fpga import rules as fpga_rules
 
 FPGA = config["fpga"]
 FPGA_STUDENTS = FPGA["students"]
 # Default teacher: the supervised ParT of this dataset (fpga.teacher names any other training checkpoint).
-FPGA_TEACHER = FPGA["teacher"] or f"{RESULTS}/models/{DATASET}_part/checkpoint.pt"
+FPGA_TEACHER = FPGA["teacher"] or f"{paths.model_dir(DATASET, 'part')}/checkpoint.pt"
+FPGA_STUDENT = fpga_rules.STUDENT
+fpga_out = fpga_rules.student_out
+
+
+# What changes a student's outputs: its training (train: section via the phases, fpga sections, seed); the
+# conversion also depends on the compression and HLS settings; synthesis on those and the flow settings.
+FPGA_TRAIN_SETTINGS = config_params(
+    "seed", "train", "fpga", exclude=("fpga.hls", "fpga.synthesis", "fpga.open_flow", "fpga.students",
+                                      "train.progress", "train.checkpoint_every", "train.threads")
+)  # fmt: skip
+FPGA_CONVERT_SETTINGS = config_params("seed", "train", "fpga", exclude=("fpga.synthesis", "fpga.students"))
+FPGA_SYNTH_SETTINGS = config_params("fpga.compress", "fpga.hls", "fpga.synthesis", "fpga.open_flow")
 
 
 rule fpga_train:
@@ -14,24 +30,21 @@ rule fpga_train:
         val=TRAIN_H5["val"],
         test=TRAIN_H5["test"],
     output:
-        float_checkpoint=f"{RESULTS}/fpga/{{student}}/float/checkpoint.pt",
-        float_metrics=f"{RESULTS}/fpga/{{student}}/float/metrics.json",
-        checkpoint=f"{RESULTS}/fpga/{{student}}/qat/checkpoint.pt",
-        metrics=f"{RESULTS}/fpga/{{student}}/qat/metrics.json",
+        float_checkpoint=fpga_out("float/checkpoint.pt"),
+        float_metrics=fpga_out("float/metrics.json"),
+        checkpoint=fpga_out("qat/checkpoint.pt"),
+        metrics=fpga_out("qat/metrics.json"),
         loss=report(
-            f"{RESULTS}/fpga/{{student}}/qat/loss.png",
+            fpga_out("qat/loss.png"),
             caption="../report/fpga_loss.rst",
             category="FPGA",
             subcategory="{student}",
         ),
     params:
-        out_dir=lambda wc: f"{RESULTS}/fpga/{wc.student}",
-        # Listed so that editing these sections reruns the job (Snakemake's params rerun trigger).
-        fpga=FPGA,
-        train_config=config["train"],
-        seed=config["seed"],
+        out_dir=lambda wc: paths.fpga_dir(wc.student),
+        settings=FPGA_TRAIN_SETTINGS,
     log:
-        f"{LOGS}/fpga/{{student}}_train.log",
+        paths.log_file("fpga", f"{FPGA_STUDENT}_train"),
     wildcard_constraints:
         student="jet_mlp|deepsets",
     # One thread: the students' ops are too small for intra-op parallelism; two students train side by side.
@@ -51,14 +64,13 @@ rule fpga_convert:
         float_checkpoint=rules.fpga_train.output.float_checkpoint,
         test=TRAIN_H5["test"],
     output:
-        hls=directory(f"{RESULTS}/fpga/{{student}}/hls"),
-        emulation=f"{RESULTS}/fpga/{{student}}/emulation.json",
+        hls=directory(fpga_out("hls")),
+        emulation=fpga_out("emulation.json"),
     params:
-        out_dir=lambda wc: f"{RESULTS}/fpga/{wc.student}",
-        fpga=FPGA,
-        train_config=config["train"],
+        out_dir=lambda wc: paths.fpga_dir(wc.student),
+        settings=FPGA_CONVERT_SETTINGS,
     log:
-        f"{LOGS}/fpga/{{student}}_convert.log",
+        paths.log_file("fpga", f"{FPGA_STUDENT}_convert"),
     wildcard_constraints:
         student="jet_mlp|deepsets",
     threads: 1
@@ -75,17 +87,18 @@ rule fpga_synth:
         checkpoint=rules.fpga_train.output.checkpoint,
         test=TRAIN_H5["test"],
     output:
-        synthesis=f"{RESULTS}/fpga/{{student}}/synthesis.json",
+        synthesis=fpga_out("synthesis.json"),
     params:
-        out_dir=lambda wc: f"{RESULTS}/fpga/{wc.student}",
-        fpga=FPGA,
+        out_dir=lambda wc: paths.fpga_dir(wc.student),
+        settings=FPGA_SYNTH_SETTINGS,
     log:
-        f"{LOGS}/fpga/{{student}}_synth.log",
+        paths.log_file("fpga", f"{FPGA_STUDENT}_synth"),
     wildcard_constraints:
         student="jet_mlp|deepsets",
     threads: 1
     resources:
         mem_mb=16000,
+        slurm_partition=fpga_rules.synth_partition(config),
     conda:
         "../../envs/fpga.yaml"
     script:
@@ -94,17 +107,17 @@ rule fpga_synth:
 
 rule fpga_tables:
     input:
-        emulation=expand(f"{RESULTS}/fpga/{{student}}/emulation.json", student=FPGA_STUDENTS),
-        synthesis=expand(f"{RESULTS}/fpga/{{student}}/synthesis.json", student=FPGA_STUDENTS),
+        emulation=expand(fpga_out("emulation.json"), student=FPGA_STUDENTS),
+        synthesis=expand(fpga_out("synthesis.json"), student=FPGA_STUDENTS),
     output:
         accuracy=report(
-            f"{RESULTS}/fpga/accuracy.csv", caption="../report/fpga_accuracy.rst", category="FPGA"
+            f"{paths.fpga_dir()}/accuracy.csv", caption="../report/fpga_accuracy.rst", category="FPGA"
         ),
         synthesis=report(
-            f"{RESULTS}/fpga/synthesis.csv", caption="../report/fpga_synthesis.rst", category="FPGA"
+            f"{paths.fpga_dir()}/synthesis.csv", caption="../report/fpga_synthesis.rst", category="FPGA"
         ),
     log:
-        f"{LOGS}/fpga/tables.log",
+        paths.log_file("fpga", "tables"),
     conda:
         "../../envs/fpga.yaml"
     script:
@@ -116,4 +129,4 @@ rule fpga_all:
         rules.fpga_tables.output,
 
 
-ALL_TARGETS.extend([f"{RESULTS}/fpga/accuracy.csv", f"{RESULTS}/fpga/synthesis.csv"])
+ALL_TARGETS.extend([f"{paths.fpga_dir()}/accuracy.csv", f"{paths.fpga_dir()}/synthesis.csv"])

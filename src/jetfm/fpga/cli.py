@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from jetfm import paths
 from jetfm.config import load_config, parse_overrides
 from jetfm.fpga.students import STUDENTS
 from jetfm.options import add_config_arguments, add_shard_options, resolve_shards
@@ -40,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
         raise SystemExit(f"jetfm fpga {args.step}: --student is required")
     students = config["fpga"]["students"] if args.step == "all" else [args.student]
     for student in students:
-        out = Path(args.out or f"results/fpga/{student}")
+        out = Path(args.out or paths.fpga_dir(student))
         if args.step in ("train", "all"):
             stage.train_student(config, student, files, out, args.teacher)
         if args.step in ("convert", "all"):
@@ -48,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
         if args.step in ("synth", "all"):
             stage.synthesise_student(config, student, files["test"], out)
     if args.step == "all":
-        root = Path("results/fpga")
+        root = Path(paths.fpga_dir())
         stage.write_tables(
             [str(root / s / "emulation.json") for s in students],
             [str(root / s / "synthesis.json") for s in students],

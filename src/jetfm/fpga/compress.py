@@ -133,7 +133,7 @@ class CompressSpec:
     input: str = "ap_fixed<16,6,AP_RND_CONV,AP_SAT>"
     weight: str = "ap_fixed<8,2,AP_RND_CONV,AP_SAT>"
     bias: str = "ap_fixed<16,6,AP_RND_CONV,AP_SAT>"
-    activation: str = "ap_ufixed<12,5,AP_RND_CONV,AP_SAT>"
+    activation: str = "ap_ufixed<12,5,AP_RND,AP_SAT>"  # AP_RND: the RTL route (da4ml) rounds so
     sparsity: float = 0.5  # fraction of each layer's weights set to zero at the end
     prune_stages: int = 4  # the sparsity rises in this many equal steps ...
     prune_until: float = 0.6  # ... reaching its target at this fraction of the training steps

@@ -34,6 +34,17 @@ class HLSSettings:
     reuse_factor: int = 1
     strategy: str = "Latency"  # Latency | Resource
     io_type: str = "io_parallel"
+    # Conv1d particle loop: 0 = fully parallel (ParallelizationFactor = particles, n_partitions = 1). Any
+    # n_partitions > 1 makes hls4ml force a top-level DATAFLOW and Φ then runs the partitions one by one.
+    parallelization_factor: int = 0
+    # Top-level style: "pipeline" (#pragma HLS PIPELINE II=reuse_factor), "dataflow", or "auto" (hls4ml's).
+    pipeline_style: str = "pipeline"
+
+    def __post_init__(self) -> None:
+        if self.pipeline_style not in ("pipeline", "dataflow", "auto"):
+            raise ValueError(f"fpga.hls.pipeline_style {self.pipeline_style!r}: pipeline, dataflow or auto")
+        if self.parallelization_factor < 0:
+            raise ValueError("fpga.hls.parallelization_factor must be >= 0 (0 = fully parallel)")
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> HLSSettings:
@@ -45,51 +56,97 @@ def _wide(frac: int, integer: int) -> str:
     return f"ap_fixed<{frac + integer},{integer}>"
 
 
+def signed_integer_bits(lo: float, hi: float, frac: int) -> int:
+    """Integer bits (sign included) of the narrowest signed type with `frac` fraction bits that holds
+    [lo, hi]."""
+    need = max(-lo, hi + 2.0**-frac, 2.0**-frac)
+    return max(1, math.ceil(math.log2(need)) + 1)
+
+
+def _affine_bounds(w: np.ndarray, b: np.ndarray | None, lo: np.ndarray, hi: np.ndarray):
+    """Per-output interval of W x + b for x in the box [lo, hi] (W is (out, in))."""
+    low = np.minimum(w * lo, w * hi).sum(1)
+    high = np.maximum(w * lo, w * hi).sum(1)
+    if b is not None:
+        low, high = low + b, high + b
+    return low, high
+
+
 def exact_types(core: nn.Sequential, spec: CompressSpec) -> dict[int, dict[str, str]]:
-    """Per core index: hls4ml precisions. Quantising types from the spec; accumulators and results wide
-    enough that no rounding or overflow happens (fraction bits add in a product; integer bits grow by
-    log2 of the number of summed terms, plus one for the bias)."""
+    """Per core index: hls4ml precisions. Quantising types from the spec; accumulators and results exact.
+
+    Fraction bits: a product has f_in + f_w, so nothing rounds. Integer bits: by interval analysis over the
+    actual (quantised, pruned) weights of `core`: each output's range is the sum of |w| times the input's
+    range plus the bias, over every input in its type (ReLU outputs in the activation type), so nothing
+    overflows either. Every partial sum lies in the full sum's range (each term's range contains 0), so the
+    accumulator that holds the result holds every step. Worst-case sizing (I_in + I_w + log2 n_in + 1) is
+    what this replaces: it wastes bits on weights that are small or pruned."""
     t = spec.types()
     x: FixedType = t["input"]
-    frac, integer = x.frac, x.integer + int(not x.signed)
+    frac = x.frac
+    lo = hi = None  # per-feature bounds; None = the input type's range, broadcast
+    lo_s, hi_s = x.lo, x.hi
     out: dict[int, dict[str, str]] = {}
     for i, m in enumerate(core):
         if isinstance(m, nn.Linear | nn.Conv1d):
-            n_in = m.in_features if isinstance(m, nn.Linear) else m.in_channels
-            frac = max(frac + t["weight"].frac, t["bias"].frac)
-            integer = max(integer + t["weight"].integer, t["bias"].integer) + math.ceil(math.log2(n_in)) + 1
+            w = m.weight.detach().double().numpy().reshape(m.weight.shape[0], -1)
+            b = None if m.bias is None else m.bias.detach().double().numpy()
+            n_in = w.shape[1]
+            lo_v = np.full(n_in, lo_s) if lo is None else lo
+            hi_v = np.full(n_in, hi_s) if hi is None else hi
+            low, high = _affine_bounds(w, b, lo_v, hi_v)
+            frac = max(frac + t["weight"].frac, t["bias"].frac if b is not None else 0)
+            integer = signed_integer_bits(float(low.min()), float(high.max()), frac)
             wide = _wide(frac, integer)
             out[i] = {"weight": t["weight"].hls(), "bias": t["bias"].hls(), "accum": wide, "result": wide}
+            lo, hi = low, high
         elif isinstance(m, nn.ReLU):
             a = t["activation"]
             out[i] = {"result": a.hls()}
-            frac, integer = a.frac, a.integer + int(not a.signed)
+            frac = a.frac
+            lo = np.zeros_like(hi) if hi is not None else None
+            hi = np.clip(hi, 0.0, a.hi) if hi is not None else None
+            lo_s, hi_s = 0.0, a.hi
         elif isinstance(m, nn.AvgPool1d):
             k = m.kernel_size[0] if isinstance(m.kernel_size, tuple) else m.kernel_size
             if k & (k - 1):
                 raise ValueError(f"AvgPool1d over {k} particles: use a power of two (exact division)")
-            frac, integer = frac + int(math.log2(k)), integer + int(math.log2(k)) + 1
-            out[i] = {"accum": _wide(frac, integer), "result": _wide(frac, integer)}
+            shift = int(math.log2(k))
+            low = float(lo.min()) if lo is not None else lo_s
+            high = float(hi.max()) if hi is not None else hi_s
+            frac += shift  # the mean of k values needs log2(k) more fraction bits
+            accum = _wide(frac, signed_integer_bits(k * low, k * high, frac))
+            out[i] = {"accum": accum, "result": _wide(frac, signed_integer_bits(low, high, frac))}
         elif isinstance(m, nn.Flatten):
-            out[i] = {"result": _wide(frac, integer)}
+            low = float(lo.min()) if lo is not None else lo_s
+            high = float(hi.max()) if hi is not None else hi_s
+            out[i] = {"result": _wide(frac, signed_integer_bits(low, high, frac))}
     return out
 
 
 def hls_config(
     core: nn.Sequential, input_shape: tuple[int, ...], spec: CompressSpec, hls: HLSSettings
 ) -> dict:
+    """hls4ml configuration: exact types per layer, the pipeline style and the particle-loop parallelism."""
     import hls4ml
 
     config = hls4ml.utils.config_from_pytorch_model(
         core, input_shape, granularity="name", backend=hls.backend, default_reuse_factor=hls.reuse_factor,
     )  # fmt: skip
     config["Model"]["Strategy"] = hls.strategy
+    if hls.pipeline_style != "auto":
+        config["Model"]["PipelineStyle"] = hls.pipeline_style
+        if hls.pipeline_style == "pipeline":
+            config["Model"]["PipelineInterval"] = hls.reuse_factor
     types = exact_types(core, spec)
+    particles = input_shape[-1] if len(input_shape) == 2 else 1
     for name, layer in config["LayerName"].items():
         layer["Trace"] = True
         index = name.lstrip("_")
         if index.isdigit() and int(index) in types:
             layer.setdefault("Precision", {}).update(types[int(index)])
+            if isinstance(core[int(index)], nn.Conv1d):  # pointwise: out width = particles
+                layer["ParallelizationFactor"] = hls.parallelization_factor or particles
         elif not index.isdigit():  # the input layer
             layer["Precision"] = {"result": spec.types()["input"].hls()}
     return config
@@ -121,13 +178,13 @@ def convert(
     return model, time.perf_counter() - t0
 
 
-def quantised_inputs(student: nn.Module, batches: list[dict[str, torch.Tensor]]) -> np.ndarray:
-    """The firmware's inputs: the student's features stored in its input type (float64, exact)."""
+def firmware_inputs(student: nn.Module, batches: list[dict[str, torch.Tensor]]) -> np.ndarray:
+    """The firmware's inputs as the hardware upstream would deliver them: the student's features, float64,
+    not yet rounded to the input type (the emulation and the QAT model's input quantiser each round them)."""
     with torch.no_grad():
         feats = [student.features(b["part_features"], b["part_vectors"], b["part_mask"], b["jet_features"])
                  for b in batches]  # fmt: skip
-        x = torch.cat(feats).double()
-        return student.input_quant.t.quantize(x).numpy()
+        return torch.cat(feats).double().numpy()
 
 
 def quantised_logits(core: nn.Sequential, x: np.ndarray, record: bool = False) -> Any:

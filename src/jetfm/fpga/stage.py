@@ -2,15 +2,20 @@
 
 1. `train_student`: distil the float student from the teacher (`<out>/float/`), then prune + QAT from it
    (`<out>/qat/`); both are runs of the one training loop with the `Distill` objective.
-2. `convert_student`: hls4ml project (`<out>/hls/`), compile, emulation over the whole test split against
-   the quantised PyTorch model, metrics of teacher / float / quantised / emulation, operation counts ->
+2. `convert_student`: hls4ml project (`<out>/hls/`), compile, emulation over the whole test split (fed the
+   unquantised features: hls4ml rounds them itself) against the QAT model's own forward and the exported
+   quantised model; pipelined Verilog (`<out>/rtl/`) simulated with Verilator on the first `rtl_jets` test
+   jets against both; metrics of teacher / float / quantised / emulation / RTL, operation counts ->
    `<out>/emulation.json`.
-3. `synthesise_student`: vendor C synthesis when a tool exists -> `<out>/synthesis.json`.
+3. `synthesise_student`: the open-source estimate (yosys synth_xilinx of the Verilog: LUT/FF/carry/DSP, logic
+   depth, latency, timing estimate) and, when enabled and a tool exists, vendor C synthesis ->
+   `<out>/synthesis.json`, each labelled with its tool and version.
 4. `write_tables`: the report tables over all students.
 """
 
 from __future__ import annotations
 
+import copy
 import csv
 import io
 import json
@@ -21,20 +26,24 @@ from typing import Any
 import numpy as np
 import torch
 
+from jetfm import paths
 from jetfm.atomic import write_json_atomic, write_text_atomic
-from jetfm.fpga.compress import CompressSpec, Quantize, apply_compression, sparsity
+from jetfm.fpga.compress import CompressSpec, Quantize, apply_compression, export_plain, sparsity
 from jetfm.fpga.convert import (
     HLSSettings,
     convert,
     emulate,
+    exact_types,
+    firmware_inputs,
     first_disagreement,
-    quantised_inputs,
     quantised_logits,
 )
 from jetfm.fpga.distill import Distill, load_teacher
 from jetfm.fpga.opcount import operation_counts
+from jetfm.fpga.rtl import OpenFlowSettings, run_rtl, tool_version
 from jetfm.fpga.students import build_student
 from jetfm.fpga.synth import synthesise
+from jetfm.fpga.yosys import family_of, synthesise_verilog
 from jetfm.provenance import make_provenance
 from jetfm.train.checkpoint import load_checkpoint
 from jetfm.train.config import TrainConfig, from_workflow
@@ -45,7 +54,7 @@ from jetfm.train.objectives import predict
 
 def teacher_path(config: dict[str, Any]) -> str:
     """`fpga.teacher` if set, else the supervised ParT of the dataset."""
-    return config["fpga"].get("teacher") or f"results/models/{config['dataset']}_part/checkpoint.pt"
+    return config["fpga"].get("teacher") or f"{paths.model_dir(config['dataset'], 'part')}/checkpoint.pt"
 
 
 def _phase_config(
@@ -117,6 +126,43 @@ def _softmax(logits: np.ndarray) -> np.ndarray:
 SUMMARY_KEYS = ("accuracy", "macro_auc", "macro_f1", "n")
 
 
+def qat_forward(qat: torch.nn.Module, raw: np.ndarray) -> np.ndarray:
+    """The QAT model's own forward (its input quantiser, parametrised weights, QuantReLUs) in float64 on the
+    unquantised firmware inputs: the model that was trained, not a re-export of it."""
+    model = copy.deepcopy(qat).double().eval()
+    with torch.no_grad():
+        return model.core(model.input_quant(torch.from_numpy(raw))).numpy()
+
+
+def _agreement(got: np.ndarray, ref: np.ndarray) -> dict[str, Any]:
+    diff = np.abs(got - ref)
+    return {
+        "jets": len(ref),
+        "argmax_agreement": float((got.argmax(1) == ref.argmax(1)).mean()),
+        "max_abs_output_diff": float(diff.max()),
+        "bit_exact": bool(diff.max() == 0),
+    }
+
+
+def _rtl_step(
+    qat: torch.nn.Module, spec: CompressSpec, hls: HLSSettings, flow: OpenFlowSettings, out: Path,
+    x: np.ndarray, emulated: np.ndarray, reference: np.ndarray,
+) -> tuple[dict[str, Any], np.ndarray | None]:  # fmt: skip
+    """Verilog + Verilator on the first `rtl_jets` jets; agreement with the emulation and PyTorch."""
+    if not flow.enabled:
+        return {"status": "skipped", "reason": "fpga.open_flow.enabled is false"}, None
+    n = len(x) if flow.rtl_jets == 0 else min(flow.rtl_jets, len(x))
+    try:
+        summary, rtl_out = run_rtl(qat.core, qat.input_shape, spec, out / "rtl", hls.clock_period,
+                                   flow.adders_per_stage, hls.part, simulate=x[:n])  # fmt: skip
+    except ValueError as exc:  # a layer or rounding the RTL route does not translate: say which
+        return {"status": "skipped", "reason": str(exc)}, None
+    if rtl_out is not None:
+        summary["vs_emulation"] = _agreement(rtl_out, emulated[:n])
+        summary["vs_quantised_pytorch"] = _agreement(rtl_out, reference[:n])
+    return summary, rtl_out
+
+
 def convert_student(
     config: dict[str, Any],
     student: str,
@@ -124,10 +170,12 @@ def convert_student(
     out_dir: str | Path,
     teacher: str | None = None,
 ) -> dict[str, Any]:
-    """hls4ml conversion + compile + emulation of the whole test split; writes `<out>/emulation.json`."""
+    """hls4ml conversion + compile + emulation of the whole test split, RTL simulation of its first
+    `fpga.open_flow.rtl_jets`; writes `<out>/emulation.json`."""
     t_start = time.time()
     fpga, out = config["fpga"], Path(out_dir)
     spec, hls = CompressSpec.from_dict(fpga["compress"]), HLSSettings.from_dict(fpga["hls"])
+    flow = OpenFlowSettings.from_dict(fpga.get("open_flow", {}))
     size = fpga["sizes"].get(student, {})
     cfg = _phase_config(config, student, "qat", None)
     qat = load_student(student, out / "qat" / "checkpoint.pt", test_files, size, spec)
@@ -136,25 +184,30 @@ def convert_student(
 
     batches = _test_batches(test_files, cfg)
     labels = torch.cat([b["label"] for b in batches]).numpy()
-    x = quantised_inputs(qat, batches)
+    raw = firmware_inputs(qat, batches)  # unquantised: the emulation rounds them itself
+    x = qat.input_quant.t.quantize(torch.from_numpy(raw)).numpy()
     reference = quantised_logits(qat.core, x)
+    qat_logits = qat_forward(qat, raw)
     print(f"{student}: converting with hls4ml ({hls.backend}, {hls.part}) and compiling", flush=True)
     model, compile_s = convert(qat.core, qat.input_shape, spec, hls, out / "hls")
-    emulated, jets_per_s = emulate(model, x)
-    agree = emulated.argmax(1) == reference.argmax(1)
-    diff = np.abs(emulated - reference)
+    emulated, jets_per_s = emulate(model, raw)
+    agree = emulated.argmax(1) == qat_logits.argmax(1)
+    diff = np.abs(emulated - qat_logits)
     disagree = np.flatnonzero(~agree | (diff.max(1) > 0))
     first = first_disagreement(model, qat.core, x[disagree[:16]]) if disagree.size else None
+    rtl, rtl_out = _rtl_step(qat, spec, hls, flow, out, x, emulated, qat_logits)
 
     classes = list(read_meta(test_files).classes)
     device = torch.device("cpu")
     probs = {
         "float_teacher": predict(teacher_model, test_files, cfg, device)[0],
         "float_student": predict(float_student, test_files, cfg, device)[0],
-        "quantised_student": _softmax(reference),
+        "quantised_student": _softmax(qat_logits),
         "emulation": _softmax(emulated),
     }
     metrics = {k: classification_metrics(p, labels, classes) for k, p in probs.items()}
+    if rtl_out is not None:  # on the RTL-simulated jets only (`n` says how many)
+        metrics["rtl"] = classification_metrics(_softmax(rtl_out), labels[: len(rtl_out)], classes)
     result = {
         "student": student,
         "n_test": len(labels),
@@ -163,11 +216,15 @@ def convert_student(
         "n_output_differ": int(disagree.size),
         "max_abs_output_diff": float(diff.max()),
         "bit_exact": bool(diff.max() == 0),
+        "reference": "the QAT model's own forward, float64, on the same unquantised inputs as the emulation",
+        "exported_model_vs_qat": _agreement(reference, qat_logits),
         "first_disagreeing_layer": first,
+        "rtl": rtl,
         "summary": {k: {m: v[m] for m in SUMMARY_KEYS} for k, v in metrics.items()},
         "metrics": metrics,
         "sparsity": sparsity(qat.core),
         "operations": operation_counts(model),
+        "layer_types": {str(k): v for k, v in exact_types(export_plain(qat.core), spec).items()},
         "compile_s": round(compile_s, 3),
         "emulation_jets_per_s": round(jets_per_s, 1),
         "hls": vars(hls),
@@ -183,32 +240,99 @@ def convert_student(
         ),
     }
     write_json_atomic(out / "emulation.json", result)
+    rtl_note = (
+        f", RTL bit-exact {rtl['vs_emulation']['bit_exact']} on {rtl['vs_emulation']['jets']} jets"
+        if "vs_emulation" in rtl else f", RTL {rtl.get('simulation', rtl['status'])}"
+    )  # fmt: skip
     print(
         f"{student}: emulation agreement {result['argmax_agreement']:.4%} on {len(labels)} jets, "
-        f"max |diff| {result['max_abs_output_diff']:.3g}, compile {compile_s:.1f} s",
+        f"max |diff| {result['max_abs_output_diff']:.3g}, compile {compile_s:.1f} s{rtl_note}",
         flush=True,
     )
     return result
 
 
+def open_source_estimate(
+    qat: torch.nn.Module, spec: CompressSpec, hls: HLSSettings, flow: OpenFlowSettings, out: Path
+) -> dict[str, Any]:
+    """Verilog of the student, yosys synth_xilinx of it; labelled as an open-source estimate."""
+    label = "open-source estimate (da4ml Verilog + yosys synth_xilinx; no place and route)"
+    if not flow.enabled:
+        return {"status": "skipped", "label": label, "reason": "fpga.open_flow.enabled is false"}
+    try:
+        summary, _ = run_rtl(qat.core, qat.input_shape, spec, out, hls.clock_period, flow.adders_per_stage,
+                             hls.part)  # fmt: skip
+    except ValueError as exc:
+        return {"status": "skipped", "label": label, "reason": str(exc)}
+    if summary["status"] == "skipped":
+        return {**summary, "label": label}
+    result: dict[str, Any] = {
+        "label": label,
+        "latency_cycles": summary["latency_cycles"],
+        "latency_ns": summary["latency_ns"],
+        "interval_cycles": summary["interval_cycles"],
+        "pipeline_stages": summary["pipeline_stages"],
+        "adders_per_stage": flow.adders_per_stage,
+        "da4ml_cost_estimate_luts": summary["da4ml_cost_estimate_luts"],
+        "clock_period_ns": hls.clock_period,
+    }
+    if not flow.yosys:
+        return {"status": "written", **result, "reason": "fpga.open_flow.yosys is false"}
+    family = family_of(hls.part) if flow.family == "auto" else flow.family
+    synth = synthesise_verilog(summary["verilog"], "jet_student", family, out / "yosys", hls.clock_period,
+                               flow.lut_level_ns, flow.carry_level_ns, flow.yosys_timeout_s)  # fmt: skip
+    return {**synth, **result} if synth["status"] == "done" else {**result, **synth}
+
+
+def tool_versions() -> dict[str, str | None]:
+    """Versions of every tool the FPGA stage may use (None: not installed / not on PATH)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    def package(name: str) -> str | None:
+        try:
+            return version(name)
+        except PackageNotFoundError:
+            return None
+
+    return {"hls4ml": package("hls4ml"), "da4ml": package("da4ml"), "verilator": tool_version("verilator"),
+            "yosys": tool_version("yosys")}  # fmt: skip
+
+
 def synthesise_student(
     config: dict[str, Any], student: str, test_files: list[str], out_dir: str | Path
 ) -> dict[str, Any]:
-    """`<out>/synthesis.json`: the parsed C-synthesis report, or why there is none."""
+    """`<out>/synthesis.json`: the open-source estimate and the vendor report, or why either is missing."""
     fpga, out = config["fpga"], Path(out_dir)
     spec, hls = CompressSpec.from_dict(fpga["compress"]), HLSSettings.from_dict(fpga["hls"])
-    required = bool(fpga["synthesis"]["required"])
+    flow = OpenFlowSettings.from_dict(fpga.get("open_flow", {}))
+    synthesis = fpga["synthesis"]
+    qat = load_student(
+        student, out / "qat" / "checkpoint.pt", test_files, fpga["sizes"].get(student, {}), spec
+    )
 
     def make_model() -> Any:
-        qat = load_student(
-            student, out / "qat" / "checkpoint.pt", test_files, fpga["sizes"].get(student, {}), spec
-        )
         return convert(qat.core, qat.input_shape, spec, hls, out / "synth", compile=False)[0]
 
-    result = {"student": student, **synthesise(make_model, hls.backend, required), "hls": vars(hls)}
+    vendor = synthesise(make_model, hls.backend, bool(synthesis.get("vendor", False)),
+                        bool(synthesis["required"]), bool(synthesis.get("vsynth", False)))  # fmt: skip
+    print(f"{student}: open-source flow (Verilog, yosys) -> {out / 'synth' / 'rtl'}", flush=True)
+    open_source = open_source_estimate(qat, spec, hls, flow, out / "synth" / "rtl")
+    result = {
+        "student": student,
+        "vendor": vendor,
+        "open_source": open_source,
+        "tools": tool_versions(),
+        "hls": vars(hls),
+        "open_flow": vars(flow),
+    }
     write_json_atomic(out / "synthesis.json", result)
+    res = open_source.get("resources", {})
     print(
-        f"{student}: synthesis {result['status']}" + (f" ({result['reason']})" if "reason" in result else "")
+        f"{student}: vendor synthesis {vendor['status']}"
+        + (f" ({vendor['reason']})" if "reason" in vendor else "")
+        + f"; open-source {open_source['status']}: LUT {res.get('LUT')}, FF {res.get('FF')}, "
+        f"latency {open_source.get('latency_cycles')} cycles = {open_source.get('latency_ns')} ns, II 1",
+        flush=True,
     )
     return result
 
@@ -245,16 +369,31 @@ def write_tables(
                 "nonzero_weights": e["operations"]["totals"].get("nonzero_weights", 0),
             })  # fmt: skip
     write_text_atomic(accuracy_out, _csv(rows))
-    srows = []
-    for path in synthesis_files:
-        s = json.loads(Path(path).read_text())
-        row: dict[str, Any] = {"student": s["student"], "status": s["status"], "reason": s.get("reason", "")}
-        for k in ("latency_cycles", "latency_ns", "interval_cycles"):
-            for kk, v in (s.get(k) or {}).items():
-                row[f"{k}_{kk}"] = v
-        for k, v in (s.get("resources") or {}).items():
-            row[k] = v
-            row[f"{k}_percent"] = s["utilisation_percent"].get(k, "")
-        srows.append(row)
+    srows = [_synthesis_row(json.loads(Path(path).read_text())) for path in synthesis_files]
     keys = list(dict.fromkeys(k for r in srows for k in r))
     write_text_atomic(synthesis_out, _csv([{k: r.get(k, "") for k in keys} for r in srows]))
+
+
+def _synthesis_row(s: dict[str, Any]) -> dict[str, Any]:
+    """A synthesis.csv row: the vendor report (vendor_*) beside the open-source estimate (open_*)."""
+    v, o = s.get("vendor", {}), s.get("open_source", {})
+    row: dict[str, Any] = {"student": s["student"], "vendor_status": v.get("status", ""),
+                           "vendor_reason": v.get("reason", "")}  # fmt: skip
+    for k in ("latency_cycles", "latency_ns", "interval_cycles"):
+        for kk, val in (v.get(k) or {}).items():
+            row[f"vendor_{k}_{kk}"] = val
+    if "timing_met" in v:
+        row["vendor_timing_met"] = v["timing_met"]
+    for k, val in (v.get("resources") or {}).items():
+        row[f"vendor_{k}"] = val
+        row[f"vendor_{k}_percent"] = v["utilisation_percent"].get(k, "")
+    row["open_status"] = o.get("status", "")
+    row["open_reason"] = o.get("reason", "")
+    for k, val in (o.get("resources") or {}).items():
+        row[f"open_{k}"] = val
+    for k in ("latency_cycles", "latency_ns", "interval_cycles"):
+        row[f"open_{k}"] = o.get(k, "")
+    timing = o.get("timing_estimate") or {}
+    row["open_critical_path_ns"] = timing.get("critical_path_ns", "")
+    row["open_timing_met"] = timing.get("timing_met", "")
+    return row

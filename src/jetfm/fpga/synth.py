@@ -6,7 +6,8 @@ HLS write under `<prj>/solution1/syn/report/` (the fields hls4ml's own `report/v
 UserAssignments/{Part,TargetClockPeriod}, PerformanceEstimates/SummaryOfTimingAnalysis/EstimatedClockPeriod,
 PerformanceEstimates/SummaryOfOverallLatency/{Best,Worst}-caseLatency and Interval-{min,max},
 AreaEstimates/{Resources,AvailableResources}/{BRAM_18K,DSP|DSP48E,FF,LUT,URAM}). Without a tool it writes
-the reason; with `required` it fails instead.
+the reason; with `required` it fails instead. Where no licence exists, `jetfm.fpga.yosys` gives the
+open-source estimate beside it.
 """
 
 from __future__ import annotations
@@ -74,6 +75,8 @@ def parse_csynth_xml(report: str | Path) -> dict[str, Any]:
         "latency_ns": {
             k: None if v is None else round(v * target, 3) for k, v in (("best", best), ("worst", worst))
         },
+        # Vivado/Vitis HLS's own post-C-synthesis estimate of the clock; logic synthesis (vsynth) refines it
+        "timing_met": estimated <= target,
         "interval_cycles": {
             "min": _int(_text(root, lat + "Interval-min", report)),
             "max": _int(_text(root, lat + "Interval-max", report)),
@@ -94,9 +97,14 @@ def find_report(project_dir: str | Path, project: str = "myproject") -> Path:
     return reports[0]
 
 
-def synthesise(make_model: Callable[[], Any], backend: str, required: bool) -> dict[str, Any]:
-    """Run C synthesis of `make_model()` (an hls4ml model, written but not compiled) when the tool exists and
-    return the parsed report, or the reason it was skipped (then no project is made at all)."""
+def synthesise(
+    make_model: Callable[[], Any], backend: str, enabled: bool, required: bool, vsynth: bool = False
+) -> dict[str, Any]:
+    """Vendor C synthesis (and, with `vsynth`, Vivado logic synthesis) of `make_model()` (an hls4ml model,
+    written but not compiled) when `enabled` and the tool exists: the parsed report, or the reason it was
+    skipped (then no project is made at all)."""
+    if not enabled:
+        return {"status": "skipped", "reason": "fpga.synthesis.vendor is false (open-source estimate only)"}
     tool = find_tool(backend)
     if tool is None:
         reason = f"{TOOLS[backend]} (the {backend} HLS tool) is not on PATH; C synthesis was not run"
@@ -104,5 +112,9 @@ def synthesise(make_model: Callable[[], Any], backend: str, required: bool) -> d
             raise RuntimeError(f"fpga.synthesis.required is true but {reason}")
         return {"status": "skipped", "reason": reason}
     model = make_model()
-    model.build(csim=False, synth=True, vsynth=False)
-    return {"status": "done", "tool": tool, **parse_csynth_xml(find_report(model.config.get_output_dir()))}
+    report = model.build(csim=False, synth=True, vsynth=vsynth)
+    result = {"status": "done", "tool": tool, "vsynth": vsynth,
+              **parse_csynth_xml(find_report(model.config.get_output_dir()))}  # fmt: skip
+    if vsynth and isinstance(report, dict) and "VivadoSynthReport" in report:
+        result["vivado_synth"] = {k: str(v) for k, v in report["VivadoSynthReport"].items()}
+    return result
