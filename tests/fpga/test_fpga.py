@@ -238,6 +238,12 @@ def test_deepsets_distils_compresses_and_emulates_the_whole_test_split(teacher_r
     assert len(table) >= 5 and table[0].startswith("student,model,accuracy,macro_auc")
     synth_table = (root / "synthesis.csv").read_text().splitlines()
     assert len(synth_table) == 2 and "open_status" in synth_table[0] and "vendor_status" in synth_table[0]
+    if OPEN_TOOLS:  # above fpga.open_flow.yosys_max_luts of da4ml's estimate, yosys is not run: said so
+        flow = {**config["fpga"].get("open_flow", {}), "yosys_max_luts": 1}
+        capped_config = {**config, "fpga": {**config["fpga"], "open_flow": flow}}
+        capped = stage.synthesise_student(capped_config, "deepsets", files["test"], out)["open_source"]
+        assert capped["status"] == "written" and "yosys_max_luts = 1" in capped["reason"]
+        assert capped["da4ml_cost_estimate_luts"] > 1 and "resources" not in capped
     assert ("open_LUT" in synth_table[0]) == OPEN_TOOLS
 
 

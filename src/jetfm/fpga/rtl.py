@@ -48,6 +48,9 @@ class OpenFlowSettings:
     lut_level_ns: float = 0.45  # timing estimate: one LUT level plus local routing (UltraScale+ -2, rough)
     carry_level_ns: float = 0.1  # timing estimate: one CARRY cell in a chain
     yosys_timeout_s: float = 7200
+    # yosys time grows with the netlist (Deep Sets at 16 particles, ~3.6e5 LUTs: ~40 min on 2 shared cores);
+    # above this many LUTs in da4ml's own estimate yosys is not run and the estimate is reported (0: no limit)
+    yosys_max_luts: int = 0
 
     def __post_init__(self) -> None:
         if self.rtl_jets < 0 or self.adders_per_stage <= 0:

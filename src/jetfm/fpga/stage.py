@@ -278,6 +278,10 @@ def open_source_estimate(
     }
     if not flow.yosys:
         return {"status": "written", **result, "reason": "fpga.open_flow.yosys is false"}
+    if 0 < flow.yosys_max_luts < result["da4ml_cost_estimate_luts"]:
+        reason = (f"yosys not run: da4ml estimates {result['da4ml_cost_estimate_luts']} LUTs, above "
+                  f"fpga.open_flow.yosys_max_luts = {flow.yosys_max_luts}")  # fmt: skip
+        return {"status": "written", **result, "reason": reason}
     family = family_of(hls.part) if flow.family == "auto" else flow.family
     synth = synthesise_verilog(summary["verilog"], "jet_student", family, out / "yosys", hls.clock_period,
                                flow.lut_level_ns, flow.carry_level_ns, flow.yosys_timeout_s)  # fmt: skip
