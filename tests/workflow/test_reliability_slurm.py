@@ -20,7 +20,7 @@ from test_slurm import FAST_POLL, REPO, copy_workflow, jobs_by_rule
 
 TRAIN = {"models": ["part"], "sizes": {"part": {"preset": "tiny"}}, "max_steps": 150, "warmup_steps": 5,
          "eval_every": 150, "checkpoint_every": 1000, "log_every": 5, "batch_size": 32, "shuffle_buffer": 128,
-         "block_size": 32}  # fmt: skip
+         "block_size": 32, "device": "cpu"}  # fmt: skip  # the harness's gpu partition has GRES, no CUDA
 CONFIG = {"dataset": "fx", "classes": ["QCD"], "simulate": {"shards": 1}, "resimulate": {"enabled": False},
           "preprocess": {"shards_per_split": 1}, "train": TRAIN}  # fmt: skip
 
@@ -54,7 +54,7 @@ def test_profile_resources_follow_the_config_and_training_gets_a_stop_signal(tmp
     preprocess = proc.stdout.split("rule preprocess:")[1].split("\n\n")[0]
     assert "cpus_per_task=6" in preprocess and "mem_mb=19000," in preprocess, preprocess  # 6 x 3 GB + 1 GB
     train = proc.stdout.split("rule train:")[1].split("\n\n")[0]
-    assert "slurm_extra=--signal=TERM@300" in train and "gpu=2" in train, train
+    assert "--signal=TERM@300" in train and "tasks=2" in train and "--gpus-per-task=1" in train, train
     profile = (REPO / "profiles/slurm/config.yaml").read_text()
     assert "\nretries: 3" in profile
 

@@ -5,6 +5,7 @@ import os
 
 from jetfm import paths
 from jetfm.config import validate_config
+from jetfm.preprocess.groups import assign_groups
 from jetfm.robustness import runs
 from jetfm.train import launch
 
@@ -37,6 +38,18 @@ def preprocess_mem_mb(wildcards, threads, attempt):
     if dask["cluster"] == "local":
         return (dask["workers"] * parse_bytes(dask["memory"]) // 10**6 + 1000) * attempt
     return 2000 * attempt
+
+
+# The inputs, expanded now (globs and directories of preprocess.input_files; the simulation only when
+# simulate.enabled): an entry that matches nothing stops the planning with one line naming it, instead of a
+# "Nothing to be done" once shards exist. Group g = the files whose index mod shards_per_split is g;
+# h5_shards() reads PREPROCESS_GROUPS when called, so every later rule sees these groups.
+try:
+    PREPROCESS_GROUPS = assign_groups(
+        paths.preprocess_inputs(config), config["preprocess"]["shards_per_split"]
+    )
+except ValueError as exc:
+    raise WorkflowError(str(exc)) from None
 
 
 def h5_shards(split):

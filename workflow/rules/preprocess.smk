@@ -5,18 +5,8 @@
 # cores the job was given, so jobs fail and rerun independently and no scheduler outlives the workflow.
 # `jetfm preprocess` runs the same groups one after another.
 from jetfm import paths
-from jetfm.preprocess.groups import assign_groups
 
-# The inputs, expanded now (globs and directories of preprocess.input_files; the simulation only when
-# simulate.enabled): an entry that matches nothing stops the planning with one line naming it, instead of a
-# "Nothing to be done" once shards exist. Group g = the files whose index mod shards_per_split is g;
-# h5_shards() (common.smk) reads PREPROCESS_GROUPS when called, so every later rule sees these groups.
-try:
-    PREPROCESS_GROUPS = assign_groups(
-        paths.preprocess_inputs(config), config["preprocess"]["shards_per_split"]
-    )
-except ValueError as exc:
-    raise WorkflowError(str(exc)) from None
+# PREPROCESS_GROUPS (common.smk): the fan-out's file groups, expanded when the DAG is built.
 PREPROCESS_NOT_OUTPUT = ("preprocess.dask", "preprocess.chunksize") + (
     ("preprocess.splits_from",) if config["preprocess"]["splits_from"] == "hash" else ()
 )

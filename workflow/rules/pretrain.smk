@@ -273,3 +273,5 @@ rule finetune_all:
 
 
 ALL_TARGETS.extend(rules.finetune_all.input)
+# each pretrained backbone exported with its model card (jetfm export): what a user takes elsewhere
+ALL_TARGETS.extend(rules.pretrain_all.input)
