@@ -170,6 +170,13 @@ def shard_paths(h5_dir: str | Path, split: str, n_shards: int) -> list[str]:
 
 
 # --- training stages ----------------------------------------------------------------------------------------
+def run_set(config: dict[str, Any]) -> str:
+    """The results name of a config's pretraining and fine-tuning runs: its dataset, or
+    `<dataset>-<finetune.study>` for a study preset (same shards, own results)."""
+    study = config.get("finetune", {}).get("study", "")
+    return f"{config['dataset']}-{study}" if study else str(config["dataset"])
+
+
 def model_dir(dataset: str, model: str) -> str:
     """A supervised run (`jetfm train`): checkpoint, history, metrics, plots."""
     return f"{RESULTS}/models/{dataset}_{model}"

@@ -16,11 +16,11 @@ from jetfm import shards
 from jetfm.config import validate_config
 from jetfm.finetune.labelled import LabelledStream
 from jetfm.ids import NOMINAL_STREAM, make_event_ids
-from jetfm.images.study import write_row_subset
 from jetfm.preprocess.run import preprocess
 from jetfm.preprocess.sample import sample_rows
 from jetfm.preprocess.writer import DATASETS
 from jetfm.scaling.subset import write_subset
+from jetfm.shards import write_row_subset
 from jetfm.splits import SPLITS
 from jetfm.train.data import H5JetStream, mean_particles, read_arrays, read_meta
 

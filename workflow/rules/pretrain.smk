@@ -12,7 +12,7 @@ from jetfm.pretrain.variants import parse_variant
 
 PRETRAIN = config["pretrain"]
 FINETUNE = config["finetune"]
-RUN_SET = protocol.run_set(config)  # dataset, or dataset-<study> for a study preset
+RUN_SET = paths.run_set(config)  # dataset, or dataset-<study> for a study preset
 PRETRAIN_LABELS = protocol.pretrain_labels(config, seeds=True)  # method x unlabelled size x seed
 FINETUNE_METHODS = protocol.finetune_methods(config)
 FRACTIONS = [f"{f:g}" for f in FINETUNE["fractions"]]

@@ -21,7 +21,8 @@ from typing import Any
 import h5py
 
 from jetfm.config import load_config, parse_overrides
-from jetfm.finetune.run import method_label, run_finetuning
+from jetfm.finetune.methods import method_label
+from jetfm.finetune.run import run_finetuning
 from jetfm.options import add_config_arguments, add_shard_options, add_training_options, resolve_shards
 from jetfm.paths import finetune_run_dir
 

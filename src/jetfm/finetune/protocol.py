@@ -20,17 +20,11 @@ from pathlib import Path
 from typing import Any
 
 from jetfm.atomic import write_json_atomic
-from jetfm.finetune.run import MATCHED, PROBE, SCRATCH, SWEEP_KEYS
+from jetfm.finetune.methods import MATCHED, PROBE, SCRATCH, SWEEP_KEYS
 from jetfm.paths import finetune_dir, pretrain_dir
 from jetfm.pretrain.variants import PretrainVariant, backbone_label
 
 SWEEP_METRIC = "val_accuracy"
-
-
-def run_set(config: dict[str, Any]) -> str:
-    """The results name of a config: its dataset, or `<dataset>-<finetune.study>` for a study preset."""
-    study = config.get("finetune", {}).get("study", "")
-    return f"{config['dataset']}-{study}" if study else str(config["dataset"])
 
 
 def pretrain_labels(config: dict[str, Any], seeds: bool = False) -> list[str]:

@@ -1,5 +1,5 @@
 """The entry of the finetune stage: one fine-tuning run (a method, labelled fraction and seed) from the
-workflow config (`jetfm finetune` and rule `finetune`), and the names of the methods.
+workflow config (`jetfm finetune` and rule `finetune`); the methods' names are in `methods`.
 
 Methods: `scratch` (the architecture re-initialised), `scratch-matched` (scratch with the compute of
 pretraining + fine-tuning: `pretrain.train.max_steps` + the fine-tuning steps), `<pretraining method>` (full
@@ -13,29 +13,9 @@ import json
 from pathlib import Path
 from typing import Any
 
+from jetfm.finetune.methods import MATCHED, SCRATCH, SWEEP_KEYS, parse_method
 from jetfm.train.config import TrainConfig, from_workflow
 from jetfm.train.resume import ResumeMode
-
-SCRATCH = "scratch"
-MATCHED = "scratch-matched"
-PROBE = "-probe"
-SWEEP_KEYS = ("lr", "weight_decay", "dropout")  # what the validation sweep may set (hparams files)
-
-
-def method_label(pretrained: str | None, mode: str) -> str:
-    """Run name of a fine-tuning method: 'scratch', '<pretraining method>' or '<method>-probe' (frozen)."""
-    if pretrained is None:
-        return SCRATCH
-    return pretrained + (PROBE if mode == "frozen" else "")
-
-
-def parse_method(label: str) -> tuple[str | None, str]:
-    """Inverse of `method_label`: (pretraining method or None for scratch arms, mode)."""
-    if label in (SCRATCH, MATCHED):
-        return None, "full"
-    if label.endswith(PROBE):
-        return label[: -len(PROBE)], "frozen"
-    return label, "full"
 
 
 def finetune_config(
@@ -71,7 +51,8 @@ def read_hparams(path: str | Path | None) -> dict[str, Any]:
 
 def sweep_choice(config: dict[str, Any], method: str, fraction: float) -> str | None:
     """The validation-sweep choice file this arm must use (finetune.sweep enabled), else None."""
-    from jetfm.finetune.protocol import choice_path, run_set, swept
+    from jetfm.finetune.protocol import choice_path, swept
+    from jetfm.paths import run_set
 
     target = swept(config, method)
     if target is None:

@@ -14,51 +14,16 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import h5py
 import numpy as np
 
-from jetfm import shards
-from jetfm.atomic import atomic_path
+from jetfm.shards import write_row_subset
 from jetfm.train.data import read_meta
 
 METHODS = ("scratch", "source", "pretrained")
-COPY_BLOCK = 16384  # rows read at a time when copying a subset
-
-
-def write_row_subset(
-    src_paths: list[str], out_dir: str | Path, keep: Callable[[h5py.File], np.ndarray], what: str
-) -> list[str]:
-    """Copy each shard's rows where `keep(file)` is True to `out_dir/<i>.h5` (same layout, datasets and
-    attrs, uncompressed; the provenance attr gains `subset` = `what`); raises if nothing at all is kept."""
-    out, total = [], 0
-    for i, src in enumerate(src_paths):
-        dst = Path(out_dir) / f"{i:04d}.h5"
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        with h5py.File(src, "r") as f:
-            rows = np.flatnonzero(keep(f))
-            if rows.size == 0:
-                continue
-            total += rows.size
-            with atomic_path(dst) as tmp, h5py.File(tmp, "w") as g:
-                names = shards.row_keys(f)
-                out_rows = shards.RowWriter(
-                    g, shards.layout_version(f), shards.read_rows(f, 0, 0, names), min(256, len(rows)), "none"
-                )
-                out_rows.append(shards.read_selected(f, rows, names, COPY_BLOCK))
-                for k, v in f.attrs.items():
-                    g.attrs[k] = v
-                prov = json.loads(f.attrs.get("provenance", "{}"))
-                g.attrs["provenance"] = json.dumps(
-                    {**prov, "subset": what, "subset_of": src, "rows": int(rows.size)}
-                )
-        out.append(str(dst))
-    if total == 0:
-        raise ValueError(f"the subset {what!r} of {src_paths} is empty: no training jet selected")
-    return out
 
 
 def class_subset(src_paths: list[str], out_dir: str | Path, classes: list[str]) -> list[str]:

@@ -68,8 +68,7 @@ def run_pretraining(
     counts = check_disjoint_events(files["train"], {s: files[s] for s in ("val", "test") if files.get(s)})
     cfg = pretrain_config(config, method, overrides)
     if variant.method == "mpm_tok" and not tokenizer:  # a variant label: the run set's tokenizer run
-        from jetfm.finetune.protocol import run_set
-        from jetfm.paths import pretrain_dir
+        from jetfm.paths import pretrain_dir, run_set
 
         tokenizer = f"{pretrain_dir(run_set(config), TOKENIZER)}/checkpoint.pt"
     objective = make_objective(config, variant.method, tokenizer)

@@ -90,7 +90,7 @@ def restricted_files(
     """Training shards restricted to the variant (copies in out_dir), or the shards themselves when whole."""
     if unlabelled >= 1 and classes is None:
         return list(paths), {}
-    from jetfm.images.study import write_row_subset
+    from jetfm.shards import write_row_subset
 
     keep, counts = event_selection(paths, unlabelled, classes)
     by_name = {os.path.abspath(p): rows for p, rows in keep.items()}
