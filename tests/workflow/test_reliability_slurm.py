@@ -54,7 +54,8 @@ def test_profile_resources_follow_the_config_and_training_gets_a_stop_signal(tmp
     preprocess = proc.stdout.split("rule preprocess:")[1].split("\n\n")[0]
     assert "cpus_per_task=6" in preprocess and "mem_mb=19000," in preprocess, preprocess  # 6 x 3 GB + 1 GB
     train = proc.stdout.split("rule train:")[1].split("\n\n")[0]
-    assert "--signal=TERM@300" in train and "tasks=2" in train and "--gpus-per-task=1" in train, train
+    assert "--signal=TERM@300" in train and "tasks=2" in train and "--ntasks-per-node=2" in train, train
+    assert "mpi=srun" in train and "--gpus-per-task" not in train, train  # 2 CPU ranks (train.device: cpu)
     profile = (REPO / "profiles/slurm/config.yaml").read_text()
     assert "\nretries: 3" in profile
 
