@@ -10,7 +10,15 @@ from jetfm.scaling.approaches import envelope, isoflop
 from jetfm.scaling.fit import NAMES, analyse, fit_law, law
 from jetfm.scaling.frontier import flops_per_size
 from jetfm.scaling.noise import Cells, training_scatter
-from jetfm.scaling.optimise import Problem, fit_central, init_grid, lbfgs, minimise_batch, objective, to_params
+from jetfm.scaling.optimise import (
+    Problem,
+    fit_central,
+    init_grid,
+    lbfgs,
+    minimise_batch,
+    objective,
+    to_params,
+)
 
 TRUTH = np.array([0.5, 60.0, 0.34, 120.0, 0.28])  # E, A, alpha, B, beta
 K = 6.0 * 40  # FLOPs per (parameter x jet): 6 x 40 particles
@@ -113,7 +121,7 @@ def test_frontier_uses_measured_compute_per_size_and_has_bands() -> None:
     rows = _rows(np.random.default_rng(3), n, d)
     for r in rows:
         r["flops"] = (k_small if r["N"] < 1e4 else k_large) * r["N"] * r["D"]
-    sizes, ks = flops_per_size(rows)
+    _sizes, ks = flops_per_size(rows)
     assert ks[0] == pytest.approx(k_small) and ks[-1] == pytest.approx(k_large)
     fit = analyse(rows, {"bootstrap": 60, "budget": 1e12})
     front = fit["frontier"]

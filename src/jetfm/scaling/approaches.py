@@ -14,6 +14,7 @@ Both fit log N_opt against log C over the budgets where they give a value.
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 import numpy as np
@@ -27,7 +28,9 @@ def _fit_exponent(c: list[float], n: list[float]) -> float | None:
     return float(slope(np.array(c), np.array(n)))
 
 
-def envelope(curves: list[dict[str, Any]], sizes: np.ndarray, ks: np.ndarray, bins: int = 16) -> dict[str, Any]:
+def envelope(
+    curves: list[dict[str, Any]], sizes: np.ndarray, ks: np.ndarray, bins: int = 16
+) -> dict[str, Any]:
     """Approach 1 from learning-curve points {N, jets_seen, val_loss}."""
     n = np.array([float(p["N"]) for p in curves])
     seen = np.array([float(p["jets_seen"]) for p in curves])
@@ -35,13 +38,15 @@ def envelope(curves: list[dict[str, Any]], sizes: np.ndarray, ks: np.ndarray, bi
     c = k_of(n, sizes, ks) * n * seen
     edges = np.logspace(np.log10(c.min()), np.log10(c.max()) * (1 + 1e-12), bins + 1)
     points = []
-    for lo, hi in zip(edges[:-1], edges[1:], strict=True):
+    for lo, hi in itertools.pairwise(edges):
         sel = np.flatnonzero((c >= lo) & (c < hi))
         if not len(sel):
             continue
         best = sel[np.argmin(loss[sel])]
         edge = n[best] in (sizes.min(), sizes.max())
-        points.append({"C": float(c[best]), "N": float(n[best]), "loss": float(loss[best]), "grid_edge": bool(edge)})
+        points.append(
+            {"C": float(c[best]), "N": float(n[best]), "loss": float(loss[best]), "grid_edge": bool(edge)}
+        )
     inner = [p for p in points if not p["grid_edge"]]
     return {"a": _fit_exponent([p["C"] for p in inner], [p["N"] for p in inner]), "points": points,
             "bins_used": len(inner)}  # fmt: skip
@@ -59,7 +64,9 @@ def _final_losses(rows: list[dict[str, Any]]) -> dict[float, tuple[np.ndarray, n
     return out
 
 
-def isoflop(rows: list[dict[str, Any]], sizes: np.ndarray, ks: np.ndarray, budgets: int = 12) -> dict[str, Any]:
+def isoflop(
+    rows: list[dict[str, Any]], sizes: np.ndarray, ks: np.ndarray, budgets: int = 12
+) -> dict[str, Any]:
     """Approach 2 from the final losses of single-pass cells {N, D, val_loss}."""
     finals = _final_losses(rows)
     c_lo = min(k_of(np.array(n), sizes, ks) * n * d[0] for n, (d, _) in finals.items())

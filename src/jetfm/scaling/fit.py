@@ -31,7 +31,6 @@ from jetfm.scaling.optimise import (
     NAMES,
     Problem,
     fit_central,
-
     refit_batch,
     to_params,
 )
@@ -84,7 +83,7 @@ def fit_law(c: Cells, bootstrap: int = 200, seed: int = 0, delta: float = 1e-3,
         samples = to_params(refit_batch(boot, x_h, grid_starts))
     residuals = c.loss - law(p_h, c.n, c.d)
     out: dict[str, Any] = {
-        "estimator": "Huber (delta=%g) on log residuals, L-BFGS from a grid of initialisations" % delta,
+        "estimator": f"Huber (delta={delta:g}) on log residuals, L-BFGS from a grid of initialisations",
         "parameters": {name: {"value": float(p_h[i]), **(_interval(samples[:, i]) if len(samples) > 2 else {})}
                        for i, name in enumerate(NAMES)},
         "wls": {"parameters": {name: float(p_w[i]) for i, name in enumerate(NAMES)}, "chi2": chi2_w},
@@ -97,7 +96,7 @@ def fit_law(c: Cells, bootstrap: int = 200, seed: int = 0, delta: float = 1e-3,
             "max_abs_pull": float(np.max(np.abs(residuals / c.sigma))),
         },
         "bootstrap": {"kind": "parametric (loss redrawn from the fitted law with the noise model's error)",
-                      "replicates": int(len(samples)), "error_scale": scale, "seed": seed,
+                      "replicates": len(samples), "error_scale": scale, "seed": seed,
                       "samples_columns": list(NAMES), "samples": samples.tolist()},
         "cells": len(c.loss),
     }  # fmt: skip
@@ -222,6 +221,3 @@ def params_of(fit: dict[str, Any]) -> np.ndarray | None:
 
 def samples_of(fit: dict[str, Any]) -> np.ndarray:
     return np.array(fit.get("bootstrap", {}).get("samples", []), float).reshape(-1, N_PARAMS)
-
-
-
