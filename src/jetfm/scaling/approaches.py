@@ -48,8 +48,11 @@ def envelope(
             {"C": float(c[best]), "N": float(n[best]), "loss": float(loss[best]), "grid_edge": bool(edge)}
         )
     inner = [p for p in points if not p["grid_edge"]]
-    return {"a": _fit_exponent([p["C"] for p in inner], [p["N"] for p in inner]), "points": points,
-            "bins_used": len(inner)}  # fmt: skip
+    return {
+        "a": _fit_exponent([p["C"] for p in inner], [p["N"] for p in inner]),
+        "points": points,
+        "bins_used": len(inner),
+    }
 
 
 def _final_losses(rows: list[dict[str, Any]]) -> dict[float, tuple[np.ndarray, np.ndarray]]:
@@ -86,17 +89,26 @@ def isoflop(
         inside = bool(a2 > 0 and min(xs) < vertex < max(xs))
         profiles.append({"C": float(c), "sizes": len(xs), "N_opt": float(np.exp(vertex)) if inside else None})
     good = [p for p in profiles if p["N_opt"] is not None]
-    return {"a": _fit_exponent([p["C"] for p in good], [p["N_opt"] for p in good]), "profiles": profiles,
-            "budgets_used": len(good)}  # fmt: skip
+    return {
+        "a": _fit_exponent([p["C"] for p in good], [p["N_opt"] for p in good]),
+        "profiles": profiles,
+        "budgets_used": len(good),
+    }
 
 
-def compare_approaches(rows: list[dict[str, Any]], curves: list[dict[str, Any]],
-                       parametric_a: dict[str, Any]) -> dict[str, Any]:  # fmt: skip
+def compare_approaches(
+    rows: list[dict[str, Any]], curves: list[dict[str, Any]], parametric_a: dict[str, Any]
+) -> dict[str, Any]:
     """The exponent of N_opt(C) from approaches 1, 2 and 3 side by side."""
     sizes, ks = flops_per_size(rows)
-    out: dict[str, Any] = {"approach_3_parametric": {"a": parametric_a.get("value"),
-                                                     "uncertainty": parametric_a.get("uncertainty")}}  # fmt: skip
+    out: dict[str, Any] = {
+        "approach_3_parametric": {
+            "a": parametric_a.get("value"),
+            "uncertainty": parametric_a.get("uncertainty"),
+        }
+    }
     out["approach_2_isoflop"] = isoflop(rows, sizes, ks)
-    out["approach_1_envelope"] = envelope(curves, sizes, ks) if curves else {
-        "a": None, "note": "no learning curves in this sweep"}  # fmt: skip
+    out["approach_1_envelope"] = (
+        envelope(curves, sizes, ks) if curves else {"a": None, "note": "no learning curves in this sweep"}
+    )
     return out

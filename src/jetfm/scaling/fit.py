@@ -38,9 +38,16 @@ from jetfm.scaling.optimise import (
 __all__ = ["NAMES", "analyse", "fit_law", "grid_reasons", "law"]
 
 DEFAULTS: dict[str, Any] = {
-    "bootstrap": 200, "seed": 0, "min_sizes": 4, "min_data_sizes": 4, "min_decades": 1.0, "min_steps": 0,
-    "max_relative_uncertainty": 0.5, "budget": None, "huber_delta": 1e-3,
-}  # fmt: skip
+    "bootstrap": 200,
+    "seed": 0,
+    "min_sizes": 4,
+    "min_data_sizes": 4,
+    "min_decades": 1.0,
+    "min_steps": 0,
+    "max_relative_uncertainty": 0.5,
+    "budget": None,
+    "huber_delta": 1e-3,
+}
 
 
 def law(params: np.ndarray | tuple[float, ...], n: np.ndarray, d: np.ndarray) -> np.ndarray:
@@ -50,22 +57,42 @@ def law(params: np.ndarray | tuple[float, ...], n: np.ndarray, d: np.ndarray) ->
 
 def _interval(values: np.ndarray) -> dict[str, float]:
     p = np.percentile(values, [2.5, 16, 50, 84, 97.5])
-    return {"uncertainty": float((p[3] - p[1]) / 2), "p2.5": float(p[0]), "p16": float(p[1]),
-            "median": float(p[2]), "p84": float(p[3]), "p97.5": float(p[4]), "std": float(np.std(values, ddof=1))}  # fmt: skip
+    return {
+        "uncertainty": float((p[3] - p[1]) / 2),
+        "p2.5": float(p[0]),
+        "p16": float(p[1]),
+        "median": float(p[2]),
+        "p84": float(p[3]),
+        "p97.5": float(p[4]),
+        "std": float(np.std(values, ddof=1)),
+    }
 
 
-def _problem(c: Cells, kind: str, delta: float, loss: np.ndarray | None = None,
-             sigma: np.ndarray | None = None) -> Problem:  # fmt: skip
-    return Problem(np.log(c.n), np.log(c.d), c.loss if loss is None else loss,
-                   c.sigma if sigma is None else sigma, kind, delta)  # fmt: skip
+def _problem(
+    c: Cells, kind: str, delta: float, loss: np.ndarray | None = None, sigma: np.ndarray | None = None
+) -> Problem:
+    return Problem(
+        np.log(c.n),
+        np.log(c.d),
+        c.loss if loss is None else loss,
+        c.sigma if sigma is None else sigma,
+        kind,
+        delta,
+    )
 
 
 def _chi2(params: np.ndarray, c: Cells) -> float:
     return float(np.sum(((law(params, c.n, c.d) - c.loss) / c.sigma) ** 2))
 
 
-def fit_law(c: Cells, bootstrap: int = 200, seed: int = 0, delta: float = 1e-3,
-            lbfgs_starts: int = 4, grid_starts: int = 4) -> dict[str, Any]:  # fmt: skip
+def fit_law(
+    c: Cells,
+    bootstrap: int = 200,
+    seed: int = 0,
+    delta: float = 1e-3,
+    lbfgs_starts: int = 4,
+    grid_starts: int = 4,
+) -> dict[str, Any]:
     """Central Huber fit and WLS fit, chi^2/ndf of both under the noise model, parametric bootstrap of the
     Huber fit (samples in `_samples`, shape (bootstrap, 5))."""
     x_h, obj_h = fit_central(_problem(c, "huber", delta), lbfgs_starts)
@@ -84,22 +111,32 @@ def fit_law(c: Cells, bootstrap: int = 200, seed: int = 0, delta: float = 1e-3,
     residuals = c.loss - law(p_h, c.n, c.d)
     out: dict[str, Any] = {
         "estimator": f"Huber (delta={delta:g}) on log residuals, L-BFGS from a grid of initialisations",
-        "parameters": {name: {"value": float(p_h[i]), **(_interval(samples[:, i]) if len(samples) > 2 else {})}
-                       for i, name in enumerate(NAMES)},
+        "parameters": {
+            name: {"value": float(p_h[i]), **(_interval(samples[:, i]) if len(samples) > 2 else {})}
+            for i, name in enumerate(NAMES)
+        },
         "wls": {"parameters": {name: float(p_w[i]) for i, name in enumerate(NAMES)}, "chi2": chi2_w},
         "goodness_of_fit": {
             "noise_model": "sigma^2 = validation SEM^2 + (training scatter x loss)^2 / seeds",
-            "chi2": chi2_w, "ndf": ndf, "chi2_per_ndf": chi2_w / ndf if ndf > 0 else None,
+            "chi2": chi2_w,
+            "ndf": ndf,
+            "chi2_per_ndf": chi2_w / ndf if ndf > 0 else None,
             "p_value": float(chi2_dist.sf(chi2_w, ndf)) if ndf > 0 else None,
-            "chi2_huber_fit": _chi2(p_h, c), "huber_objective": obj_h,
+            "chi2_huber_fit": _chi2(p_h, c),
+            "huber_objective": obj_h,
             "rms_residual": float(np.sqrt(np.mean(residuals**2))),
             "max_abs_pull": float(np.max(np.abs(residuals / c.sigma))),
         },
-        "bootstrap": {"kind": "parametric (loss redrawn from the fitted law with the noise model's error)",
-                      "replicates": len(samples), "error_scale": scale, "seed": seed,
-                      "samples_columns": list(NAMES), "samples": samples.tolist()},
+        "bootstrap": {
+            "kind": "parametric (loss redrawn from the fitted law with the noise model's error)",
+            "replicates": len(samples),
+            "error_scale": scale,
+            "seed": seed,
+            "samples_columns": list(NAMES),
+            "samples": samples.tolist(),
+        },
         "cells": len(c.loss),
-    }  # fmt: skip
+    }
     out["_samples"] = samples
     out["_x"] = x_h
     return out
@@ -108,8 +145,10 @@ def fit_law(c: Cells, bootstrap: int = 200, seed: int = 0, delta: float = 1e-3,
 def grid_reasons(c: Cells, cfg: dict[str, Any]) -> list[str]:
     """Why this grid cannot identify the law (empty when it can)."""
     reasons = []
-    for label, values, need in (("model sizes N", c.n, cfg["min_sizes"]), ("data sizes D", c.d,
-                                                                          cfg["min_data_sizes"])):  # fmt: skip
+    for label, values, need in (
+        ("model sizes N", c.n, cfg["min_sizes"]),
+        ("data sizes D", c.d, cfg["min_data_sizes"]),
+    ):
         distinct = np.unique(values)
         decades = float(np.log10(distinct.max() / distinct.min())) if len(distinct) else 0.0
         if len(distinct) < need:
@@ -137,8 +176,9 @@ def parameter_reasons(fit: dict[str, Any], c: Cells, max_rel: float) -> list[str
     for name in ("A", "B"):
         par = fit["parameters"][name]
         if "p16" in par and math.log10(par["p84"] / par["p16"]) > 2.0:
-            reasons.append(f"{name}: the 68 % interval [{par['p16']:.3g}, {par['p84']:.3g}] spans > 1 decade "
-                           "either side")  # fmt: skip
+            reasons.append(
+                f"{name}: the 68 % interval [{par['p16']:.3g}, {par['p84']:.3g}] spans > 1 decade either side"
+            )
     return reasons
 
 
@@ -152,8 +192,11 @@ def _rows_used(rows: list[dict[str, Any]], min_steps: int) -> tuple[list[dict[st
     return kept, excluded
 
 
-def analyse(rows: list[dict[str, Any]], fit_cfg: dict[str, Any] | None = None,
-            curves: list[dict[str, Any]] | None = None) -> dict[str, Any]:  # fmt: skip
+def analyse(
+    rows: list[dict[str, Any]],
+    fit_cfg: dict[str, Any] | None = None,
+    curves: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
     """The whole analysis of a sweep's runs.csv rows (+ learning curves): noise model, fit, status, frontier,
     approaches 1 and 2, repetition."""
     from jetfm.scaling.approaches import compare_approaches
@@ -164,12 +207,14 @@ def analyse(rows: list[dict[str, Any]], fit_cfg: dict[str, Any] | None = None,
     used, excluded = _rows_used(rows, int(cfg["min_steps"]))
     result: dict[str, Any] = {
         "law": "L(N, D) = E + A / N^alpha + B / D^beta",
-        "N": "non-embedding parameters", "D": "training jets (single-pass cells)",
+        "N": "non-embedding parameters",
+        "D": "training jets (single-pass cells)",
         "excluded_cells": excluded,
         "exclusion_rule": f"cells with fewer than {cfg['min_steps']} optimiser steps measure optimisation, "
-                          "not data: left out of every fit",
-        "reasons": [], "notes": [],
-    }  # fmt: skip
+        "not data: left out of every fit",
+        "reasons": [],
+        "notes": [],
+    }
     scatter = training_scatter(used)
     result["training_noise"] = scatter
     if scatter.get("note"):
@@ -178,12 +223,15 @@ def analyse(rows: list[dict[str, Any]], fit_cfg: dict[str, Any] | None = None,
     e_min = cells.epochs.min() if len(cells.loss) else 1
     base = cells.take(cells.epochs == e_min)
     result["grid"] = {
-        "cells": len(rows), "cells_fitted": len(base.loss), "sizes": len(np.unique(base.n)),
-        "data_sizes": len(np.unique(base.d)), "epochs": sorted({int(e) for e in cells.epochs}),
+        "cells": len(rows),
+        "cells_fitted": len(base.loss),
+        "sizes": len(np.unique(base.n)),
+        "data_sizes": len(np.unique(base.d)),
+        "epochs": sorted({int(e) for e in cells.epochs}),
         "seeds_max": int(cells.seeds.max()) if len(cells.seeds) else 0,
         "N_range": [float(base.n.min()), float(base.n.max())] if len(base.n) else [],
         "D_range": [float(base.d.min()), float(base.d.max())] if len(base.d) else [],
-    }  # fmt: skip
+    }
     result["reasons"] += grid_reasons(base, cfg)
     if len(base.loss) <= N_PARAMS or len(np.unique(base.n)) < 2 or len(np.unique(base.d)) < 2:
         result["status"] = "underdetermined"
@@ -202,8 +250,9 @@ def analyse(rows: list[dict[str, Any]], fit_cfg: dict[str, Any] | None = None,
     rep = cells.epochs > e_min
     if rep.any():
         rc = cells.take(rep)
-        result["repetition"] = analyse_repetition(params, samples, rc.n, rc.d, rc.epochs - e_min + 1,
-                                                  rc.loss, rc.sigma, int(cfg["seed"]) + 1)  # fmt: skip
+        result["repetition"] = analyse_repetition(
+            params, samples, rc.n, rc.d, rc.epochs - e_min + 1, rc.loss, rc.sigma, int(cfg["seed"]) + 1
+        )
         if not result["repetition"]["constrained"]:
             result["notes"].append("R*: repetition gain poorly constrained (relative uncertainty > 50 %)")
     else:

@@ -35,8 +35,9 @@ def _law(params: np.ndarray, n: np.ndarray, d: np.ndarray) -> np.ndarray:
     return p[..., 0] + p[..., 1] * n ** -p[..., 2] + p[..., 3] * d ** -p[..., 4]
 
 
-def optimal(params: np.ndarray, budgets: np.ndarray, sizes: np.ndarray, ks: np.ndarray,
-            span: float = 3.0) -> dict[str, np.ndarray]:  # fmt: skip
+def optimal(
+    params: np.ndarray, budgets: np.ndarray, sizes: np.ndarray, ks: np.ndarray, span: float = 3.0
+) -> dict[str, np.ndarray]:
     """N_opt, D_opt, L_opt for each budget, for parameters of shape (5,) or (S, 5): arrays (..., budgets)."""
     log_n = np.linspace(np.log10(sizes.min()) - span, np.log10(sizes.max()) + span, N_GRID_POINTS)
     n = 10.0**log_n
@@ -63,8 +64,13 @@ def slope(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     return ((ly - ly.mean(-1, keepdims=True)) * lx).sum(-1) / (lx**2).sum()
 
 
-def frontier(params: np.ndarray, samples: np.ndarray, rows: list[dict[str, Any]],
-             budget: float | None = None, points: int = 14) -> dict[str, Any]:  # fmt: skip
+def frontier(
+    params: np.ndarray,
+    samples: np.ndarray,
+    rows: list[dict[str, Any]],
+    budget: float | None = None,
+    points: int = 14,
+) -> dict[str, Any]:
     """The frontier over budgets from the smallest measured C to 10x the largest, with 68 % bootstrap bands,
     the exponents a (N_opt ~ C^a) and b (D_opt ~ C^b) over the measured budgets, and N_opt at `budget`."""
     sizes, ks = flops_per_size(rows)
@@ -76,13 +82,15 @@ def frontier(params: np.ndarray, samples: np.ndarray, rows: list[dict[str, Any]]
     band = optimal(samples, budgets, sizes, ks) if len(samples) > 2 else None
     extrapolated = (
         (budgets > c_max * 1.0001)
-        | (central["N_opt"] < sizes.min()) | (central["N_opt"] > sizes.max())
-        | (central["D_opt"] < d_all.min()) | (central["D_opt"] > d_all.max())
-    )  # fmt: skip
+        | (central["N_opt"] < sizes.min())
+        | (central["N_opt"] > sizes.max())
+        | (central["D_opt"] < d_all.min())
+        | (central["D_opt"] > d_all.max())
+    )
     inside = budgets <= c_max * 1.0001
     out: dict[str, Any] = {
         "C_per_N_D": {f"{s:.0f}": float(k) for s, k in zip(sizes, ks, strict=True)},
-        "compute": "C = k(N) N D, k(N) measured per size (FLOP counter on real batches), log-log interpolated",
+        "compute": "C = k(N) N D, k(N) measured per size (FLOP counter, real batches), log-log interpolated",
         "relation": "N_opt ∝ C^a, D_opt ∝ C^b (slopes over the measured budgets)",
         "points": [],
     }
@@ -91,8 +99,11 @@ def frontier(params: np.ndarray, samples: np.ndarray, rows: list[dict[str, Any]]
         entry: dict[str, Any] = {"value": value}
         if band is not None:
             s = slope(budgets[inside], band[key][:, inside])
-            entry.update(uncertainty=float((np.percentile(s, 84) - np.percentile(s, 16)) / 2),
-                         p16=float(np.percentile(s, 16)), p84=float(np.percentile(s, 84)))  # fmt: skip
+            entry.update(
+                uncertainty=float((np.percentile(s, 84) - np.percentile(s, 16)) / 2),
+                p16=float(np.percentile(s, 16)),
+                p84=float(np.percentile(s, 84)),
+            )
         out[name] = entry
     for j, c in enumerate(budgets):
         point: dict[str, Any] = {"C": float(c), "extrapolated": bool(extrapolated[j])}
@@ -104,8 +115,13 @@ def frontier(params: np.ndarray, samples: np.ndarray, rows: list[dict[str, Any]]
         out["points"].append(point)
     c_star = float(budget or c_max)
     at = optimal(params, np.array([c_star]), sizes, ks)
-    head: dict[str, Any] = {"C": c_star, "N_opt": float(at["N_opt"][0]), "D_opt": float(at["D_opt"][0]),
-                            "L_opt": float(at["L_opt"][0]), "extrapolated": c_star > c_max * 1.0001}  # fmt: skip
+    head: dict[str, Any] = {
+        "C": c_star,
+        "N_opt": float(at["N_opt"][0]),
+        "D_opt": float(at["D_opt"][0]),
+        "L_opt": float(at["L_opt"][0]),
+        "extrapolated": c_star > c_max * 1.0001,
+    }
     if band is not None:
         at_b = optimal(samples, np.array([c_star]), sizes, ks)["N_opt"][:, 0]
         head.update(N_opt_p16=float(np.percentile(at_b, 16)), N_opt_p84=float(np.percentile(at_b, 84)))

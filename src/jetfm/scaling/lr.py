@@ -3,7 +3,7 @@ when the best candidate sits on an edge, and the calibration of the rule from sc
 
 Rule (after mvigl/scaling-laws-demo, which fits eta* = 5.35e-3 (w/64)^-0.374 (T/2048)^-0.617 on its
 teacher-student grid): eta*(w, T) = base (w / ref_width)^-width_exponent (T / ref_steps)^-steps_exponent.
-A width-only rule leaves short cells under-trained and long ones unstable, which biases beta. The exponents are
+A width-only rule leaves short cells under-trained and long ones unstable (biasing beta). The exponents are
 not universal: `calibrate` fits them to the best learning rates of the corner cells (smallest and largest
 width x fewest and most steps) scanned over a wide multiplier grid.
 """
@@ -40,7 +40,7 @@ def check_multipliers(multipliers: list[float], label: str = "scaling.lr.multipl
 def search(train_at: Callable[[float], float], lrs: list[float], extend: int = 1) -> dict[str, Any]:
     """Train at every candidate; while the best sits on an edge of the grid (and `extend` allows), add one
     candidate beyond that edge (one grid step further, in ratio) and train it. Returns the candidates in
-    ascending lr with their losses, the best index, how many extensions ran and whether it still sits on an edge.
+    ascending lr with their losses, the best index, the extensions run, and whether it still sits on an edge.
     """
     lrs = sorted(lrs)
     losses = {lr: train_at(lr) for lr in lrs}
@@ -60,8 +60,13 @@ def search(train_at: Callable[[float], float], lrs: list[float], extend: int = 1
     ordered = sorted(losses)
     values = [losses[x] for x in ordered]
     best_i = int(np.nanargmin(values))
-    return {"lrs": ordered, "losses": values, "best": best_i, "extended": extended,
-            "at_edge": len(ordered) > 1 and best_i in (0, len(ordered) - 1)}  # fmt: skip
+    return {
+        "lrs": ordered,
+        "losses": values,
+        "best": best_i,
+        "extended": extended,
+        "at_edge": len(ordered) > 1 and best_i in (0, len(ordered) - 1),
+    }
 
 
 def optimum(lrs: list[float], losses: list[float]) -> float:
@@ -80,12 +85,24 @@ def calibrate(points: list[dict[str, Any]], ref_width: int, ref_steps: int) -> d
     if len({(p["width"], p["steps"]) for p in points}) < 3:
         raise ValueError("the learning-rate calibration needs scans of >= 3 distinct (width, steps) cells")
     eta = np.array([optimum(p["lrs"], p["losses"]) for p in points])
-    x = np.column_stack([np.ones(len(points)), -np.log([p["width"] / ref_width for p in points]),
-                         -np.log([p["steps"] / ref_steps for p in points])])  # fmt: skip
+    x = np.column_stack(
+        [
+            np.ones(len(points)),
+            -np.log([p["width"] / ref_width for p in points]),
+            -np.log([p["steps"] / ref_steps for p in points]),
+        ]
+    )
     coef, *_ = np.linalg.lstsq(x, np.log(eta), rcond=None)
     edge = [p.get("cell", "?") for p in points if int(np.nanargmin(p["losses"])) in (0, len(p["losses"]) - 1)]
-    return {"base": float(np.exp(coef[0])), "ref_width": ref_width, "ref_steps": ref_steps,
-            "width_exponent": float(coef[1]), "steps_exponent": float(coef[2]),
-            "optima": [{"cell": p.get("cell"), "width": p["width"], "steps": p["steps"], "lr": float(e)}
-                       for p, e in zip(points, eta, strict=True)],
-            "at_edge": edge}  # fmt: skip
+    return {
+        "base": float(np.exp(coef[0])),
+        "ref_width": ref_width,
+        "ref_steps": ref_steps,
+        "width_exponent": float(coef[1]),
+        "steps_exponent": float(coef[2]),
+        "optima": [
+            {"cell": p.get("cell"), "width": p["width"], "steps": p["steps"], "lr": float(e)}
+            for p, e in zip(points, eta, strict=True)
+        ],
+        "at_edge": edge,
+    }

@@ -45,11 +45,19 @@ def training_scatter(rows: list[dict[str, Any]]) -> dict[str, Any]:
             ss += float(np.sum((logs - logs.mean()) ** 2))
             dof += len(losses) - 1
     if dof == 0:
-        return {"relative": 0.0, "dof": 0, "replicated_cells": 0,
-                "note": "no seed axis: training noise is not modelled, errors are validation noise only"}  # fmt: skip
+        return {
+            "relative": 0.0,
+            "dof": 0,
+            "replicated_cells": 0,
+            "note": "no seed axis: training noise is not modelled, errors are validation noise only",
+        }
     rel = math.sqrt(ss / dof)
-    return {"relative": rel, "dof": dof, "replicated_cells": sum(len(v) > 1 for v in groups.values()),
-            "relative_uncertainty": rel / math.sqrt(2 * dof)}  # fmt: skip
+    return {
+        "relative": rel,
+        "dof": dof,
+        "replicated_cells": sum(len(v) > 1 for v in groups.values()),
+        "relative_uncertainty": rel / math.sqrt(2 * dof),
+    }
 
 
 def cell_means(rows: list[dict[str, Any]], scatter: float) -> Cells:
@@ -64,7 +72,8 @@ def cell_means(rows: list[dict[str, Any]], scatter: float) -> Cells:
         loss = float(np.mean([float(r["val_loss"]) for r in members]))
         sem = float(np.mean([float(r.get("val_loss_sem") or 0.0) for r in members]))
         var = sem**2 + (scatter * loss) ** 2 / len(members)
-        for name, value in zip(out, (*key, loss, max(math.sqrt(var), SIGMA_FLOOR * loss), len(members)),
-                               strict=True):  # fmt: skip
+        for name, value in zip(
+            out, (*key, loss, max(math.sqrt(var), SIGMA_FLOOR * loss), len(members)), strict=True
+        ):
             out[name].append(value)
     return Cells(*(np.array(out[k], dtype=float) for k in out))

@@ -155,16 +155,30 @@ def lbfgs(x0: np.ndarray, p: Problem) -> tuple[np.ndarray, float]:
             grad = 2.0 * (jac[0] * r[0][:, None]).sum(0)
         return value, grad
 
-    res = minimize(fun, np.clip(x0, LOWER, UPPER), jac=True, method="L-BFGS-B",
-                   bounds=list(zip(LOWER, UPPER, strict=True)), options={"maxiter": 2000, "ftol": 1e-15,
-                                                                       "gtol": 1e-12})  # fmt: skip
+    res = minimize(
+        fun,
+        np.clip(x0, LOWER, UPPER),
+        jac=True,
+        method="L-BFGS-B",
+        bounds=list(zip(LOWER, UPPER, strict=True)),
+        options={"maxiter": 2000, "ftol": 1e-15, "gtol": 1e-12},
+    )
     return np.asarray(res.x), float(res.fun)
 
 
 def best_starts(grid: np.ndarray, p: Problem, k: int) -> np.ndarray:
     """Indices of the k grid points with the lowest objective for each data set of the batch: (B, k)."""
-    values = objective(grid[None, :, :], Problem(p.log_n, p.log_d, np.atleast_2d(p.loss)[:, None, :],
-                                                 np.atleast_2d(p.sigma)[:, None, :], p.kind, p.delta))  # fmt: skip
+    values = objective(
+        grid[None, :, :],
+        Problem(
+            p.log_n,
+            p.log_d,
+            np.atleast_2d(p.loss)[:, None, :],
+            np.atleast_2d(p.sigma)[:, None, :],
+            p.kind,
+            p.delta,
+        ),
+    )
     return np.argsort(values, axis=-1)[:, :k]
 
 
@@ -193,9 +207,17 @@ def refit_batch(p: Problem, central: np.ndarray, grid_starts: int = 4) -> np.nda
     picks = best_starts(grid, p, grid_starts)  # (B, k)
     starts = np.concatenate([np.broadcast_to(central, (batch, 1, N_PARAMS)), grid[picks]], axis=1)
     k = starts.shape[1]
-    rep = Problem(p.log_n, p.log_d, np.repeat(loss, k, 0), np.repeat(np.atleast_2d(p.sigma), k, 0)
-                  if np.ndim(p.sigma) == 2 else p.sigma, p.kind, p.delta)  # fmt: skip
+    rep = Problem(
+        p.log_n,
+        p.log_d,
+        np.repeat(loss, k, 0),
+        np.repeat(np.atleast_2d(p.sigma), k, 0) if np.ndim(p.sigma) == 2 else p.sigma,
+        p.kind,
+        p.delta,
+    )
     solutions = minimise_batch(starts.reshape(-1, N_PARAMS), rep).reshape(batch, k, N_PARAMS)
-    values = objective(solutions, Problem(p.log_n, p.log_d, loss[:, None, :],
-                                          np.atleast_2d(p.sigma)[:, None, :], p.kind, p.delta))  # fmt: skip
+    values = objective(
+        solutions,
+        Problem(p.log_n, p.log_d, loss[:, None, :], np.atleast_2d(p.sigma)[:, None, :], p.kind, p.delta),
+    )
     return solutions[np.arange(batch), np.argmin(values, axis=1)]

@@ -31,8 +31,9 @@ def _law(p: np.ndarray, n: np.ndarray, d: np.ndarray) -> np.ndarray:
     return p[0] + p[1] * n ** -p[2] + p[3] * d ** -p[4]
 
 
-def fit_r_star(params: np.ndarray, n: np.ndarray, u: np.ndarray, epochs: np.ndarray, loss: np.ndarray,
-               sigma: np.ndarray) -> float:  # fmt: skip
+def fit_r_star(
+    params: np.ndarray, n: np.ndarray, u: np.ndarray, epochs: np.ndarray, loss: np.ndarray, sigma: np.ndarray
+) -> float:
     """R* minimising chi^2 of the repeated cells with the law fixed (bounded search in log R*)."""
 
     def chi2(log_r: float) -> float:
@@ -45,16 +46,27 @@ def fit_r_star(params: np.ndarray, n: np.ndarray, u: np.ndarray, epochs: np.ndar
     return math.exp(float(minimize_scalar(chi2, bounds=(lo, hi), method="bounded").x))
 
 
-def analyse_repetition(params: np.ndarray, samples: np.ndarray, n: np.ndarray, u: np.ndarray,
-                       epochs: np.ndarray, loss: np.ndarray, sigma: np.ndarray,
-                       seed: int = 0) -> dict[str, Any]:  # fmt: skip
+def analyse_repetition(
+    params: np.ndarray,
+    samples: np.ndarray,
+    n: np.ndarray,
+    u: np.ndarray,
+    epochs: np.ndarray,
+    loss: np.ndarray,
+    sigma: np.ndarray,
+    seed: int = 0,
+) -> dict[str, Any]:
     """R*, omega = 1 + R* and the gain D'/U at the largest E of the grid, each with a bootstrap interval."""
     r_star = fit_r_star(params, n, u, epochs, loss, sigma)
     rng = np.random.default_rng(seed)
-    boot = np.array([
-        fit_r_star(p, n, u, epochs, _law(p, n, effective_data(u, epochs, r_star)) + rng.normal(0, sigma), sigma)
-        for p in samples
-    ])  # fmt: skip
+    boot = np.array(
+        [
+            fit_r_star(
+                p, n, u, epochs, _law(p, n, effective_data(u, epochs, r_star)) + rng.normal(0, sigma), sigma
+            )
+            for p in samples
+        ]
+    )
     # Parametric bootstrap: the spread of the refits around r_star estimates the estimator's spread.
     e_max = float(epochs.max())
 
@@ -68,10 +80,12 @@ def analyse_repetition(params: np.ndarray, samples: np.ndarray, n: np.ndarray, u
         "formula": "D' = U (1 + R* (1 - exp(-(E - 1) / R*))), gain D'/U, bounded by omega = 1 + R*",
         "R_star": summary(r_star, boot),
         "omega": summary(1 + r_star, 1 + boot),
-        "gain_at_max_epochs": {"epochs": e_max, **summary(gain(e_max, r_star),
-                                                          np.array([gain(e_max, r) for r in boot]))},
+        "gain_at_max_epochs": {
+            "epochs": e_max,
+            **summary(gain(e_max, r_star), np.array([gain(e_max, r) for r in boot])),
+        },
         "cells": len(loss),
-    }  # fmt: skip
+    }
     unc = out["R_star"].get("uncertainty")
     out["constrained"] = bool(unc is not None and unc < 0.5 * r_star)
     return out
