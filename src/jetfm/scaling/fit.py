@@ -1,27 +1,53 @@
 """Fit of the loss surface L(N, D) = E + A/N^alpha + B/D^beta over the cells of a sweep.
 
-Weighted least squares (scipy, bounded trust region, several starts) with each cell's validation-loss
-standard error; parameter uncertainties from a bootstrap over cells (resample the cells, refit); goodness of
-fit as chi^2/ndf (the weights carry only validation-set sampling noise, not seed-to-seed training noise, so
-chi^2/ndf > 1 says how much else there is). From the fit: the compute-optimal frontier for C = k N D
-(Chinchilla's closed form) and, from cells with repetitions, the effective data of E passes over U jets,
-D' = U (1 + R* (1 - exp(-(E - 1)/R*))) (Muennighoff et al. 2023), a gain bounded by omega = 1 + R*.
+Two estimators side by side (`optimise.py`): the Chinchilla one (Huber, delta = 1e-3, on log residuals;
+L-BFGS from a grid of initialisations), which is the headline, and weighted least squares with the noise
+model (`noise.py`: validation standard error plus seed-to-seed training scatter), whose chi^2/ndf says whether
+that noise model explains the scatter about the law.
+
+Uncertainties: a parametric bootstrap. Each replicate redraws every cell's loss from the fitted law with the
+noise model's error (scaled up by sqrt(chi^2/ndf) when the scatter exceeds the model, never down) and refits
+it from the central solution and the best points of the init grid. Unlike resampling cells, this works on a
+grid of 16 cells, where a resample with replacement often lacks a whole row of sizes and cannot be fitted.
+The samples are kept in fit.json (`bootstrap.samples`) for the frontier's bands, the corner plot and reuse.
+
+The status is "ok" only when the grid can identify the law (>= min_sizes distinct N and >= min_data_sizes
+distinct D, each spanning >= min_decades) and no parameter sits at a bound or is unconstrained; otherwise
+"underdetermined", with each reason in `reasons`.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from scipy.optimize import least_squares
 from scipy.stats import chi2 as chi2_dist
 
-NAMES = ("E", "A", "alpha", "B", "beta")
-N_PARAMS = len(NAMES)
-EXPONENT_MAX = 3.0
-SIGMA_FLOOR = 1e-4  # relative: a cell's weight never exceeds that of a 0.01 % loss error
+from jetfm.scaling.noise import Cells, cell_means, training_scatter
+from jetfm.scaling.optimise import (
+    EXPONENT_MAX,
+    N_PARAMS,
+    NAMES,
+    Problem,
+    fit_central,
+    refit_batch,
+    to_params,
+)
+
+__all__ = ["NAMES", "analyse", "fit_law", "grid_reasons", "law"]
+
+DEFAULTS: dict[str, Any] = {
+    "bootstrap": 200,
+    "seed": 0,
+    "min_sizes": 4,
+    "min_data_sizes": 4,
+    "min_decades": 1.0,
+    "min_steps": 0,
+    "max_relative_uncertainty": 0.5,
+    "budget": None,
+    "huber_delta": 1e-3,
+}
 
 
 def law(params: np.ndarray | tuple[float, ...], n: np.ndarray, d: np.ndarray) -> np.ndarray:
@@ -29,230 +55,218 @@ def law(params: np.ndarray | tuple[float, ...], n: np.ndarray, d: np.ndarray) ->
     return e + a * np.asarray(n, float) ** -alpha + b * np.asarray(d, float) ** -beta
 
 
-@dataclass(frozen=True)
-class Cells:
-    """The cells a fit sees: N, D, loss and its standard error (1-d arrays of one length)."""
-
-    n: np.ndarray
-    d: np.ndarray
-    loss: np.ndarray
-    sigma: np.ndarray
-
-    def take(self, idx: np.ndarray) -> Cells:
-        return Cells(self.n[idx], self.d[idx], self.loss[idx], self.sigma[idx])
-
-
-def _to_params(x: np.ndarray) -> np.ndarray:
-    e, log_a, alpha, log_b, beta = x
-    return np.array([e, math.exp(log_a), alpha, math.exp(log_b), beta])
-
-
-def _residuals(x: np.ndarray, c: Cells) -> np.ndarray:
-    return (law(_to_params(x), c.n, c.d) - c.loss) / c.sigma
-
-
-def _starts(c: Cells) -> list[np.ndarray]:
-    e0 = 0.5 * float(c.loss.min())
-    return [
-        np.array([e0, math.log(max(c.loss.max() - e0, 1e-3)) + alpha * math.log(c.n.min()), alpha,
-                  math.log(max(c.loss.max() - e0, 1e-3)) + beta * math.log(c.d.min()), beta])
-        for alpha in (0.15, 0.4, 0.8)
-        for beta in (0.15, 0.4, 0.8)
-    ]  # fmt: skip
-
-
-def fit_once(c: Cells, starts: list[np.ndarray] | None = None) -> tuple[np.ndarray, float]:
-    """Best-fitting (E, A, alpha, B, beta) and its chi^2 over the given starts (default: a 3x3 grid)."""
-    lower = [0.0, -50.0, 0.0, -50.0, 0.0]
-    upper = [float(c.loss.min()), 80.0, EXPONENT_MAX, 80.0, EXPONENT_MAX]
-    best_x, best_chi2 = None, math.inf
-    for x0 in starts or _starts(c):
-        x0 = np.clip(x0, np.array(lower) + 1e-9, np.array(upper) - 1e-9)
-        try:
-            res = least_squares(_residuals, x0, bounds=(lower, upper), args=(c,), method="trf", max_nfev=2000)
-        except (ValueError, FloatingPointError):
-            continue
-        chi2 = float(np.sum(res.fun**2))
-        if np.isfinite(chi2) and chi2 < best_chi2:
-            best_x, best_chi2 = res.x, chi2
-    if best_x is None:
-        raise RuntimeError("the scaling-law fit failed from every starting point")
-    return best_x, best_chi2
-
-
-def _summary(values: np.ndarray) -> dict[str, float]:
+def _interval(values: np.ndarray) -> dict[str, float]:
+    p = np.percentile(values, [2.5, 16, 50, 84, 97.5])
     return {
-        "uncertainty": float(np.std(values, ddof=1)),
-        "p16": float(np.percentile(values, 16)),
-        "p84": float(np.percentile(values, 84)),
+        "uncertainty": float((p[3] - p[1]) / 2),
+        "p2.5": float(p[0]),
+        "p16": float(p[1]),
+        "median": float(p[2]),
+        "p84": float(p[3]),
+        "p97.5": float(p[4]),
+        "std": float(np.std(values, ddof=1)),
     }
 
 
-def fit_law(c: Cells, bootstrap: int = 200, seed: int = 0) -> dict[str, Any]:
-    """Central fit, bootstrap uncertainties (refit on cells resampled with replacement), chi^2/ndf."""
-    x, chi2 = fit_once(c)
-    params = _to_params(x)
+def _problem(
+    c: Cells, kind: str, delta: float, loss: np.ndarray | None = None, sigma: np.ndarray | None = None
+) -> Problem:
+    return Problem(
+        np.log(c.n),
+        np.log(c.d),
+        c.loss if loss is None else loss,
+        c.sigma if sigma is None else sigma,
+        kind,
+        delta,
+    )
+
+
+def _chi2(params: np.ndarray, c: Cells) -> float:
+    return float(np.sum(((law(params, c.n, c.d) - c.loss) / c.sigma) ** 2))
+
+
+def fit_law(
+    c: Cells,
+    bootstrap: int = 200,
+    seed: int = 0,
+    delta: float = 1e-3,
+    lbfgs_starts: int = 4,
+    grid_starts: int = 4,
+) -> dict[str, Any]:
+    """Central Huber fit and WLS fit, chi^2/ndf of both under the noise model, parametric bootstrap of the
+    Huber fit (samples in `_samples`, shape (bootstrap, 5))."""
+    x_h, obj_h = fit_central(_problem(c, "huber", delta), lbfgs_starts)
+    x_w, chi2_w = fit_central(_problem(c, "wls", delta), lbfgs_starts)
+    p_h, p_w = to_params(x_h), to_params(x_w)
     ndf = len(c.loss) - N_PARAMS
+    scale = math.sqrt(max(1.0, chi2_w / ndf)) if ndf > 0 else 1.0
     rng = np.random.default_rng(seed)
-    boots, failed = [], 0
-    for _ in range(bootstrap):
-        idx = rng.integers(0, len(c.loss), len(c.loss))
-        if len(np.unique(idx)) <= N_PARAMS:
-            failed += 1
-            continue
-        try:
-            bx, _ = fit_once(c.take(idx), [x])
-        except RuntimeError:
-            failed += 1
-            continue
-        boots.append(_to_params(bx))
-    samples = np.array(boots) if boots else np.empty((0, N_PARAMS))
-    residuals = c.loss - law(params, c.n, c.d)
+    samples = np.empty((0, N_PARAMS))
+    if bootstrap > 0:
+        sigma = c.sigma * scale
+        draws = law(p_h, c.n, c.d)[None, :] + rng.normal(0.0, 1.0, (bootstrap, len(c.loss))) * sigma
+        draws = np.maximum(draws, 1e-6)
+        boot = _problem(c, "huber", delta, draws, np.broadcast_to(sigma, draws.shape))
+        samples = to_params(refit_batch(boot, x_h, grid_starts))
+    residuals = c.loss - law(p_h, c.n, c.d)
     out: dict[str, Any] = {
+        "estimator": f"Huber (delta={delta:g}) on log residuals, L-BFGS from a grid of initialisations",
         "parameters": {
-            name: {"value": float(params[i]), **(_summary(samples[:, i]) if len(samples) > 2 else {})}
+            name: {"value": float(p_h[i]), **(_interval(samples[:, i]) if len(samples) > 2 else {})}
             for i, name in enumerate(NAMES)
         },
+        "wls": {"parameters": {name: float(p_w[i]) for i, name in enumerate(NAMES)}, "chi2": chi2_w},
         "goodness_of_fit": {
-            "chi2": chi2,
+            "noise_model": "sigma^2 = validation SEM^2 + (training scatter x loss)^2 / seeds",
+            "chi2": chi2_w,
             "ndf": ndf,
-            "chi2_per_ndf": chi2 / ndf if ndf > 0 else None,
-            "p_value": float(chi2_dist.sf(chi2, ndf)) if ndf > 0 else None,
+            "chi2_per_ndf": chi2_w / ndf if ndf > 0 else None,
+            "p_value": float(chi2_dist.sf(chi2_w, ndf)) if ndf > 0 else None,
+            "chi2_huber_fit": _chi2(p_h, c),
+            "huber_objective": obj_h,
             "rms_residual": float(np.sqrt(np.mean(residuals**2))),
-            "max_abs_residual": float(np.max(np.abs(residuals))),
+            "max_abs_pull": float(np.max(np.abs(residuals / c.sigma))),
         },
-        "bootstrap": {"resamples": bootstrap, "used": len(boots), "failed": failed},
+        "bootstrap": {
+            "kind": "parametric (loss redrawn from the fitted law with the noise model's error)",
+            "replicates": len(samples),
+            "error_scale": scale,
+            "seed": seed,
+            "samples_columns": list(NAMES),
+            "samples": samples.tolist(),
+        },
         "cells": len(c.loss),
     }
     out["_samples"] = samples
+    out["_x"] = x_h
     return out
 
 
-def frontier(params: np.ndarray, k: float, flops: np.ndarray) -> dict[str, np.ndarray]:
-    """Compute-optimal N and D for budgets C = k N D (minimise the law on that line; Chinchilla eq. 4)."""
-    _e, a, alpha, b, beta = params
-    g = (alpha * a / (beta * b)) ** (1.0 / (alpha + beta))
-    nd = np.asarray(flops, float) / k
-    n_opt = g * nd ** (beta / (alpha + beta))
-    d_opt = nd / n_opt
-    return {"C": np.asarray(flops, float), "N_opt": n_opt, "D_opt": d_opt, "L_opt": law(params, n_opt, d_opt)}
+def grid_reasons(c: Cells, cfg: dict[str, Any]) -> list[str]:
+    """Why this grid cannot identify the law (empty when it can)."""
+    reasons = []
+    for label, values, need in (
+        ("model sizes N", c.n, cfg["min_sizes"]),
+        ("data sizes D", c.d, cfg["min_data_sizes"]),
+    ):
+        distinct = np.unique(values)
+        decades = float(np.log10(distinct.max() / distinct.min())) if len(distinct) else 0.0
+        if len(distinct) < need:
+            reasons.append(f"{len(distinct)} distinct {label} (need >= {need})")
+        if decades < cfg["min_decades"]:
+            reasons.append(f"{label} span {decades:.2f} decades (need >= {cfg['min_decades']:g})")
+    return reasons
 
 
-def effective_data(unique: np.ndarray, epochs: np.ndarray, r_star: float) -> np.ndarray:
-    """D' = U (1 + R* (1 - exp(-(E - 1)/R*))): repeated passes are worth less and less (bounded by 1 + R*)."""
-    reps = np.asarray(epochs, float) - 1.0
-    return np.asarray(unique, float) * (1.0 + r_star * (1.0 - np.exp(-reps / r_star)))
+def parameter_reasons(fit: dict[str, Any], c: Cells, max_rel: float) -> list[str]:
+    """Parameters at a bound of the fit's box, or that the bootstrap leaves unconstrained."""
+    reasons = []
+    p = {k: v["value"] for k, v in fit["parameters"].items()}
+    if p["E"] < 1e-3 * float(c.loss.min()):
+        reasons.append(f"E = {p['E']:.3g} sits at its lower bound 0")
+    for name in ("alpha", "beta"):
+        if p[name] < 1e-3 or p[name] > EXPONENT_MAX - 1e-3:
+            reasons.append(f"{name} = {p[name]:.3g} sits at a bound of [0, {EXPONENT_MAX:g}]")
+    for name in ("E", "alpha", "beta"):
+        unc = fit["parameters"][name].get("uncertainty")
+        if unc is None:
+            reasons.append(f"{name}: no bootstrap uncertainty")
+        elif unc > max_rel * abs(p[name]):
+            reasons.append(f"{name} = {p[name]:.3g} ± {unc:.2g}: relative uncertainty above {max_rel:.0%}")
+    for name in ("A", "B"):
+        par = fit["parameters"][name]
+        if "p16" in par and math.log10(par["p84"] / par["p16"]) > 2.0:
+            reasons.append(
+                f"{name}: the 68 % interval [{par['p16']:.3g}, {par['p84']:.3g}] spans > 1 decade either side"
+            )
+    return reasons
 
 
-def fit_repetition(params: np.ndarray, c: Cells, epochs: np.ndarray) -> float:
-    """R* of the effective-data formula with the law's parameters held fixed (cells with epochs > 1)."""
-
-    def resid(x: np.ndarray) -> np.ndarray:
-        return (law(params, c.n, effective_data(c.d, epochs, math.exp(x[0]))) - c.loss) / c.sigma
-
-    best = min(
-        (least_squares(resid, [math.log(r0)], bounds=([-7.0], [9.0])) for r0 in (0.3, 3.0, 30.0)),
-        key=lambda r: float(np.sum(r.fun**2)),
-    )
-    return math.exp(float(best.x[0]))
+def _rows_used(rows: list[dict[str, Any]], min_steps: int) -> tuple[list[dict[str, Any]], list[str]]:
+    kept, excluded = [], []
+    for r in rows:
+        if min_steps and int(float(r.get("steps") or 0)) < min_steps:
+            excluded.append(str(r.get("cell", f"N={r['N']} D={r['D']}")))
+        else:
+            kept.append(r)
+    return kept, excluded
 
 
-def _flag(name: str, value: float, spread: dict[str, float], lower: float, upper: float) -> str | None:
-    tol = 1e-3 * max(1.0, abs(value))
-    if abs(value - lower) < tol or (math.isfinite(upper) and abs(value - upper) < tol):
-        return f"{name} = {value:.4g} sits at its bound [{lower:g}, {upper:g}]"
-    if "uncertainty" not in spread:
-        return f"{name}: no bootstrap uncertainty (too few cells)"
-    if value and spread["uncertainty"] > 0.5 * abs(value):
-        return f"{name} = {value:.4g} ± {spread['uncertainty']:.2g}: relative uncertainty above 50 %"
-    return None
+def analyse(
+    rows: list[dict[str, Any]],
+    fit_cfg: dict[str, Any] | None = None,
+    curves: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """The whole analysis of a sweep's runs.csv rows (+ learning curves): noise model, fit, status, frontier,
+    approaches 1 and 2, repetition."""
+    from jetfm.scaling.approaches import compare_approaches
+    from jetfm.scaling.frontier import frontier
+    from jetfm.scaling.repetition import analyse_repetition
 
-
-def analyse(rows: list[dict[str, Any]], bootstrap: int = 200, seed: int = 0) -> dict[str, Any]:
-    """The whole fit of a sweep's runs.csv rows (N, D, epochs, val_loss, val_loss_sem, flops, jets_seen)."""
-    n = np.array([float(r["N"]) for r in rows])
-    d = np.array([float(r["D"]) for r in rows])
-    epochs = np.array([int(r["epochs"]) for r in rows])
-    loss = np.array([float(r["val_loss"]) for r in rows])
-    sem = np.array([float(r.get("val_loss_sem") or 0.0) for r in rows])
-    sigma = np.maximum(sem, SIGMA_FLOOR * loss)
-    base = epochs == epochs.min()
+    cfg = {**DEFAULTS, **(fit_cfg or {})}
+    used, excluded = _rows_used(rows, int(cfg["min_steps"]))
     result: dict[str, Any] = {
         "law": "L(N, D) = E + A / N^alpha + B / D^beta",
         "N": "non-embedding parameters",
-        "D": "training jets" + ("" if epochs.min() == 1 else f" (unique, each seen {epochs.min()} times)"),
-        "grid": {
-            "cells": len(rows), "sizes": len(np.unique(n)), "data_sizes": len(np.unique(d)),
-            "epochs": sorted({int(e) for e in epochs}), "N_range": [float(n.min()), float(n.max())],
-            "D_range": [float(d.min()), float(d.max())],
-        },
+        "D": "training jets (single-pass cells)",
+        "excluded_cells": excluded,
+        "exclusion_rule": f"cells with fewer than {cfg['min_steps']} optimiser steps measure optimisation, "
+        "not data: left out of every fit",
+        "reasons": [],
         "notes": [],
-        "unconstrained": [],
-    }  # fmt: skip
-    cells = Cells(n[base], d[base], loss[base], sigma[base])
-    if len(np.unique(n[base])) < 2 or len(np.unique(d[base])) < 2 or base.sum() <= N_PARAMS:
+    }
+    scatter = training_scatter(used)
+    result["training_noise"] = scatter
+    if scatter.get("note"):
+        result["notes"].append(scatter["note"])
+    cells = cell_means(used, scatter["relative"])
+    e_min = cells.epochs.min() if len(cells.loss) else 1
+    base = cells.take(cells.epochs == e_min)
+    result["grid"] = {
+        "cells": len(rows),
+        "cells_fitted": len(base.loss),
+        "sizes": len(np.unique(base.n)),
+        "data_sizes": len(np.unique(base.d)),
+        "epochs": sorted({int(e) for e in cells.epochs}),
+        "seeds_max": int(cells.seeds.max()) if len(cells.seeds) else 0,
+        "N_range": [float(base.n.min()), float(base.n.max())] if len(base.n) else [],
+        "D_range": [float(base.d.min()), float(base.d.max())] if len(base.d) else [],
+    }
+    result["reasons"] += grid_reasons(base, cfg)
+    if len(base.loss) <= N_PARAMS or len(np.unique(base.n)) < 2 or len(np.unique(base.d)) < 2:
         result["status"] = "underdetermined"
-        result["notes"].append(
-            f"{int(base.sum())} cells with {len(np.unique(n[base]))} sizes and "
-            f"{len(np.unique(d[base]))} data sizes "
-            f"cannot determine the {N_PARAMS} parameters (need > {N_PARAMS} cells, >= 2 of each): no fit"
-        )
+        result["reasons"].append(f"{len(base.loss)} cells cannot determine {N_PARAMS} parameters: no fit")
         return result
-    fitted = fit_law(cells, bootstrap, seed)
+    fitted = fit_law(base, int(cfg["bootstrap"]), int(cfg["seed"]), float(cfg["huber_delta"]))
     samples = fitted.pop("_samples")
-    result.update(status="ok", **fitted)
+    fitted.pop("_x")
+    result.update(fitted)
+    result["reasons"] += parameter_reasons(result, base, float(cfg["max_relative_uncertainty"]))
+    result["status"] = "ok" if not result["reasons"] else "underdetermined"
     params = np.array([result["parameters"][k]["value"] for k in NAMES])
-    bounds = {"E": (0.0, float(cells.loss.min())), "alpha": (0.0, EXPONENT_MAX), "beta": (0.0, EXPONENT_MAX),
-              "A": (0.0, math.inf), "B": (0.0, math.inf)}  # fmt: skip
-    for name in NAMES:
-        flag = _flag(name, result["parameters"][name]["value"], result["parameters"][name], *bounds[name])
-        if flag:
-            result["unconstrained"].append(flag)
-    if result["grid"]["sizes"] < 4:
-        result["notes"].append(f"only {result['grid']['sizes']} model sizes: alpha and A rest on few points")
-    if result["grid"]["data_sizes"] < 4:
-        result["notes"].append(
-            f"only {result['grid']['data_sizes']} data sizes: beta and B rest on few points"
-        )
-
-    # Compute-optimal frontier: C = k N D, k = measured FLOPs per (non-embedding parameter x jet seen).
-    flops = np.array([float(r["flops"]) for r in rows])
-    seen = np.array([float(r["jets_seen"]) for r in rows])
-    k = float(np.median(flops / (n * seen)))
-    budgets = np.logspace(math.log10(flops.min()), math.log10(flops.max()) + 1, 12)
-    front = frontier(params, k, budgets)
-    exps = np.array([[p[4] / (p[2] + p[4]), p[2] / (p[2] + p[4])] for p in samples]) if len(samples) else None
-    result["frontier"] = {
-        "C_per_N_D": k,
-        "a": {"value": float(params[4] / (params[2] + params[4])),
-              **(_summary(exps[:, 0]) if exps is not None and len(exps) > 2 else {})},
-        "b": {"value": float(params[2] / (params[2] + params[4])),
-              **(_summary(exps[:, 1]) if exps is not None and len(exps) > 2 else {})},
-        "relation": "N_opt ∝ C^a, D_opt ∝ C^b, a = beta/(alpha+beta), b = alpha/(alpha+beta)",
-        "points": [{key: float(front[key][i]) for key in front} for i in range(len(budgets))],
-    }  # fmt: skip
-
-    rep = epochs > epochs.min()
+    single = [r for r in used if int(r["epochs"]) == int(e_min)]
+    result["frontier"] = frontier(params, samples, single, cfg["budget"])
+    result["approaches"] = compare_approaches(single, curves or [], result["frontier"]["a"])
+    rep = cells.epochs > e_min
     if rep.any():
-        rc = Cells(n[rep], d[rep], loss[rep], sigma[rep])
-        e_rep = epochs[rep] - epochs.min() + 1
-        r_star = fit_repetition(params, rc, e_rep)
-        boot_r = []
-        rng = np.random.default_rng(seed + 1)
-        for p in samples:
-            idx = rng.integers(0, rep.sum(), rep.sum())
-            boot_r.append(fit_repetition(p, rc.take(idx), e_rep[idx]))
-        spread = _summary(np.array(boot_r)) if len(boot_r) > 2 else {}
-        result["repetition"] = {
-            "formula": "D' = U (1 + R* (1 - exp(-(E - 1) / R*))), omega = 1 + R*",
-            "R_star": {"value": r_star, **spread},
-            "omega": {"value": 1 + r_star, **({k2: v + (1 if k2 != "uncertainty" else 0)
-                                               for k2, v in spread.items()})},
-            "cells": int(rep.sum()),
-        }  # fmt: skip
-        if not spread or spread["uncertainty"] > 0.5 * r_star:
-            result["unconstrained"].append(f"R* = {r_star:.3g}: repetition gain poorly constrained")
+        rc = cells.take(rep)
+        result["repetition"] = analyse_repetition(
+            params, samples, rc.n, rc.d, rc.epochs - e_min + 1, rc.loss, rc.sigma, int(cfg["seed"]) + 1
+        )
+        if not result["repetition"]["constrained"]:
+            result["notes"].append("R*: repetition gain poorly constrained (relative uncertainty > 50 %)")
     else:
         result["repetition"] = None
         result["notes"].append("no cells with repetitions: the effective-data gain is not fitted")
     return result
+
+
+def params_of(fit: dict[str, Any]) -> np.ndarray | None:
+    """The central (E, A, alpha, B, beta) of a fit.json, or None when it has no parameters."""
+    if "parameters" not in fit:
+        return None
+    return np.array([fit["parameters"][k]["value"] for k in NAMES])
+
+
+def samples_of(fit: dict[str, Any]) -> np.ndarray:
+    return np.array(fit.get("bootstrap", {}).get("samples", []), float).reshape(-1, N_PARAMS)

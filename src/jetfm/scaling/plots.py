@@ -13,7 +13,9 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from jetfm.figures import save_figure
-from jetfm.scaling.fit import NAMES, effective_data, law
+from jetfm.scaling.fit import NAMES, law
+from jetfm.scaling.frontier import flops_per_size, k_of
+from jetfm.scaling.repetition import effective_data
 
 FIGURES = ("loss_vs_n", "loss_vs_d", "isoflop", "residuals", "repetition")
 
@@ -24,7 +26,7 @@ def _arrays(rows: list[dict[str, Any]]) -> dict[str, np.ndarray]:
 
 
 def _params(fit: dict[str, Any]) -> np.ndarray | None:
-    if fit.get("status") != "ok":
+    if "parameters" not in fit:
         return None
     return np.array([fit["parameters"][k]["value"] for k in NAMES])
 
@@ -72,14 +74,17 @@ def plot_isoflop(rows: list[dict[str, Any]], fit: dict[str, Any], path: Path) ->
     sc = ax.scatter(a["N"], a["val_loss"], c=np.log10(a["flops"]), cmap="plasma", s=22, zorder=3)
     fig.colorbar(sc, ax=ax, label="log10 training FLOPs (measured)")
     if params is not None:
-        k = fit["frontier"]["C_per_N_D"]
+        sizes, ks = flops_per_size(rows)
         budgets = np.logspace(np.log10(a["flops"].min()), np.log10(a["flops"].max()), 5)
         n_grid = np.logspace(np.log10(a["N"].min()) - 0.5, np.log10(a["N"].max()) + 0.5, 100)
         for c in budgets:
-            ax.plot(n_grid, law(params, n_grid, c / (k * n_grid)), color="0.6", lw=0.8)
+            ax.plot(n_grid, law(params, n_grid, c / (k_of(n_grid, sizes, ks) * n_grid)), color="0.6", lw=0.8)
         pts = fit["frontier"]["points"]
-        ax.plot([p["N_opt"] for p in pts], [p["L_opt"] for p in pts], "k--", lw=1.2,
+        inside = [p for p in pts if not p["extrapolated"]]
+        ax.plot([p["N_opt"] for p in inside], [p["L_opt"] for p in inside], "k-", lw=1.2,
                 label=f"frontier N_opt ∝ C^{fit['frontier']['a']['value']:.2f}")  # fmt: skip
+        ax.plot([p["N_opt"] for p in pts], [p["L_opt"] for p in pts], "k--", lw=0.8,
+                label="frontier, extrapolated beyond the grid (dashed)")  # fmt: skip
         ax.set_xlim(n_grid.min(), n_grid.max())
         ax.set_ylim(a["val_loss"].min() * 0.9, a["val_loss"].max() * 1.1)
         ax.legend(fontsize=7)
@@ -119,7 +124,7 @@ def plot_repetition(rows: list[dict[str, Any]], fit: dict[str, Any], path: Path)
     """Loss vs passes over the same U jets, per (N, U), with the fitted effective-data curve."""
     a = _arrays(rows)
     params = _params(fit)
-    rep = fit.get("repetition") if fit.get("status") == "ok" else None
+    rep = fit.get("repetition") if params is not None else None
     fig, ax = plt.subplots(figsize=(5.5, 4))
     keys = sorted({(n, d) for n, d in zip(a["N"], a["D"], strict=True)})
     multi = [key for key in keys if ((a["N"] == key[0]) & (a["D"] == key[1])).sum() > 1]

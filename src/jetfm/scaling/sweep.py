@@ -31,7 +31,7 @@ def fit_sweep(config: dict[str, Any], runs_csv: str | Path, out_dir: str | Path)
     t0 = time.time()
     rows = read_runs(runs_csv)
     fit_cfg = config["scaling"]["fit"]
-    fit = analyse(rows, bootstrap=fit_cfg["bootstrap"], seed=fit_cfg["seed"])
+    fit = analyse(rows, fit_cfg)
     flagged = [r["cell"] for r in rows if str(r["lr_at_edge"]) == "True"]
     if flagged:
         fit["notes"].append(f"best learning rate at the edge of the search grid in cells {flagged}: widen it")
@@ -46,8 +46,8 @@ def fit_sweep(config: dict[str, Any], runs_csv: str | Path, out_dir: str | Path)
 
 def describe(fit: dict[str, Any]) -> str:
     """One line per fitted quantity, for logs and the CLI."""
-    if fit.get("status") != "ok":
-        return f"fit {fit.get('status')}: " + "; ".join(fit.get("notes", []))
+    if "parameters" not in fit:
+        return f"fit {fit.get('status')}: " + "; ".join(fit.get("reasons", []) + fit.get("notes", []))
     lines = []
     for name, p in fit["parameters"].items():
         lines.append(f"{name} = {p['value']:.4g} ± {p.get('uncertainty', float('nan')):.2g}")
@@ -58,7 +58,8 @@ def describe(fit: dict[str, Any]) -> str:
     if fit.get("repetition"):
         r = fit["repetition"]["R_star"]
         lines.append(f"R* = {r['value']:.3g} ± {r.get('uncertainty', float('nan')):.2g}")
-    lines += [f"unconstrained: {u}" for u in fit["unconstrained"]] + [f"note: {n}" for n in fit["notes"]]
+    lines.insert(0, f"status: {fit['status']}")
+    lines += [f"reason: {u}" for u in fit["reasons"]] + [f"note: {n}" for n in fit["notes"]]
     return "\n".join(lines)
 
 
