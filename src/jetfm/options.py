@@ -11,11 +11,16 @@ from typing import Any
 from jetfm.paths import SPLITS, h5_dir, shard_paths
 
 
-def add_config_arguments(parser: argparse.ArgumentParser) -> None:
-    """The options every stage shares: the config file and dotted overrides."""
-    parser.add_argument("--config", default="config/config.yaml", help="workflow config YAML")
+def add_config_arguments(parser: argparse.ArgumentParser, subcommand: bool = False) -> None:
+    """The options every stage shares: the config file and dotted overrides. `subcommand`: the same options
+    on a subcommand's parser, without defaults of their own, so `jetfm scaling cost --config X` and
+    `jetfm scaling --config X cost` mean the same."""
+    default = argparse.SUPPRESS if subcommand else None
     parser.add_argument(
-        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+        "--config", default=default or "config/config.yaml", help="workflow config YAML"
+    )  # fmt: skip
+    parser.add_argument(
+        "--set", dest="overrides", action="append", default=default or [], metavar="KEY=VALUE",
         help="override a config value, e.g. --set simulate.jets_per_shard=50 (repeatable)",
     )  # fmt: skip
 

@@ -95,3 +95,15 @@ def test_every_stage_module_exists_and_has_parser_and_run() -> None:
 def test_version() -> None:
     proc = subprocess.run([sys.executable, "-m", "jetfm", "--version"], capture_output=True, text=True)
     assert proc.returncode == 0 and proc.stdout.strip() == f"jetfm {__version__}"
+
+
+def test_config_options_work_before_and_after_a_subcommand(capsys: pytest.CaptureFixture[str]) -> None:
+    """`jetfm scaling cost --config X` (config/scaling.yaml's header) = `jetfm scaling --config X cost`."""
+    preset = str(Path(__file__).resolve().parents[2] / "config" / "scaling.yaml")
+    after = _main(capsys, "scaling", "cost", "--config", preset)
+    before = _main(capsys, "scaling", "--config", preset, "cost")
+    default = _main(capsys, "scaling", "cost")
+    assert after[0] == before[0] == default[0] == 0
+    assert after[1] == before[1] != default[1]  # the preset's grid, not the default config's
+    sweep = _main(capsys, "scaling", "cells", "--set", "scaling.data_sizes=[128]")
+    assert sweep[0] == 0 and all("-D128-" in line for line in sweep[1].splitlines())

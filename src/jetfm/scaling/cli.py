@@ -19,33 +19,37 @@ from jetfm.options import add_config_arguments
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     add_config_arguments(parser)
+    shared = argparse.ArgumentParser(add_help=False)
+    add_config_arguments(shared, subcommand=True)  # --config/--set also after the subcommand
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("cells", help="print the grid's cell ids and their settings")
-    sub.add_parser("cost", help="expected accelerator-hours of the grid and the Slurm hours requested")
-    run = sub.add_parser("run", help="the whole sweep in this process (cells with a result.json are kept)")
+
+    def command(name: str, help: str) -> argparse.ArgumentParser:
+        return sub.add_parser(name, help=help, parents=[shared])
+
+    command("cells", "print the grid's cell ids and their settings")
+    command("cost", "expected accelerator-hours of the grid and the Slurm hours requested")
+    run = command("run", "the whole sweep in this process (cells with a result.json are kept)")
     run.add_argument("--h5-dir", help="preprocessed shards (default results/h5/<dataset>)")
     run.add_argument("--out-dir", help="default results/scaling/<sweep>")
     run.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = default)")
-    subset = sub.add_parser("subset", help="the first JETS nominal jets of a split's fixed order, one shard")
+    subset = command("subset", "the first JETS nominal jets of a split's fixed order, one shard")
     subset.add_argument("--split", choices=("train", "val"), default="train")
     subset.add_argument("--jets", type=int, required=True)
     subset.add_argument("--h5-dir", help="preprocessed shards (default results/h5/<dataset>)")
     subset.add_argument("--out", required=True)
-    cell = sub.add_parser("cell", help="train one cell at every candidate learning rate; write result.json")
+    cell = command("cell", "train one cell at every candidate learning rate; write result.json")
     cell.add_argument("--cell", required=True, help="cell id <size>-D<jets>-E<epochs> (see `cells`)")
     cell.add_argument("--train-subset", required=True)
     cell.add_argument("--val-subset", required=True)
     cell.add_argument("--out", required=True, help="cell directory")
     cell.add_argument("--threads", type=int, default=0)
-    collect = sub.add_parser("collect", help="cells' result.json -> runs.csv")
+    collect = command("collect", "cells' result.json -> runs.csv")
     collect.add_argument("results", nargs="+")
     collect.add_argument("--out", required=True)
-    fit = sub.add_parser("fit", help="runs.csv -> fit.json and figures")
+    fit = command("fit", "runs.csv -> fit.json and figures")
     fit.add_argument("--runs", required=True)
     fit.add_argument("--out-dir", required=True)
-    compare = sub.add_parser(
-        "compare", help="fits of several sweeps side by side (e.g. scratch vs pretrained)"
-    )
+    compare = command("compare", "fits of several sweeps side by side (e.g. scratch vs pretrained)")
     compare.add_argument("fits", nargs="+", metavar="LABEL=FIT_JSON", help="the first is the reference")
     compare.add_argument("--out", required=True, help="comparison CSV")
 
