@@ -1,13 +1,13 @@
 """Compression: iterative magnitude pruning and quantisation-aware training in hls4ml's fixed-point types.
 
-Why hand-written quantisers (README "FPGA stage" has the full argument): hls4ml 1.3's PyTorch frontend
-converts plain `torch.nn` layers only. It has no handler for Brevitas layers (those go through QONNX: onnx
-+ qonnx + export) nor for PQuantML's torch layers (hls4ml#1400 came after 1.3), and HGQ2 models are Keras
-models. So the student stays a plain `nn.Sequential`, and the quantisation lives in
-`torch.nn.utils.parametrize` parametrisations (weights, biases) and in `QuantReLU` (activations) that apply
-*exactly* the arithmetic of `ap_fixed<W,I,Q,O>` (rounding Q in TRN / RND / RND_CONV, overflow O in WRAP /
-SAT). Export bakes the quantised weights into plain layers and hands hls4ml the same types, so the
-emulation is bit-exact.
+Why hand-written quantisers (docs/stages.md, "Why hand-written fixed-point quantisers", has the full
+argument): hls4ml 1.3's PyTorch frontend converts plain `torch.nn` layers only. It has no handler for Brevitas
+layers (those go through QONNX: onnx + qonnx + export) nor for PQuantML's torch layers (hls4ml#1400 came after
+1.3), and HGQ2 models are Keras models. So the student stays a plain `nn.Sequential`, and the quantisation
+lives in `torch.nn.utils.parametrize` parametrisations (weights, biases) and in `QuantReLU` (activations) that
+apply *exactly* the arithmetic of `ap_fixed<W,I,Q,O>` (rounding Q in TRN / RND / RND_CONV, overflow O in WRAP
+/ SAT). Export bakes the quantised weights into plain layers and hands hls4ml the same types, so the emulation
+is bit-exact.
 Magnitude selection reuses `torch.nn.utils.prune.L1Unstructured`.
 """
 
