@@ -96,39 +96,13 @@ def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
-def _linear_macs(module: nn.Module) -> int:
-    return sum(m.in_features * m.out_features for m in module.modules() if isinstance(m, nn.Linear))
-
-
 def flops_per_jet(model: nn.Module, n_particles: float) -> float:
     """Analytic forward FLOPs (2 x multiply-accumulates of Linear layers and attention matmuls) per jet.
 
-    Norms, activations and softmax are left out (< 2 % here). `n_particles` is the (mean) number of
-    particles attended over; training costs about 3x the forward pass.
+    Each model counts its own (`forward_macs(p)`); norms, activations and softmax are left out (< 2 % here).
+    `n_particles` is the (mean) number of particles attended over; training costs about 3x the forward pass.
     """
-    p = float(n_particles)
-    if isinstance(model, ParticleTransformer):
-        d = model.size.embed_dim
-        macs = p * _linear_macs(model.embed)
-        if model.pair_embed is not None:
-            macs += p * (p + 1) / 2 * _linear_macs(model.pair_embed)
-        for blk in model.blocks:
-            per_token = _linear_macs(blk.attn) + blk.fc1.in_features * blk.fc1.out_features * 2
-            macs += p * per_token + 2 * p * p * d
-        for blk in model.cls_blocks:
-            a = blk.attn
-            macs += (
-                d * d * 2 + (p + 1) * 2 * d * d + 2 * (p + 1) * d
-            )  # q, proj; kv over cls+particles; QK, AV
-            macs += blk.fc1.in_features * blk.fc1.out_features * 2
-            del a
-        macs += _linear_macs(model.head)
-    elif isinstance(model, ParticleFlowNetwork):
-        macs = p * _linear_macs(model.phi) + _linear_macs(model.f)
-    elif isinstance(model, JetMLP):
-        macs = _linear_macs(model.net)
-    elif isinstance(model, JetCNN):  # convolutions on the image; building it is O(particles), left out
-        macs = model.macs()
-    else:
-        raise TypeError(f"no FLOPs formula for {type(model).__name__}")
-    return 2.0 * macs
+    forward_macs = getattr(model, "forward_macs", None)
+    if forward_macs is None:
+        raise TypeError(f"no FLOPs formula for {type(model).__name__} (it has no forward_macs)")
+    return 2.0 * float(forward_macs(float(n_particles)))

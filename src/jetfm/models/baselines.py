@@ -12,6 +12,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from jetfm.models.cost import linear_macs
+
 
 def mlp(in_dim: int, dims: tuple[int, ...], out_dim: int | None = None) -> nn.Sequential:
     """Linear + ReLU stack, optionally followed by a bare Linear to `out_dim`."""
@@ -51,6 +53,10 @@ class ParticleFlowNetwork(nn.Module):
         latent = (self.phi(part_features * keep) * keep).sum(dim=1)
         return self.f(latent)
 
+    def forward_macs(self, p: float) -> float:
+        """Φ once per particle, F once per jet."""
+        return p * linear_macs(self.phi) + linear_macs(self.f)
+
 
 @dataclass(frozen=True)
 class JetMLPSize:
@@ -87,3 +93,7 @@ class JetMLP(nn.Module):
 
     def forward(self, part_features, part_vectors, part_mask, jet_features):  # type: ignore[no-untyped-def]
         return self.net(self.features(part_features, part_vectors, part_mask, jet_features))
+
+    def forward_macs(self, p: float) -> float:
+        """Jet features only: independent of the particles."""
+        return linear_macs(self.net)

@@ -117,6 +117,10 @@ class JetCNN(nn.Module):
         images = jet_images(part_features, part_vectors, part_mask, self.image)
         return self.fc(self.dropout(self.features(images)))
 
+    def forward_macs(self, p: float) -> float:
+        """The convolutions on the image; building it is O(particles) and left out."""
+        return self.macs()
+
     def macs(self) -> int:
         """Multiply-accumulates of the convolutions and the classifier for one image (shapes traced once)."""
         total = 0

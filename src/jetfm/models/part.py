@@ -31,6 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from jetfm.models.cost import linear_macs
 from jetfm.models.pairwise import dense_pair_features, valid_pair_features, valid_pairs
 
 LAYOUTS = ("auto", "packed", "dense")
@@ -388,11 +389,26 @@ class ParticleTransformer(nn.Module):
         self.head = nn.Linear(self.size.embed_dim, num_classes)
         self.backbone_frozen = False
 
-    # Read-only views of the backbone's parts for code written before the split (FLOPs, tests).
+    # Read-only views of the backbone's parts for code written before the split (tests).
     embed = property(lambda self: self.backbone.embed)
     pair_embed = property(lambda self: self.backbone.pair_embed)
     blocks = property(lambda self: self.backbone.blocks)
     cls_blocks = property(lambda self: self.backbone.cls_blocks)
+
+    def forward_macs(self, p: float) -> float:
+        """Multiply-accumulates of one jet with `p` particles: particle and pair embeddings, the particle
+        blocks (projections, MLP, QK and AV over p x p), the class-attention blocks, the head."""
+        d = self.size.embed_dim
+        macs = p * linear_macs(self.embed)
+        if self.pair_embed is not None:
+            macs += p * (p + 1) / 2 * linear_macs(self.pair_embed)
+        for blk in self.blocks:
+            per_token = linear_macs(blk.attn) + blk.fc1.in_features * blk.fc1.out_features * 2
+            macs += p * per_token + 2 * p * p * d
+        for blk in self.cls_blocks:  # q, proj; kv over cls + particles; QK, AV; the MLP
+            macs += d * d * 2 + (p + 1) * 2 * d * d + 2 * (p + 1) * d
+            macs += blk.fc1.in_features * blk.fc1.out_features * 2
+        return macs + linear_macs(self.head)
 
     def freeze_backbone(self) -> None:
         self.backbone_frozen = True
