@@ -1,7 +1,7 @@
 """`jetfm export`: a backbone-only file and its model card from a pretraining (or any ParT) checkpoint.
 
-  jetfm export results/pretrain/demo_rs3l/checkpoint.pt              # -> results/pretrain/demo_rs3l/export/
-  jetfm export CKPT --out my_backbone/ --train results/h5/demo/train/0000.h5
+  jetfm export results/pretrain/pretrain-demo_rs3l/checkpoint.pt     # -> <that run>/export/
+  jetfm export CKPT --out my_backbone/ --train results/h5/pretrain-demo/train/0000.h5
 The inputs (feature names, order, normalisation) come from the training shards listed in the summary.json
 next to the checkpoint, or from --train. Then: `jetfm finetune --from <out>/backbone.pt ...`.
 """
