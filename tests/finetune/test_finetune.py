@@ -6,17 +6,14 @@ from __future__ import annotations
 
 import csv
 import json
-import signal
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 import yaml
-from fixtures.train import make_split_dataset
+from fixtures.train import kill_and_resume, make_split_dataset
 
 from jetfm.finetune.efficiency import plot_efficiency, write_efficiency
 from jetfm.finetune.labelled import LabelledStream, count_labelled, labelled_selection
@@ -160,18 +157,7 @@ def test_kill_and_resume_of_pretraining_reproduces_the_uninterrupted_run(
     cfg["pretrain"]["train"] = {"max_steps": 40, "checkpoint_every": 4, "eval_every": 20}
     config.write_text(yaml.safe_dump(cfg))
     ref, killed = tmp_path / "ref", tmp_path / "killed"
-    subprocess.run(_cli(config, data, ref), check=True, capture_output=True)
-    proc = subprocess.Popen(_cli(config, data, killed), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 120
-    while not (killed / "checkpoint.pt").exists() and time.time() < deadline and proc.poll() is None:
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    step_at_kill = torch.load(killed / "checkpoint.pt", weights_only=True)["step"]
-    assert step_at_kill < 40, "run finished before the kill: make it longer"
-    subprocess.run(_cli(config, data, killed, "--resume"), check=True, capture_output=True)
+    sa, sb = kill_and_resume(lambda out, *extra: _cli(config, data, out, *extra), ref, killed, 40)
     a, b = _history(ref / "history.csv"), _history(killed / "history.csv")
     assert len(a) == 40 and a == b
-    sa = torch.load(ref / "checkpoint.pt", weights_only=True)["model"]
-    sb = torch.load(killed / "checkpoint.pt", weights_only=True)["model"]
     assert all(torch.equal(sa[k], sb[k]) for k in sa)

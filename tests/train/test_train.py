@@ -4,17 +4,14 @@ the loader shards without overlap and reads whole blocks."""
 from __future__ import annotations
 
 import csv
-import signal
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 import yaml
-from fixtures.train import make_dataset
+from fixtures.train import kill_and_resume, make_dataset
 
 from jetfm.train.checkpoint import load_checkpoint
 from jetfm.train.config import TrainConfig, from_workflow
@@ -72,25 +69,10 @@ def test_kill_and_resume_reproduces_the_uninterrupted_run(data: dict[str, list[s
     # through the shuffled data order.
     config = _write_config(tmp_path / "c.yaml", h5_root, max_steps=400, checkpoint_every=25, eval_every=100)
     ref, killed = tmp_path / "ref", tmp_path / "killed"
-    subprocess.run(_cli(config, h5_root, ref), check=True, capture_output=True)
-
-    proc = subprocess.Popen(
-        _cli(config, h5_root, killed), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    deadline = time.time() + 120
-    while not (killed / "checkpoint.pt").exists() and time.time() < deadline and proc.poll() is None:
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    step_at_kill = torch.load(killed / "checkpoint.pt", weights_only=True)["step"]
-    assert step_at_kill < 400, "run finished before the kill: make it longer"
-
-    subprocess.run(_cli(config, h5_root, killed, "--resume"), check=True, capture_output=True)
+    sa, sb = kill_and_resume(lambda out, *extra: _cli(config, h5_root, out, *extra), ref, killed, 400)
     a, b = _history(ref / "history.csv"), _history(killed / "history.csv")
     keys = ("step", "epoch", "lr", "train_loss", "grad_norm", "val_loss", "jets")
     assert [[r[k] for k in keys] for r in a] == [[r[k] for k in keys] for r in b]
-    sa = torch.load(ref / "checkpoint.pt", weights_only=True)["model"]
-    sb = torch.load(killed / "checkpoint.pt", weights_only=True)["model"]
     assert all(torch.equal(sa[k], sb[k]) for k in sa)
 
 
