@@ -11,4 +11,5 @@ with redirect_to_log(snakemake.log[0]):
         snakemake.input.val,
         snakemake.params.out_dir,
         threads=snakemake.threads,
+        test_file=snakemake.input.test,
     )

@@ -150,45 +150,70 @@ TINY = {
 
 
 def test_tiny_grid_end_to_end_in_process(tmp_path: Path) -> None:
-    make_dataset(tmp_path / "h5", n_train=256, n_val=96, n_test=16, shards=1)
+    make_dataset(tmp_path / "h5", n_train=256, n_val=96, n_test=96, shards=1)
     config = validate_config(
-        {"preprocess": {"shards_per_split": 1}, "scaling": {**TINY, "data_sizes": [32, 64, 128]}}
-    )
+        {"preprocess": {"shards_per_split": 1}, "scaling": {**TINY, "data_sizes": [32, 64, 128],
+         "evaluations": 3, "seeds": {"count": 2, "data_sizes": [64]}}}
+    )  # fmt: skip
     fit = run_sweep(config, tmp_path / "h5", tmp_path / "sweep", threads=1)
     with open(tmp_path / "sweep/runs.csv") as fh:
         rows = list(csv.DictReader(fh))
     assert [r["cell"] for r in rows] == [
-        "xs-D32-E1",
-        "xs-D64-E1",
-        "xs-D128-E1",
-        "s-D32-E1",
-        "s-D64-E1",
-        "s-D128-E1",
-    ]
+        "xs-D32-E1", "xs-D64-E1", "xs-D64-E1-S1", "xs-D128-E1",
+        "s-D32-E1", "s-D64-E1", "s-D64-E1-S1", "s-D128-E1",
+    ]  # fmt: skip
     for r in rows:
         assert int(r["steps"]) == int(r["D"]) // 16 and int(r["val_jets"]) == 64
         assert 0.5 < float(r["flops_ratio_6ND_total"]) < 2.0, r  # measured compute ~ 6 N D (D in particles)
         assert float(r["val_loss"]) > 0 and float(r["val_loss_sem"]) > 0
+        assert r["scored_on"] == "test" and 1 <= int(r["best_step"]) <= int(r["steps"])
+    by_id = {r["cell"]: r for r in rows}
+    for size in ("xs", "s"):  # a replica: another seed at the learning rate its primary chose
+        primary, replica = by_id[f"{size}-D64-E1"], by_id[f"{size}-D64-E1-S1"]
+        assert replica["lr"] == primary["lr"] and int(replica["seed"]) == int(primary["seed"]) + 1
+        assert replica["val_loss"] != primary["val_loss"]
+    assert fit["training_noise"]["replicated_cells"] == 2 and fit["training_noise"]["dof"] == 2
     assert int(rows[0]["N"]) < int(rows[-1]["N"])
+    # learning curves: 3 log-spaced validation passes per run (fewer when the steps are too few to space)
+    with open(tmp_path / "sweep/curves.csv") as fh:
+        curves = list(csv.DictReader(fh))
+    steps_of = {r["cell"]: sorted(int(p["step"]) for p in curves if p["cell"] == r["cell"]) for r in rows}
+    assert steps_of["s-D128-E1"] == [1, 3, 8]
+    assert all(s[-1] == int(by_id[c]["steps"]) for c, s in steps_of.items())
     # 2 sizes x 3 data sizes over < 1 decade: fitted, but reported underdetermined with its reasons
     assert fit["status"] == "underdetermined" and fit["goodness_of_fit"]["ndf"] == 1, fit["reasons"]
     saved = json.loads((tmp_path / "sweep/fit.json").read_text())
-    assert set(saved["parameters"]) == set(NAMES) and saved["provenance"]["counts"]["cells"] == 6
-    for name in ("loss_vs_n", "loss_vs_d", "isoflop", "residuals", "repetition"):
+    assert set(saved["parameters"]) == set(NAMES) and saved["provenance"]["counts"]["cells"] == 8
+    for name in ("loss_vs_n", "loss_vs_d", "isoflop", "residuals", "repetition", "learning_curves", "corner"):
         assert (tmp_path / f"sweep/{name}.png").stat().st_size > 5000
-    # A second call finds every cell's result.json and trains nothing.
-    mtime = (tmp_path / "sweep/cells/s-D128-E1/result.json").stat().st_mtime_ns
+    # A second call finds every cell's result.json current and trains nothing.
+    mtime = {c: (tmp_path / f"sweep/cells/{c}/result.json").stat().st_mtime_ns for c in by_id}
     run_sweep(config, tmp_path / "h5", tmp_path / "sweep")
-    assert (tmp_path / "sweep/cells/s-D128-E1/result.json").stat().st_mtime_ns == mtime
+    assert all((tmp_path / f"sweep/cells/{c}/result.json").stat().st_mtime_ns == t for c, t in mtime.items())
     # A cell whose job died after training continues from its checkpoint: the same loss, no steps redone.
     result = tmp_path / "sweep/cells/s-D128-E1/result.json"
     before = json.loads(result.read_text())
     result.unlink()
-    history = next((tmp_path / "sweep/cells/s-D128-E1").glob("lr0-*/history.csv"))
+    history = next((tmp_path / "sweep/cells/s-D128-E1").glob("lr*/history.csv"))
     rows_before = history.read_text()
     run_sweep(config, tmp_path / "h5", tmp_path / "sweep")
     after = json.loads(result.read_text())
     assert after["val_loss"] == before["val_loss"] and history.read_text() == rows_before
+    # A changed setting reruns that cell only; a best learning rate on the grid's edge is extended once.
+    mtime = {c: (tmp_path / f"sweep/cells/{c}/result.json").stat().st_mtime_ns for c in by_id}
+    config["scaling"]["cell_overrides"] = {"xs-D128-E1": {"lr_multipliers": [0.001, 0.008]}}
+    run_sweep(config, tmp_path / "h5", tmp_path / "sweep")
+    changed = json.loads((tmp_path / "sweep/cells/xs-D128-E1/result.json").read_text())
+    assert changed["lr_extended"] == 0 and len(changed["lr_candidates"]) == 2  # extend defaults to 0
+    rerun = [c for c in by_id if (tmp_path / f"sweep/cells/{c}/result.json").stat().st_mtime_ns != mtime[c]]
+    assert rerun == ["xs-D128-E1"]
+    config["scaling"]["lr"]["extend"] = 1  # far too small rates: the best is the top edge, one more tried
+    run_sweep(config, tmp_path / "h5", tmp_path / "sweep")
+    extended = json.loads((tmp_path / "sweep/cells/xs-D128-E1/result.json").read_text())
+    top = changed["lr_candidates"][1]
+    assert extended["lr_extended"] == 1 and extended["lr_candidates"] == pytest.approx(
+        [*changed["lr_candidates"], top * 8], rel=1e-4
+    )
 
 
 def _snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -207,7 +232,7 @@ def _planned_cells(workdir: Path) -> list[str]:
 
 @pytest.mark.slow
 def test_snakemake_reruns_only_missing_or_changed_cells(tmp_path: Path) -> None:
-    make_dataset(tmp_path / "results/h5/fx", n_train=128, n_val=96, n_test=16, shards=1)
+    make_dataset(tmp_path / "results/h5/fx", n_train=128, n_val=96, n_test=96, shards=1)
     config = {"dataset": "fx", "preprocess": {"shards_per_split": 1}, "scaling": {**TINY, "data_sizes": [64]}}
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
     (tmp_path / "Snakefile").write_text(
@@ -234,7 +259,7 @@ def test_snakemake_reruns_only_missing_or_changed_cells(tmp_path: Path) -> None:
         assert "slurm_partition=gpu" in line and "gpu=1" in line, line
         assert f"runtime={want['runtime']}," in line and f"mem_mb={want['mem_mb']}," in line, (line, want)
 
-    config["scaling"]["cell_overrides"] = {"s-D64-E1": {"lr_multipliers": [0.5, 1.0]}}
+    config["scaling"]["cell_overrides"] = {"s-D64-E1": {"lr_multipliers": [0.5, 4.0]}}
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
     assert _planned_cells(tmp_path) == ["s-D64-E1"]  # one cell's settings changed: only that cell
     config["scaling"]["data_sizes"] = [64, 96]

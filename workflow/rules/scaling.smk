@@ -3,12 +3,12 @@
 # of L(N, D) with bootstrap uncertainties and the report figures. Logic: src/jetfm/scaling (`jetfm scaling`).
 import os
 
-from jetfm.scaling.grid import CELL_PATTERN, cell_resources, cell_settings, cells, parse_cell_id
+from jetfm.scaling.grid import CELL_PATTERN, cell_resources, cell_settings, cells, parse_cell_id, test_jets
 
 SCALING = config["scaling"]
 SCALING_DIR = f"{RESULTS}/scaling/{SCALING['sweep']}"
 SCALING_CELLS = [c.id for c in cells(SCALING)]
-SCALING_FIGURES = ["loss_vs_n", "loss_vs_d", "isoflop", "residuals", "repetition"]
+SCALING_FIGURES = ["loss_vs_n", "loss_vs_d", "isoflop", "residuals", "repetition", "learning_curves", "corner"]
 
 
 # A pretrained checkpoint is an input of every cell when the sweep fine-tunes (its change reruns them).
@@ -19,7 +19,8 @@ SCALING_PRETRAINED = (
 )
 
 
-# The first `jets` nominal jets of one fixed order of a split: nested training subsets, the fixed validation set.
+# The first `jets` nominal jets of one fixed order of a split: nested training subsets, the fixed validation set
+# (learning rate and stopping step are chosen on it) and the fixed test set (the cells' losses are scored on it).
 rule scaling_subset:
     input:
         lambda wildcards: h5_shards(wildcards.split),
@@ -30,7 +31,7 @@ rule scaling_subset:
     log:
         f"{LOGS}/scaling/{SCALING['sweep']}/subset_{{split}}_D{{jets}}.log",
     wildcard_constraints:
-        split="train|val",
+        split="train|val|test",
         jets=r"\d+",
     threads: 1
     resources:
@@ -46,7 +47,14 @@ rule scaling_cell:
     input:
         train=lambda wildcards: f"{SCALING_DIR}/data/train_D{parse_cell_id(wildcards.cell).jets}.h5",
         val=f"{SCALING_DIR}/data/val_D{SCALING['val_jets']}.h5",
+        test=f"{SCALING_DIR}/data/test_D{test_jets(SCALING)}.h5",
         pretrained=SCALING_PRETRAINED,
+        # a seed replica trains at the learning rate its primary cell chose
+        primary=lambda wildcards: (
+            [f"{SCALING_DIR}/cells/{parse_cell_id(wildcards.cell).primary.id}/result.json"]
+            if parse_cell_id(wildcards.cell).replica
+            else []
+        ),
     output:
         result=f"{SCALING_DIR}/cells/{{cell}}/result.json",
     params:
@@ -74,6 +82,7 @@ rule scaling_collect:
         results=expand(f"{SCALING_DIR}/cells/{{cell}}/result.json", cell=SCALING_CELLS),
     output:
         runs=report(f"{SCALING_DIR}/runs.csv", caption="../report/scaling_runs.rst", category="Scaling"),
+        curves=f"{SCALING_DIR}/curves.csv",
     log:
         f"{LOGS}/scaling/{SCALING['sweep']}/collect.log",
     threads: 1
@@ -89,6 +98,7 @@ rule scaling_collect:
 rule scaling_fit:
     input:
         runs=f"{SCALING_DIR}/runs.csv",
+        curves=f"{SCALING_DIR}/curves.csv",
     output:
         fit=report(f"{SCALING_DIR}/fit.json", caption="../report/scaling_fit.rst", category="Scaling"),
         figures=[

@@ -1,6 +1,11 @@
 """One cell of a sweep: train through the one training loop (`jetfm.train.loop.train`) at each candidate
-learning rate, keep the best by validation loss, and record N, D, repetitions, measured compute, loss and
-wall time in `result.json`.
+learning rate (a search that extends itself once past an edge), and record N, D, repetitions, the learning
+curve, measured compute, loss and wall time in `result.json`.
+
+Selection and scoring are kept apart: the learning rate and the stopping step (the best point of the learning
+curve, whose weights the loop keeps in best.pt) are chosen on the validation subset; the cell's loss is those
+weights' mean cross-entropy on a disjoint test subset, so choosing the minimum of many noisy points does not
+bias the loss the law is fitted to.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from jetfm.provenance import make_provenance
 from jetfm.scaling.flops import measure_compute
 from jetfm.scaling.grid import cell_settings, parse_cell_id
 from jetfm.train.config import RESUME_MUTABLE, TrainConfig
+from jetfm.train.objectives import Supervised
 
 PRETRAINED_MISSING = (
     "scaling.init=pretrained needs the pretrain stage (jetfm.finetune.objective.FineTune, which loads a "
@@ -29,12 +35,20 @@ PRETRAINED_MISSING = (
 )
 
 
-def loop_objective(settings: dict[str, Any]) -> dict[str, Any]:
-    """Extra arguments of `train` for the cell's initialisation: none from scratch; for `pretrained`, the
-    pretrain stage's fine-tuning objective (all jets of the subset, the whole model trained, the backbone
-    loaded from scaling.pretrained_checkpoint), so the two laws differ only in the initialisation."""
+class EarlyStopped(Supervised):
+    """Supervised training that keeps its best-validation weights (best.pt): a data-limited cell overfits
+    before its last step, and its loss is that of its early-stopped weights."""
+
+    best_metric = ("val_loss", "min")
+
+
+def loop_objective(settings: dict[str, Any], label_smoothing: float = 0.0) -> dict[str, Any]:
+    """The `objective` argument of `train` for the cell's initialisation: from scratch, supervised training
+    with best-validation weights; for `pretrained`, the pretrain stage's fine-tuning objective (all jets of
+    the subset, the whole model trained, the backbone loaded from scaling.pretrained_checkpoint, best
+    weights kept), so the two laws differ only in the initialisation."""
     if settings["init"] == "scratch":
-        return {}
+        return {"objective": EarlyStopped(label_smoothing)}
     try:
         from jetfm.finetune.objective import FineTune
     except ModuleNotFoundError as exc:
@@ -44,7 +58,7 @@ def loop_objective(settings: dict[str, Any]) -> dict[str, Any]:
         raise ValueError(
             "scaling.init=pretrained needs scaling.pretrained_checkpoint (a pretrain checkpoint.pt)"
         )
-    return {"objective": FineTune("scaling", 1.0, path, mode="full")}
+    return {"objective": FineTune("scaling", 1.0, path, mode="full", select_best=True)}
 
 
 def train_config(settings: dict[str, Any], lr: float, threads: int = 0) -> TrainConfig:
@@ -58,7 +72,8 @@ def train_config(settings: dict[str, Any], lr: float, threads: int = 0) -> Train
         "lr": lr,
         "max_steps": steps,
         "warmup_steps": round(settings["warmup_fraction"] * steps),
-        "eval_every": steps,  # one validation pass, at the end: the cell's loss
+        "eval_every": steps,  # the validation passes: the learning curve's steps (and the last one)
+        "eval_at": settings.get("eval_at", []),
         "eval_batches": 0,
         "checkpoint_every": max(1, steps // 10),  # a killed or timed-out cell continues from here
         "log_every": max(1, steps // 20),
@@ -68,20 +83,34 @@ def train_config(settings: dict[str, Any], lr: float, threads: int = 0) -> Train
     return TrainConfig.from_dict(values)
 
 
-def run_name(index: int, cfg: TrainConfig) -> str:
-    """`lr<i>-<digest of the config>`: a rerun continues a run of the same config (resume) and never one of
-    other settings (their directories are removed)."""
-    values = {k: v for k, v in cfg.to_dict().items() if k not in RESUME_MUTABLE}
-    return f"lr{index}-" + hashlib.sha1(json.dumps(values, sort_keys=True).encode()).hexdigest()[:10]
+def settings_digest(cfg: TrainConfig) -> str:
+    """A digest of everything but the learning rate that changes a run's numbers."""
+    values = {k: v for k, v in cfg.to_dict().items() if k not in RESUME_MUTABLE | {"lr"}}
+    return hashlib.sha1(json.dumps(values, sort_keys=True).encode()).hexdigest()[:10]
 
 
-def final_val_loss(history_csv: Path) -> float:
-    """The last validation loss the loop wrote to history.csv."""
+def run_name(lr: float, digest: str) -> str:
+    """`lr<lr>-<digest>`: a rerun continues a run of the same settings (resume) and never one of other
+    settings (their directories are removed)."""
+    return f"lr{lr:.6g}-{digest}"
+
+
+def learning_curve(history_csv: Path) -> list[dict[str, float]]:
+    """The validation points the loop wrote to history.csv: step, jets seen, validation loss."""
     with open(history_csv) as fh:
-        losses = [row["val_loss"] for row in csv.DictReader(fh) if row.get("val_loss")]
-    if not losses:
+        rows = [r for r in csv.DictReader(fh) if r.get("val_loss")]
+    if not rows:
         raise RuntimeError(f"{history_csv} has no validation loss: the training run did not evaluate")
-    return float(losses[-1])
+    return [
+        {"step": int(r["step"]), "jets_seen": int(r["jets"]), "val_loss": float(r["val_loss"])} for r in rows
+    ]
+
+
+def primary_lr(result_json: Path) -> float:
+    """The learning rate a replica trains at: the one its primary cell chose."""
+    if not result_json.is_file():
+        raise FileNotFoundError(f"{result_json} is missing: a seed replica needs its primary cell's result")
+    return float(json.loads(result_json.read_text())["lr"])
 
 
 def evaluation_device(cfg: TrainConfig) -> torch.device:
@@ -90,8 +119,9 @@ def evaluation_device(cfg: TrainConfig) -> torch.device:
     return torch.device("cuda" if use_cuda else "cpu")
 
 
-def per_jet_val_losses(cfg: TrainConfig, run_dir: Path, val_file: str) -> np.ndarray:
-    """Cross-entropy of every validation jet under the run's final weights (for the loss's standard error)."""
+def per_jet_losses(cfg: TrainConfig, run_dir: Path, score_file: str) -> tuple[np.ndarray, int | None]:
+    """Cross-entropy of every jet of `score_file` under the run's best-validation weights (best.pt; the final
+    ones when the objective kept none), and the step those weights come from."""
     from jetfm.models import build_model
     from jetfm.train.checkpoint import load_checkpoint
     from jetfm.train.objectives import predict
@@ -100,10 +130,13 @@ def per_jet_val_losses(cfg: TrainConfig, run_dir: Path, val_file: str) -> np.nda
     model = build_model(
         cfg.model, ckpt["num_features"], ckpt["num_jet_features"], len(ckpt["classes"]), **cfg.size
     )
-    model.load_state_dict(ckpt["model"])
+    best = run_dir / "best.pt"
+    weights = torch.load(best, map_location="cpu", weights_only=True) if best.is_file() else ckpt
+    model.load_state_dict(weights["model"])
     device = evaluation_device(cfg)
-    probs, labels = predict(model.to(device), [val_file], cfg, device)
-    return -np.log(np.clip(probs[np.arange(len(labels)), labels], 1e-12, None))
+    probs, labels = predict(model.to(device), [score_file], cfg, device)
+    losses = -np.log(np.clip(probs[np.arange(len(labels)), labels], 1e-12, None))
+    return losses, (int(weights["step"]) if best.is_file() else None)
 
 
 def probe_compute(cfg: TrainConfig, train_file: str, n_batches: int) -> dict[str, Any]:
@@ -133,39 +166,48 @@ def run_cell(
     val_file: str,
     out_dir: str | Path,
     threads: int = 0,
+    test_file: str | None = None,
 ) -> dict[str, Any]:
-    """Train one cell (every candidate lr), write `out_dir/result.json`, return it."""
+    """Train one cell (the learning-rate search; a replica at its primary's rate), score the chosen run's
+    early-stopped weights on `test_file` (the validation subset when None), write `out_dir/result.json`."""
+    from jetfm.scaling.lr import search
+    from jetfm.train.loop import train
+
     t0 = time.time()
     settings = cell_settings(config, cell_id)
+    smoothing = float(settings["train"].get("label_smoothing", 0.0))
     loop_objective(settings)  # an unusable initialisation fails here, before any training
     out = Path(out_dir)
-    configs = [train_config(settings, lr, threads) for lr in settings["learning_rates"]]
-    names = [run_name(i, cfg) for i, cfg in enumerate(configs)]
+    lrs = settings["learning_rates"] or [primary_lr(out.parent / settings["lr_from"] / "result.json")]
+    digest = settings_digest(train_config(settings, lrs[0], threads))
     for stale in out.glob("lr*"):  # runs of earlier settings of this cell
-        if stale.is_dir() and stale.name not in names:
+        if stale.is_dir() and not stale.name.endswith(digest):
             shutil.rmtree(stale)
-    candidates = []
-    for i, (lr, cfg) in enumerate(zip(settings["learning_rates"], configs, strict=True)):
-        run_dir = out / names[i]
-        t_run = time.time()
-        from jetfm.train.loop import train
+    runs: dict[float, dict[str, Any]] = {}
 
-        print(
-            f"cell {cell_id}: lr {lr:.4g} ({i + 1}/{len(settings['learning_rates'])}), {cfg.max_steps} steps"
-        )
-        init = loop_objective(settings)  # a fresh objective per run (it records what it loaded)
-        train(cfg, [train_file], [val_file], None, run_dir, resume=True, workflow_config=config, **init)
-        loss = final_val_loss(run_dir / "history.csv")
-        candidates.append({"lr": lr, "val_loss": loss, "wall_s": time.time() - t_run, "dir": run_dir})
-        print(f"cell {cell_id}: lr {lr:.4g} -> validation loss {loss:.5f} ({time.time() - t_run:.1f} s)")
-    best_i = int(np.nanargmin([c["val_loss"] for c in candidates]))
-    best = candidates[best_i]
-    cfg = train_config(settings, best["lr"], threads)
-    per_jet = per_jet_val_losses(cfg, best["dir"], val_file)
+    def train_at(lr: float) -> float:
+        cfg = train_config(settings, lr, threads)
+        run_dir = out / run_name(lr, digest)
+        t_run = time.time()
+        print(f"cell {cell_id}: lr {lr:.4g} (run {len(runs) + 1}), {cfg.max_steps} steps", flush=True)
+        train(cfg, [train_file], [val_file], None, run_dir, resume=True, workflow_config=config,
+              **loop_objective(settings, smoothing))  # fmt: skip
+        curve = learning_curve(run_dir / "history.csv")
+        runs[lr] = {"dir": run_dir, "curve": curve, "wall_s": time.time() - t_run}
+        best = min(p["val_loss"] for p in curve)
+        print(f"cell {cell_id}: lr {lr:.4g} -> best validation loss {best:.5f} ({time.time() - t_run:.1f} s)")
+        return best
+
+    found = search(train_at, lrs, extend=int(settings["lr_extend"]) if len(lrs) > 1 else 0)
+    best_lr = found["lrs"][found["best"]]
+    best = runs[best_lr]
+    cfg = train_config(settings, best_lr, threads)
+    per_jet, best_step = per_jet_losses(cfg, best["dir"], test_file or val_file)
     compute = probe_compute(cfg, train_file, settings["flop_probe_batches"])
-    for i, c in enumerate(candidates):  # keep the chosen run's checkpoint only (disk on large sweeps)
-        if i != best_i:
-            (c["dir"] / "checkpoint.pt").unlink(missing_ok=True)
+    for lr, run in runs.items():  # keep the chosen run's weights only (disk on large sweeps)
+        if lr != best_lr:
+            for name in ("checkpoint.pt", "best.pt"):
+                (run["dir"] / name).unlink(missing_ok=True)
     jets_seen = cfg.max_steps * cfg.batch_size * cfg.grad_accum
     n, n_total = compute["parameters_non_embedding"], compute["parameters_total"]
     particles_seen = jets_seen * compute["particles_per_jet"]
@@ -180,14 +222,21 @@ def run_cell(
         "steps": cfg.max_steps,
         "batch_size": cfg.batch_size * cfg.grad_accum,
         "jets_seen": jets_seen,
-        "lr": best["lr"],
-        "lr_candidates": [c["lr"] for c in candidates],
-        "lr_losses": [c["val_loss"] for c in candidates],
-        "lr_at_edge": len(candidates) > 1 and best_i in (0, len(candidates) - 1),
-        "val_loss": float(per_jet.mean()),
-        "val_loss_loop": best["val_loss"],
+        "seed": settings["seed"],
+        "replica": settings["replica"],
+        "lr": best_lr,
+        "lr_candidates": found["lrs"],
+        "lr_losses": found["losses"],
+        "lr_extended": found["extended"],
+        "lr_at_edge": found["at_edge"],
+        "best_step": best_step,
+        "still_improving": best_step is not None and best_step >= cfg.max_steps,
+        "val_loss": float(per_jet.mean()),  # the cell's loss: early-stopped weights on the scoring subset
+        "val_loss_selection": found["losses"][found["best"]],
         "val_loss_sem": float(per_jet.std(ddof=1) / np.sqrt(len(per_jet))),
         "val_jets": len(per_jet),
+        "scored_on": "test" if test_file else "val",
+        "curve": best["curve"],
         "flops": compute["flops_per_jet"] * jets_seen,
         "flops_6ND": 6.0 * n * particles_seen,
         "flops_6ND_total": 6.0 * n_total * particles_seen,
@@ -199,11 +248,12 @@ def run_cell(
     }
     result["provenance"] = make_provenance(
         "scaling-cell", config, settings["seed"], counts={"val_jets": len(per_jet), "jets_seen": jets_seen},
-        wall_time_s=result["wall_s"], cell_settings=settings, inputs={"train": train_file, "val": val_file},
+        wall_time_s=result["wall_s"], cell_settings=settings,
+        inputs={"train": train_file, "val": val_file, "test": test_file},
     )  # fmt: skip
     write_json_atomic(out / "result.json", result)
     print(
-        f"cell {cell_id}: N={n} D={settings['jets']} E={settings['epochs']} lr={best['lr']:.4g} "
+        f"cell {cell_id}: N={n} D={settings['jets']} E={settings['epochs']} lr={best_lr:.4g} "
         f"loss={result['val_loss']:.5f}±{result['val_loss_sem']:.5f} C={result['flops']:.3g} FLOPs "
         f"(6ND: {result['flops_6ND']:.3g}) in {result['wall_s']:.1f} s"
     )

@@ -28,19 +28,20 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 
     command("cells", "print the grid's cell ids and their settings")
     command("cost", "expected accelerator-hours of the grid and the Slurm hours requested")
-    run = command("run", "the whole sweep in this process (cells with a result.json are kept)")
+    run = command("run", "the whole sweep in this process (cells with a current result.json are kept)")
     run.add_argument("--h5-dir", help="preprocessed shards (default results/h5/<dataset>)")
     run.add_argument("--out-dir", help="default results/scaling/<sweep>")
     run.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = default)")
     subset = command("subset", "the first JETS nominal jets of a split's fixed order, one shard")
-    subset.add_argument("--split", choices=("train", "val"), default="train")
+    subset.add_argument("--split", choices=("train", "val", "test"), default="train")
     subset.add_argument("--jets", type=int, required=True)
     subset.add_argument("--h5-dir", help="preprocessed shards (default results/h5/<dataset>)")
     subset.add_argument("--out", required=True)
     cell = command("cell", "train one cell at every candidate learning rate; write result.json")
     cell.add_argument("--cell", required=True, help="cell id <size>-D<jets>-E<epochs> (see `cells`)")
     cell.add_argument("--train-subset", required=True)
-    cell.add_argument("--val-subset", required=True)
+    cell.add_argument("--val-subset", required=True, help="selects the learning rate and stopping step")
+    cell.add_argument("--test-subset", help="scores the chosen weights (default: the validation subset)")
     cell.add_argument("--out", required=True, help="cell directory")
     cell.add_argument("--threads", type=int, default=0)
     collect = command("collect", "cells' result.json -> runs.csv")
@@ -78,7 +79,9 @@ def run(args: argparse.Namespace) -> int:
     elif args.command == "cell":
         from jetfm.scaling.cell import run_cell
 
-        run_cell(config, args.cell, args.train_subset, args.val_subset, args.out, args.threads)
+        run_cell(
+            config, args.cell, args.train_subset, args.val_subset, args.out, args.threads, args.test_subset
+        )
     elif args.command == "collect":
         from jetfm.scaling.runs import collect
 

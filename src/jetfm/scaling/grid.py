@@ -1,8 +1,9 @@
-"""The sweep's cells from the config's `scaling:` section: sizes x data sizes x repetitions.
+"""The sweep's cells from the config's `scaling:` section: sizes x data sizes x repetitions (x seeds).
 
 A cell is identified by `<size>-D<jets>-E<epochs>` (stable: it names the config entries, not their
 position), so adding a size or a data size adds cells without renaming the others, and Snakemake reruns a
-cell only when `cell_settings` (everything that changes its result) changes.
+cell only when `cell_settings` (everything that changes its result) changes. A replica of a cell with another
+training seed (the seed axis that measures training noise) is `<id>-S<k>`, k >= 1.
 """
 
 from __future__ import annotations
@@ -12,28 +13,38 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-CELL_PATTERN = r"[A-Za-z0-9_.]+-D\d+-E\d+"
-_CELL_RE = re.compile(r"^(?P<size>[A-Za-z0-9_.]+)-D(?P<jets>\d+)-E(?P<epochs>\d+)$")
+from jetfm.scaling import lr as lr_rule
+
+CELL_PATTERN = r"[A-Za-z0-9_.]+-D\d+-E\d+(?:-S\d+)?"
+_CELL_RE = re.compile(r"^(?P<size>[A-Za-z0-9_.]+)-D(?P<jets>\d+)-E(?P<epochs>\d+)(?:-S(?P<seed>\d+))?$")
 
 
 @dataclass(frozen=True)
 class Cell:
-    """One training run of the grid: model size `size` on the first `jets` training jets, `epochs` passes."""
+    """One training run of the grid: model size `size` on the first `jets` training jets, `epochs` passes;
+    `replica` k >= 1 repeats the cell with training seed + k (at the learning rate the cell chose)."""
 
     size: str
     jets: int
     epochs: int
+    replica: int = 0
 
     @property
     def id(self) -> str:
-        return f"{self.size}-D{self.jets}-E{self.epochs}"
+        base = f"{self.size}-D{self.jets}-E{self.epochs}"
+        return f"{base}-S{self.replica}" if self.replica else base
+
+    @property
+    def primary(self) -> Cell:
+        """The cell this one replicates (itself when it is not a replica)."""
+        return Cell(self.size, self.jets, self.epochs)
 
 
 def parse_cell_id(cell_id: str) -> Cell:
     match = _CELL_RE.match(cell_id)
     if not match:
-        raise ValueError(f"scaling cell id {cell_id!r} does not look like <size>-D<jets>-E<epochs>")
-    return Cell(match["size"], int(match["jets"]), int(match["epochs"]))
+        raise ValueError(f"scaling cell id {cell_id!r} does not look like <size>-D<jets>-E<epochs>[-S<k>]")
+    return Cell(match["size"], int(match["jets"]), int(match["epochs"]), int(match["seed"] or 0))
 
 
 def cells(section: dict[str, Any]) -> list[Cell]:
@@ -56,12 +67,25 @@ def cells(section: dict[str, Any]) -> list[Cell]:
         raise ValueError(
             f"scaling.data_sizes {small} are below scaling.train.batch_size={batch}: a cell needs >= 1 batch"
         )
-    return [
+    grid = [
         Cell(size, int(d), int(e))
         for size in sizes
         for d in sorted(set(section["data_sizes"]))
         for e in sorted(set(section["epochs"]))
     ]
+    seeds = section.get("seeds", {})
+    replicated = set(seeds.get("data_sizes") or section["data_sizes"])
+    unknown = sorted(replicated - set(section["data_sizes"]))
+    if unknown:
+        raise ValueError(f"scaling.seeds.data_sizes {unknown} are not in scaling.data_sizes")
+    e_min = min(section["epochs"])
+    replicas = [
+        Cell(c.size, c.jets, c.epochs, k)
+        for c in grid
+        if c.jets in replicated and c.epochs == e_min
+        for k in range(1, int(seeds.get("count", 1)))
+    ]
+    return grid + replicas
 
 
 def lookup(section: dict[str, Any], cell_id: str) -> Cell:
@@ -75,9 +99,26 @@ def lookup(section: dict[str, Any], cell_id: str) -> Cell:
     return cell
 
 
-def steps(cell: Cell, batch_size: int) -> int:
-    """Optimiser steps: whole batches per pass over the subset (the loader drops the last partial one)."""
-    return max(1, cell.jets // batch_size) * cell.epochs
+def steps(cell: Cell, batch_size: int, max_steps: int = 0) -> int:
+    """Optimiser steps: whole batches per pass over the subset (the loader drops the last partial one) times
+    the passes, at most `max_steps` (0 = no cap): with a cap, `epochs` is the most passes a cell may take
+    and the large-D cells stop at the step budget (early stopping picks each cell's loss on its curve)."""
+    n = max(1, cell.jets // batch_size) * cell.epochs
+    return min(n, max_steps) if max_steps else n
+
+
+def evaluation_steps(total: int, points: int) -> list[int]:
+    """`points` log-spaced validation steps up to `total` (the learning curve; the last one is `total`)."""
+    if points <= 1:
+        return [total]
+    first = max(1, total // 32)
+    ratio = (total / first) ** (1 / (points - 1))
+    return sorted({max(1, round(first * ratio**i)) for i in range(points - 1)} | {total})
+
+
+def test_jets(section: dict[str, Any]) -> int:
+    """Jets of the test subset every cell is scored on (scaling.test_jets, or val_jets when 0)."""
+    return int(section.get("test_jets") or section["val_jets"])
 
 
 def width(size: dict[str, Any]) -> int:
@@ -87,16 +128,17 @@ def width(size: dict[str, Any]) -> int:
     return int(size["embed_dim"])
 
 
-def learning_rates(section: dict[str, Any], size: str, multipliers: list[float] | None = None) -> list[float]:
-    """Candidate peak learning rates of a size: base * (width / ref_width)^-width_exponent * multipliers.
-
-    With one multiplier this is the width rule alone; with several, each cell keeps the candidate with the
-    lowest validation loss (a small per-cell search centred on the rule).
-    """
-    lr = section["lr"]
-    w = width(section["sizes"][size])
-    centre = lr["base"] * (w / lr["ref_width"]) ** (-lr["width_exponent"])
-    return [float(f"{centre * m:.6g}") for m in multipliers or lr["multipliers"]]
+def learning_rates(
+    section: dict[str, Any], size: str, n_steps: int, multipliers: list[float] | None = None
+) -> list[float]:
+    """Candidate peak learning rates of a cell: the rule eta*(width, steps) (`jetfm.scaling.lr.centre`)
+    times each multiplier. One multiplier is the rule alone; several are a search centred on the rule (a grid
+    at least 8x wide, extended once when the best sits on an edge: `jetfm.scaling.lr.search`)."""
+    lr = {"ref_steps": 1, "steps_exponent": 0.0, **section["lr"]}
+    chosen = multipliers or lr["multipliers"]
+    lr_rule.check_multipliers(chosen)
+    centre = lr_rule.centre(lr, width(section["sizes"][size]), n_steps)
+    return [float(f"{centre * m:.6g}") for m in chosen]
 
 
 def cell_overrides(section: dict[str, Any], cell_id: str) -> dict[str, Any]:
@@ -116,20 +158,26 @@ def cell_settings(config: dict[str, Any], cell_id: str) -> dict[str, Any]:
     multipliers = overrides.pop("lr_multipliers", None)
     train = {**section["train"], **overrides}
     batch = train.get("batch_size", 64)
+    n_steps = steps(cell, batch, section.get("max_steps", 0))
     return {
         "cell": cell.id,
         "model": section["model"],
         "size": section["sizes"][cell.size],
         "jets": cell.jets,
         "epochs": cell.epochs,
-        "steps": steps(cell, batch),
-        "learning_rates": learning_rates(section, cell.size, multipliers),
+        "steps": n_steps,
+        "eval_at": evaluation_steps(n_steps, section.get("evaluations", 1)),
+        # a replica trains at the learning rate its primary cell chose (read from its result at run time)
+        "learning_rates": [] if cell.replica else learning_rates(section, cell.size, n_steps, multipliers),
+        "lr_from": cell.primary.id if cell.replica else "",
+        "lr_extend": section["lr"].get("extend", 0),
         "warmup_fraction": section["warmup_fraction"],
         "train": train,
         "init": section["init"],
         "pretrained_checkpoint": section["pretrained_checkpoint"] if section["init"] == "pretrained" else "",
         "flop_probe_batches": section["flop_probe_batches"],
-        "seed": config["seed"],
+        "seed": config["seed"] + cell.replica,
+        "replica": cell.replica,
     }
 
 
@@ -141,17 +189,24 @@ def approx_parameters(size: dict[str, Any]) -> int:
     return (size["depth"] + size.get("cls_depth", 2)) * (4 + 2 * size.get("ffn_ratio", 4)) * e * e
 
 
+def training_flops(section: dict[str, Any], cell: Cell) -> float:
+    """6 N <n> jets-seen per learning-rate run, times the runs: the candidates (+ a possible edge extension)
+    of a cell, one run for a replica."""
+    batch = section["train"].get("batch_size", 64)
+    jets_seen = steps(cell, batch, section.get("max_steps", 0)) * batch
+    runs = 1 if cell.replica else len(section["lr"]["multipliers"]) + section["lr"].get("extend", 0)
+    n = approx_parameters(section["sizes"][cell.size])
+    return 6.0 * n * jets_seen * section["slurm"]["mean_particles"] * runs
+
+
 def expected_cost(config: dict[str, Any]) -> dict[str, float]:
-    """Expected accelerator-hours of the whole grid (6 N D epochs <n> per LR candidate at the configured
+    """Expected accelerator-hours of the whole grid (`training_flops` of every cell at the configured
     sustained throughput, plus the per-cell overhead) and the hours Slurm is asked for (with margins)."""
     section = config["scaling"]
     slurm = section["slurm"]
     compute_h = overhead_h = requested_h = 0.0
     for cell in cells(section):
-        n = approx_parameters(section["sizes"][cell.size])
-        flops = (
-            6.0 * n * cell.jets * cell.epochs * slurm["mean_particles"] * len(section["lr"]["multipliers"])
-        )
+        flops = training_flops(section, cell)
         compute_h += flops / (slurm["effective_tflops"] * 1e12) / 3600
         overhead_h += slurm["overhead_minutes"] / 60
         requested_h += cell_resources(config, cell.id)["runtime"] / 60
@@ -162,7 +217,7 @@ def expected_cost(config: dict[str, Any]) -> dict[str, float]:
 def cell_resources(config: dict[str, Any], cell_id: str, attempt: int = 1) -> dict[str, int]:
     """Slurm runtime (minutes) and memory (MB) of one cell, from its N, D, epochs and LR candidates.
 
-    runtime = overhead + 2 x 6 N D epochs <n> * candidates / throughput (x attempt). Memory: 16 bytes per
+    runtime = overhead + 2 x training_flops / throughput (x attempt). Memory: 16 bytes per
     parameter (weights, gradients, two Adam moments) + activations of one batch (per-particle tensors and the
     heads x P^2 attention biases of every block, kept for the backward) + base; it does not grow with D,
     because the loader streams the subset in blocks instead of loading it.
@@ -172,7 +227,7 @@ def cell_resources(config: dict[str, Any], cell_id: str, attempt: int = 1) -> di
     cell = lookup(section, cell_id)
     size = section["sizes"][cell.size]
     n = approx_parameters(size)
-    flops = 6.0 * n * cell.jets * cell.epochs * slurm["mean_particles"] * len(section["lr"]["multipliers"])
+    flops = training_flops(section, cell)
     minutes = slurm["overhead_minutes"] + 2.0 * flops / (slurm["effective_tflops"] * 1e12) / 60.0
     batch, p, blocks = section["train"].get("batch_size", 64), 128, size["depth"] + size.get("cls_depth", 2)
     activations = batch * p * blocks * (30 * width(size) + 3 * size.get("heads", 8) * p) * 4

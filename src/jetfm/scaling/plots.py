@@ -1,5 +1,6 @@
 """Report figures of a sweep: loss vs N per D, loss vs D per N, iso-FLOP curves with the compute-optimal
-frontier, fit residuals, and the repetition gain. Curves are drawn only where the fit succeeded."""
+frontier, fit residuals, the repetition gain, the cells' learning curves and the corner plot of the bootstrap
+samples. Curves of the law are drawn only where the fit succeeded."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from jetfm.scaling.fit import NAMES, law
 from jetfm.scaling.frontier import flops_per_size, k_of
 from jetfm.scaling.repetition import effective_data
 
-FIGURES = ("loss_vs_n", "loss_vs_d", "isoflop", "residuals", "repetition")
+FIGURES = ("loss_vs_n", "loss_vs_d", "isoflop", "residuals", "repetition", "learning_curves", "corner")
 
 
 def _arrays(rows: list[dict[str, Any]]) -> dict[str, np.ndarray]:
@@ -154,7 +155,63 @@ def plot_repetition(rows: list[dict[str, Any]], fit: dict[str, Any], path: Path)
     save_figure(fig, path, bbox_inches="tight")
 
 
-def plot_all(rows: list[dict[str, Any]], fit: dict[str, Any], out_dir: str | Path) -> dict[str, Path]:
+def plot_learning_curves(curves: list[dict[str, Any]], path: Path) -> None:
+    """Validation loss against jets seen, one panel per model size, one line per data size."""
+    sizes = sorted({float(p["N"]) for p in curves})
+    fig, axes = plt.subplots(1, max(1, len(sizes)), figsize=(3.2 * max(1, len(sizes)), 3.2), squeeze=False)
+    if not curves:
+        axes[0, 0].text(0.5, 0.5, "no learning curves in this sweep", ha="center", va="center")
+    data_sizes = sorted({float(p["D"]) for p in curves})
+    colors = dict(zip(data_sizes, plt.cm.viridis(np.linspace(0, 0.9, len(data_sizes))), strict=True))
+    for ax, n in zip(axes[0], sizes, strict=False):
+        for cell in sorted({p["cell"] for p in curves if float(p["N"]) == n}):
+            pts = sorted((p for p in curves if p["cell"] == cell), key=lambda p: int(p["step"]))
+            d = float(pts[0]["D"])
+            ax.plot([float(p["jets_seen"]) for p in pts], [float(p["val_loss"]) for p in pts], "o-", ms=2,
+                    lw=1, color=colors[d], label=f"D = {d:.0f}")  # fmt: skip
+        ax.set_xscale("log")
+        ax.set_title(f"N = {n:.3g}", fontsize=9)
+        ax.set_xlabel("jets seen")
+    axes[0, 0].set_ylabel("validation cross-entropy")
+    if curves:
+        axes[0, -1].legend(fontsize=6)
+    save_figure(fig, path, bbox_inches="tight")
+
+
+def plot_corner(fit: dict[str, Any], path: Path) -> None:
+    """Pairwise bootstrap samples of (E, A, alpha, B, beta): the correlations behind the uncertainties."""
+    samples = np.array(fit.get("bootstrap", {}).get("samples", []), float).reshape(-1, len(NAMES))
+    k = len(NAMES)
+    fig, axes = plt.subplots(k, k, figsize=(8, 8))
+    for i in range(k):
+        for j in range(k):
+            ax = axes[i, j]
+            if j > i or not len(samples):
+                ax.axis("off")
+                continue
+            x = np.log10(samples[:, j]) if NAMES[j] in ("A", "B") else samples[:, j]
+            if i == j:
+                ax.hist(x, bins=30, color="tab:blue")
+            else:
+                y = np.log10(samples[:, i]) if NAMES[i] in ("A", "B") else samples[:, i]
+                ax.plot(x, y, ".", ms=1.5, alpha=0.4, color="tab:blue")
+            if i == k - 1:
+                ax.set_xlabel(f"log10 {NAMES[j]}" if NAMES[j] in ("A", "B") else NAMES[j], fontsize=8)
+            if j == 0 and i > 0:
+                ax.set_ylabel(f"log10 {NAMES[i]}" if NAMES[i] in ("A", "B") else NAMES[i], fontsize=8)
+            ax.tick_params(labelsize=6)
+    if not len(samples):
+        axes[0, 0].text(0.5, 0.5, "no bootstrap samples", ha="center", va="center", transform=fig.transFigure)
+    fig.suptitle(_title(fit), fontsize=9)
+    save_figure(fig, path, bbox_inches="tight")
+
+
+def plot_all(
+    rows: list[dict[str, Any]],
+    fit: dict[str, Any],
+    out_dir: str | Path,
+    curves: list[dict[str, Any]] | None = None,
+) -> dict[str, Path]:
     out = Path(out_dir)
     paths = {name: out / f"{name}.png" for name in FIGURES}
     _loss_vs("N", "D", rows, fit, paths["loss_vs_n"])
@@ -162,4 +219,6 @@ def plot_all(rows: list[dict[str, Any]], fit: dict[str, Any], out_dir: str | Pat
     plot_isoflop(rows, fit, paths["isoflop"])
     plot_residuals(rows, fit, paths["residuals"])
     plot_repetition(rows, fit, paths["repetition"])
+    plot_learning_curves(curves or [], paths["learning_curves"])
+    plot_corner(fit, paths["corner"])
     return paths

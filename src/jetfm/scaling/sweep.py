@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 from typing import Any
@@ -26,16 +27,22 @@ def fit_sweep(config: dict[str, Any], runs_csv: str | Path, out_dir: str | Path)
     """runs.csv -> fit.json (every parameter with its uncertainty) + the report figures in out_dir."""
     from jetfm.scaling.fit import analyse
     from jetfm.scaling.plots import plot_all
-    from jetfm.scaling.runs import read_runs
+    from jetfm.scaling.runs import read_curves, read_runs
 
     t0 = time.time()
     rows = read_runs(runs_csv)
+    curves = [p for p in read_curves(runs_csv) if int(p.get("replica") or 0) == 0]
     fit_cfg = config["scaling"]["fit"]
-    fit = analyse(rows, fit_cfg)
-    flagged = [r["cell"] for r in rows if str(r["lr_at_edge"]) == "True"]
-    if flagged:
-        fit["notes"].append(f"best learning rate at the edge of the search grid in cells {flagged}: widen it")
-    plot_all(rows, fit, out_dir)
+    fit = analyse(rows, fit_cfg, curves)
+    for column, note in (
+        ("lr_at_edge", "best learning rate still at the edge of the search grid (after extension) in cells"),
+        ("still_improving", "validation loss still falling at the last step (compute-limited, not data-"
+         "limited: the loss overestimates the converged one) in cells"),
+    ):  # fmt: skip
+        flagged = [r["cell"] for r in rows if str(r.get(column)) == "True"]
+        if flagged:
+            fit["notes"].append(f"{note} {flagged}")
+    plot_all(rows, fit, out_dir, curves)
     fit["provenance"] = make_provenance(
         "scaling-fit", config, fit_cfg["seed"], counts={"cells": len(rows)}, wall_time_s=time.time() - t0,
         inputs=[str(runs_csv)],
@@ -63,30 +70,42 @@ def describe(fit: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def is_current(result_json: Path, settings: dict[str, Any]) -> bool:
+    """Whether a cell's result.json was made with these settings (a changed setting reruns the cell)."""
+    if not result_json.is_file():
+        return False
+    saved = json.loads(result_json.read_text()).get("provenance", {}).get("cell_settings")
+    return json.loads(json.dumps(saved)) == json.loads(json.dumps(settings))
+
+
 def run_sweep(
     config: dict[str, Any], h5_dir: str | Path, out_dir: str | Path, threads: int = 0
 ) -> dict[str, Any]:
-    """The whole sweep in this process (what `snakemake scaling_all` runs as separate jobs), skipping cells
-    whose result.json exists."""
+    """The whole sweep in this process (what `snakemake scaling_all` runs as separate jobs): cells whose
+    result.json was made with the current settings are kept, missing or changed ones (re)run."""
     from jetfm.scaling.cell import run_cell
-    from jetfm.scaling.grid import cells
+    from jetfm.scaling.grid import cell_settings, cells, test_jets
     from jetfm.scaling.runs import collect
     from jetfm.scaling.subset import write_subset
 
     section = config["scaling"]
     out = Path(out_dir)
     seed = section["subset_seed"]
-    val = out / "data" / f"val_D{section['val_jets']}.h5"  # the names the Snakemake rules use
-    if not val.exists():
-        write_subset(split_files(h5_dir, "val", config), section["val_jets"], val, seed, "val")
+    scoring = {}
+    for split, jets in (("val", section["val_jets"]), ("test", test_jets(section))):  # the rules' names
+        scoring[split] = out / "data" / f"{split}_D{jets}.h5"
+        if not scoring[split].exists():
+            write_subset(split_files(h5_dir, split, config), jets, scoring[split], seed, split)
     results = []
-    for cell in cells(section):
+    for cell in cells(section):  # primaries before their seed replicas
         subset = out / "data" / f"train_D{cell.jets}.h5"
         if not subset.exists():
             write_subset(split_files(h5_dir, "train", config), cell.jets, subset, seed)
         result = out / "cells" / cell.id / "result.json"
-        if not result.exists():
-            run_cell(config, cell.id, str(subset), str(val), result.parent, threads)
+        if not is_current(result, cell_settings(config, cell.id)):
+            print(f"cell {cell.id}: {'settings changed, rerun' if result.exists() else 'run'}", flush=True)
+            run_cell(config, cell.id, str(subset), str(scoring["val"]), result.parent, threads,
+                     test_file=str(scoring["test"]))  # fmt: skip
         results.append(result)
     collect(results, out / "runs.csv")
     return fit_sweep(config, out / "runs.csv", out)

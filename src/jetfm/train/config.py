@@ -13,8 +13,9 @@ from typing import Any
 
 # Keys that may change between a run and its resumption: they do not change the numbers.
 RESUME_MUTABLE = frozenset(
-    {"progress", "checkpoint_every", "compile", "threads", "eval_every", "eval_batches", "eval_batch_size"}
-)
+    {"progress", "checkpoint_every", "compile", "threads", "eval_every", "eval_at", "eval_batches",
+     "eval_batch_size"}
+)  # fmt: skip
 
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune")  # torch.compile(mode=...)
 
@@ -36,6 +37,7 @@ class TrainConfig:
     grad_clip: float = 1.0  # max global grad norm; 0 disables
     label_smoothing: float = 0.0
     eval_every: int = 100  # steps between validation passes (and at the end)
+    eval_at: tuple[int, ...] = ()  # extra validation steps (e.g. log-spaced: a scaling cell's learning curve)
     eval_batches: int = 200  # validation batches per pass (bounded at any split size); 0 = the whole split
     eval_batch_size: int = 256
     log_every: int = 10  # steps between history rows
@@ -52,6 +54,9 @@ class TrainConfig:
     progress: bool = True  # tqdm bar on rank 0
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "eval_at", tuple(sorted({int(s) for s in self.eval_at})))
+        if self.eval_at and self.eval_at[0] < 1:
+            raise ValueError(f"train.eval_at steps must be >= 1, got {list(self.eval_at)}")
         positive = ("batch_size", "grad_accum", "max_steps", "eval_every", "eval_batch_size", "log_every")
         for name in (*positive, "checkpoint_every", "block_size"):
             if getattr(self, name) < 1:

@@ -233,14 +233,15 @@ def train(
         bar.update(1)
 
         last = step == cfg.max_steps
-        if step % cfg.log_every == 0 or last or step % cfg.eval_every == 0:
+        evaluating = step % cfg.eval_every == 0 or last or step in cfg.eval_at
+        if step % cfg.log_every == 0 or evaluating:
             row: dict[str, Any] = {
                 "step": step, "epoch": position["epoch"], "lr": f"{scheduler.get_last_lr()[0]:.6g}",
                 "train_loss": f"{ddp.mean_over_ranks(loss_sum, env):.6f}",
                 "grad_norm": f"{norm:.4f}",
                 "jets": jets, "time_s": f"{time.time() - t_last:.2f}",
             }  # fmt: skip
-            if step % cfg.eval_every == 0 or last:
+            if evaluating:
                 if env.is_main or objective.gathers_evaluation:  # all ranks share it, rank 0 gets the numbers
                     val = objective.evaluate(raw_model, val_files, cfg, device)
                 if env.is_main:
