@@ -155,3 +155,24 @@ def test_envelope_and_isoflop_exponents_agree_with_the_parametric_one() -> None:
     side = fit["approaches"]
     assert side["approach_3_parametric"]["a"] == pytest.approx(true_a, abs=0.02)
     assert side["approach_1_envelope"]["a"] == pytest.approx(side["approach_3_parametric"]["a"], abs=0.06)
+
+
+def test_forecast_of_a_planned_grid_shrinks_with_more_test_jets() -> None:
+    """A planned grid's expected uncertainties come from a reference sweep's law and noise; scoring cells on
+    16x more jets (a quarter of the standard error) must shrink them."""
+    from jetfm.config import validate_config
+    from jetfm.scaling.forecast import forecast
+
+    rows = _rows(np.random.default_rng(3), *_grid(), seeds=2, train_rel=0.002)
+    for r in rows:
+        r["val_jets"] = 1000
+    reference = analyse(rows, {"bootstrap": 40})
+    sizes = {f"w{w}": {"embed_dim": w, "depth": 2} for w in (8, 16, 32, 64, 128)}
+    plan = {"sizes": sizes, "data_sizes": [1000, 3000, 10000, 30000, 100000], "val_jets": 1000,
+            "fit": {"bootstrap": 40}}  # fmt: skip
+    few = forecast(validate_config({"scaling": {**plan, "test_jets": 250}}), reference, rows, trials=2)
+    many = forecast(validate_config({"scaling": {**plan, "test_jets": 4000}}), reference, rows, trials=2)
+    assert few["cells"] == 25 and few["noise"]["cell_sem"] == pytest.approx(4 * many["noise"]["cell_sem"])
+    assert many["noise"]["training_scatter"] == reference["training_noise"]["relative"] > 0
+    for name in ("alpha", "beta"):
+        assert many["uncertainty"][name] < few["uncertainty"][name], (name, few, many)

@@ -101,6 +101,9 @@ rule scaling_fit:
         curves=f"{SCALING_DIR}/curves.csv",
     output:
         fit=report(f"{SCALING_DIR}/fit.json", caption="../report/scaling_fit.rst", category="Scaling"),
+        headline=report(
+            f"{SCALING_DIR}/scaling_headline.rst", caption="../report/scaling_headline.rst", category="Summary"
+        ),
         figures=[
             report(
                 f"{SCALING_DIR}/{name}.png",

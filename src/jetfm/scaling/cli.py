@@ -6,6 +6,8 @@ jetfm scaling subset --split train --jets 512 --out train_D512.h5
 jetfm scaling cell --cell s-D512-E1 --train-subset train_D512.h5 --val-subset val.h5 --out cells/s-D512-E1
 jetfm scaling collect cells/*/result.json --out runs.csv
 jetfm scaling fit --runs runs.csv --out-dir results/scaling/tiny
+jetfm scaling calibrate results/scaling/tiny/cells/*/result.json   # the LR rule fitted to the searches
+jetfm scaling forecast --config config/scaling.yaml --reference docs/results/scaling-demo/fit.json
 """
 
 from __future__ import annotations
@@ -50,6 +52,11 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     fit = command("fit", "runs.csv -> fit.json and figures")
     fit.add_argument("--runs", required=True)
     fit.add_argument("--out-dir", required=True)
+    calibrate = command("calibrate", "fit the learning-rate rule's exponents to the cells' LR searches")
+    calibrate.add_argument("results", nargs="+", help="cells' result.json files")
+    forecast = command("forecast", "uncertainties this config's grid should give, from a measured sweep")
+    forecast.add_argument("--reference", required=True, help="a measured sweep's fit.json (runs.csv beside)")
+    forecast.add_argument("--trials", type=int, default=5)
     compare = command("compare", "fits of several sweeps side by side (e.g. scratch vs pretrained)")
     compare.add_argument("fits", nargs="+", metavar="LABEL=FIT_JSON", help="the first is the reference")
     compare.add_argument("--out", required=True, help="comparison CSV")
@@ -86,6 +93,16 @@ def run(args: argparse.Namespace) -> int:
         from jetfm.scaling.runs import collect
 
         print(f"{len(collect(args.results, args.out))} cells -> {args.out}")
+    elif args.command == "calibrate":
+        from jetfm.scaling.lr import calibrate, calibration_points
+
+        rule = config["scaling"]["lr"]
+        fitted = calibrate(calibration_points(args.results), rule["ref_width"], rule.get("ref_steps", 1))
+        print(json.dumps(fitted, indent=1))
+    elif args.command == "forecast":
+        from jetfm.scaling.forecast import forecast, read_reference
+
+        print(json.dumps(forecast(config, *read_reference(args.reference), trials=args.trials), indent=1))
     elif args.command == "compare":
         from jetfm.scaling.compare import compare_fits
 

@@ -79,6 +79,21 @@ def optimum(lrs: list[float], losses: list[float]) -> float:
     return float(np.exp(-b / (2 * a))) if a > 0 else float(lrs[i])
 
 
+def calibration_points(result_paths: list[str]) -> list[dict[str, Any]]:
+    """{cell, width, steps, lrs, losses} of cells' result.json files (those with a search of >= 3 rates)."""
+    import json
+    from pathlib import Path
+
+    points = []
+    for path in result_paths:
+        r = json.loads(Path(path).read_text())
+        if len(r.get("lr_candidates", [])) >= 3:
+            width = int(r["provenance"]["cell_settings"]["size"]["embed_dim"])
+            points.append({"cell": r["cell"], "width": width, "steps": int(r["steps"]),
+                           "lrs": r["lr_candidates"], "losses": r["lr_losses"]})  # fmt: skip
+    return points
+
+
 def calibrate(points: list[dict[str, Any]], ref_width: int, ref_steps: int) -> dict[str, Any]:
     """Fit log eta* = log base - p log(w / ref_width) - c log(T / ref_steps) to scanned cells
     {width, steps, lrs, losses}; with fewer than 3 distinct (w, T) the exponents are not identified."""

@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from jetfm.atomic import write_json_atomic
+from jetfm.atomic import write_json_atomic, write_text_atomic
 from jetfm.paths import scaling_dir
 from jetfm.provenance import make_provenance
 
@@ -48,7 +48,30 @@ def fit_sweep(config: dict[str, Any], runs_csv: str | Path, out_dir: str | Path)
         inputs=[str(runs_csv)],
     )  # fmt: skip
     write_json_atomic(Path(out_dir) / "fit.json", fit)
+    write_text_atomic(Path(out_dir) / "scaling_headline.rst", headline_rst(fit, config["scaling"]["sweep"]))
     return fit
+
+
+def headline_rst(fit: dict[str, Any], sweep: str) -> str:
+    """The report front page's scaling line: the law's exponents and E with uncertainties, N_opt at the
+    stated budget, the status (and its reasons when it is not ok)."""
+    paragraphs = [
+        f"**Scaling law** (sweep ``{sweep}``, {fit['grid']['cells']} cells): status **{fit['status']}**."
+    ]
+    if "parameters" in fit:
+        p = fit["parameters"]
+        values = [
+            f"{k} = {p[k]['value']:.3g}" + (f" ± {p[k]['uncertainty']:.2g}" if "uncertainty" in p[k] else "")
+            for k in ("alpha", "beta", "E")
+        ]
+        paragraphs.append("L(N, D) = E + A/N^alpha + B/D^beta with " + ", ".join(values) + ".")
+        at = fit["frontier"]["at_budget"]
+        band = f" (68 %: {at['N_opt_p16']:.3g} to {at['N_opt_p84']:.3g})" if "N_opt_p16" in at else ""
+        extra = ", extrapolated" if at["extrapolated"] else ""
+        paragraphs.append(f"Compute-optimal N at C = {at['C']:.3g} FLOPs: {at['N_opt']:.3g}{band}{extra}.")
+    if fit.get("reasons"):
+        paragraphs.append("\n".join(f"- {r}" for r in fit["reasons"]))
+    return "\n\n".join(paragraphs) + "\n"
 
 
 def describe(fit: dict[str, Any]) -> str:
