@@ -219,7 +219,8 @@ def _check_inputs(config: dict[str, Any], source: str) -> None:
 
 
 def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Read a YAML config, apply dotted-key overrides, validate; errors are ValueErrors naming the source."""
+    """Read a YAML config, apply dotted-key overrides, validate, root jetfm.paths at its results_dir and
+    logs_dir; errors are ValueErrors naming the source."""
     path = Path(path)
     if not path.is_file():
         what = "is a directory" if path.is_dir() else "does not exist"
@@ -237,7 +238,14 @@ def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> di
         text = getattr(overrides, "texts", {}).get(key, value)
         texts[key] = text
         set_dotted(config, key, value, origin=f"--set {key}={text}")
-    return validate_config(config, source=str(path), overrides=texts)
+    config = validate_config(config, source=str(path), overrides=texts)
+    from jetfm import paths
+
+    try:  # every jetfm command builds its default paths under the config's results_dir / logs_dir
+        paths.configure(config)
+    except ValueError as exc:
+        raise ValueError(f"invalid config: {path}: {exc}") from None
+    return config
 
 
 def yaml_error(exc: yaml.YAMLError) -> str:

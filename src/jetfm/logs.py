@@ -10,7 +10,8 @@ from pathlib import Path
 
 @contextlib.contextmanager
 def redirect_to_log(path: str | None) -> Iterator[None]:
-    """Append stdout, stderr and `logging` output to `path` (no-op when path is None)."""
+    """Append stdout, stderr and `logging` output to `path` (no-op when path is None); an exception leaving
+    the block is written there as one line `error: <type>: <first line of its message>` and re-raised."""
     if not path:
         yield
         return
@@ -23,5 +24,10 @@ def redirect_to_log(path: str | None) -> Iterator[None]:
         root.setLevel(min(root.level, logging.INFO) if root.level else logging.INFO)
         try:
             yield
+        except Exception as exc:  # the reason as the log's last line: Snakemake shows this log for a failed
+            # job, while the traceback goes to the job's stderr (the Slurm job log)
+            first = next(iter(str(exc).splitlines()), "")
+            print(f"error: {type(exc).__name__}: {first}", file=fh, flush=True)
+            raise
         finally:
             root.removeHandler(handler)

@@ -5,22 +5,51 @@ change is one edit here. Each function takes plain values or Snakemake wildcard 
 `model_dir("tiny", "part")` is `results/models/tiny_part`, `model_dir("{dataset}", "{model}")` the rule's
 output pattern. Shard and file indices are zero-padded to four digits (`0000`); a string index (a wildcard)
 is used as it is.
+
+The two roots are the config's `results_dir` and `logs_dir` (scratch on a cluster): `configure(config)` sets
+them, called by common.smk and by `jetfm.config.load_config` (every `jetfm` command). It also exports them as
+JETFM_RESULTS_DIR / JETFM_LOGS_DIR, which this module reads at import, so the processes the workflow starts
+(Snakemake's script jobs, Slurm jobs with --export=ALL, training ranks) build the same paths.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+import os
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-RESULTS = "results"
-LOGS = "logs"
+RESULTS_ENV, LOGS_ENV = "JETFM_RESULTS_DIR", "JETFM_LOGS_DIR"
+RESULTS = os.environ.get(RESULTS_ENV) or "results"
+LOGS = os.environ.get(LOGS_ENV) or "logs"
 SPLITS: tuple[str, ...] = ("train", "val", "test")
 SUMMARY_NAME = "summary.json"
 GROUP_SUMMARY_DIR = "groups"
 
 Index = int | str
+
+
+def configure(config: Mapping[str, Any]) -> None:
+    """Root every path of this process, and of the processes it starts, at the config's `results_dir` and
+    `logs_dir` (~ and $VARS expanded)."""
+    global RESULTS, LOGS
+    RESULTS = root_dir(config, "results_dir", "results")
+    LOGS = root_dir(config, "logs_dir", "logs")
+    os.environ[RESULTS_ENV], os.environ[LOGS_ENV] = RESULTS, LOGS
+
+
+def root_dir(config: Mapping[str, Any], key: str, default: str) -> str:
+    """`config[key]` expanded, without a trailing slash; a `$VAR` left unexpanded is an error naming it."""
+    given = str(config.get(key) or default)
+    path = os.path.expandvars(os.path.expanduser(given))
+    if "$" in path:
+        unset = path[path.index("$") :].split("/")[0]
+        raise ValueError(
+            f"{key}: {given!r} names an unset environment variable ({unset}); expected a directory, e.g. "
+            "/scratch/$USER/jetfm/results with $USER set"
+        )
+    return path.rstrip("/") or "/"
 
 
 def index_name(i: Index) -> str:
@@ -29,22 +58,22 @@ def index_name(i: Index) -> str:
 
 
 # --- simulation ---------------------------------------------------------------------------------------------
-def sim_dir(dataset: str, results: str = RESULTS) -> str:
-    return f"{results}/sim/{dataset}"
+def sim_dir(dataset: str, results: str | None = None) -> str:
+    return f"{results or RESULTS}/sim/{dataset}"
 
 
-def sim_file(dataset: str, cls: str, shard: Index, views: bool = False, results: str = RESULTS) -> str:
+def sim_file(dataset: str, cls: str, shard: Index, views: bool = False, results: str | None = None) -> str:
     """A nominal simulation file, or with `views` a re-simulation views file, of one class and shard."""
     return f"{sim_dir(dataset, results)}/{cls}/{index_name(shard)}{'.views.root' if views else '.root'}"
 
 
-def sim_files(config: dict[str, Any], views: bool = False, results: str = RESULTS) -> list[str]:
+def sim_files(config: dict[str, Any], views: bool = False, results: str | None = None) -> list[str]:
     """Every nominal (or re-simulation views) file the config asks for, class-major."""
     n = config["resimulate" if views else "simulate"]["shards"]
     return [sim_file(config["dataset"], c, i, views, results) for c in config["classes"] for i in range(n)]
 
 
-def preprocess_inputs(config: dict[str, Any], results: str = RESULTS) -> list[str]:
+def preprocess_inputs(config: dict[str, Any], results: str | None = None) -> list[str]:
     """What preprocessing reads: the nominal jets and the views when simulating (`simulate.enabled`), then
     the files `preprocess.input_files` names (globs and directories expanded, `expand_input_files`).
 

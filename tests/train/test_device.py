@@ -55,3 +55,21 @@ def test_which_variables_count_as_an_allocation() -> None:
     check_device("auto", {})  # a laptop without GPUs trains on its CPU
     with pytest.raises(ValueError, match=r"train\.device is cuda"):
         check_device("cuda", {})
+
+
+def test_the_rules_log_gets_the_refusal_as_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """What scripts/train.py runs in a Slurm job given GPUs: the rule's log (the one Snakemake shows for a
+    failed job) ends with the refusal, not only the job's stderr."""
+    from jetfm.logs import redirect_to_log
+    from jetfm.train.run import run_training
+    from jetfm.train.signals import exit_for_retry
+
+    monkeypatch.setenv("SLURM_JOB_GPUS", "0")
+    files = make_dataset(tmp_path / "h5", n_train=64, n_val=32, n_test=32)
+    config = {"dataset": "fx", "train": {"max_steps": 2, "batch_size": 16, "sizes": {"mlp": {"dims": [8]}}}}
+    log = tmp_path / "logs" / "train" / "fx_mlp.log"
+    with pytest.raises(ValueError), redirect_to_log(str(log)), exit_for_retry():
+        run_training(config, "mlp", files, tmp_path / "run", overrides={"progress": False}, resume="auto")
+    last = log.read_text().strip().splitlines()[-1]
+    assert last.startswith("error: ValueError: this job was given GPUs (SLURM_JOB_GPUS=0)"), last
+    assert "make install-cuda" in last and "train.device: cpu" in last

@@ -4,6 +4,7 @@ the loader shards without overlap and reads whole blocks."""
 from __future__ import annotations
 
 import csv
+import signal
 import sys
 from pathlib import Path
 
@@ -63,13 +64,18 @@ def _cli(config: Path, h5_root: Path, out: Path, *extra: str) -> list[str]:
 
 
 @pytest.mark.slow
-def test_kill_and_resume_reproduces_the_uninterrupted_run(data: dict[str, list[str]], tmp_path: Path) -> None:
+@pytest.mark.parametrize("stop", [signal.SIGKILL, signal.SIGTERM], ids=["lost-node", "walltime-chain"])
+def test_kill_and_resume_reproduces_the_uninterrupted_run(
+    data: dict[str, list[str]], tmp_path: Path, stop: signal.Signals
+) -> None:
+    """SIGKILL: a lost node. SIGTERM: the walltime of one job of a chain (jetfm.walltime; Slurm signals 5 min
+    early): checkpoint, exit 75, and the next job resumes; both end as the uninterrupted run."""
     h5_root = Path(data["train"][0]).parents[1]
     # Enough steps that the kill lands mid-run; dropout-free PFN keeps it quick, the RNG states still matter
     # through the shuffled data order.
     config = _write_config(tmp_path / "c.yaml", h5_root, max_steps=400, checkpoint_every=25, eval_every=100)
     ref, killed = tmp_path / "ref", tmp_path / "killed"
-    sa, sb = kill_and_resume(lambda out, *extra: _cli(config, h5_root, out, *extra), ref, killed, 400)
+    sa, sb = kill_and_resume(lambda out, *extra: _cli(config, h5_root, out, *extra), ref, killed, 400, stop)
     a, b = _history(ref / "history.csv"), _history(killed / "history.csv")
     keys = ("step", "epoch", "lr", "train_loss", "grad_norm", "val_loss", "jets")
     assert [[r[k] for k in keys] for r in a] == [[r[k] for k in keys] for r in b]

@@ -89,3 +89,53 @@ def test_a_presets_jobs_touch_no_other_datasets_results(workflow: Path, preset: 
     others = {_dataset(p) for p in PRESETS} - {own}
     leaks = sorted(p for p in planned for other in others if p.startswith(_roots(other)))
     assert leaks == [], f"{preset} ({own}) plans {len(leaks)} paths of other datasets, e.g. {leaks[:5]}"
+
+
+def _dry_run(workflow: Path, *args: str) -> list[dict[str, str]]:
+    """`snakemake -n` in the copied workflow: one {field: text} per planned job (rule, output, log, ...)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("JETFM_")}  # the profile's default names
+    proc = subprocess.run(
+        [SNAKEMAKE, "-n", *args], cwd=workflow, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        env={**env, "PYTHONPATH": str(REPO / "src")}, timeout=600,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    jobs: list[dict[str, str]] = []
+    for line in proc.stdout.splitlines():
+        if re.match(r"(local)?rule \w+:$", line):
+            jobs.append({"rule": line.split()[-1].rstrip(":")})
+        elif jobs and line.startswith("    ") and ": " in line:
+            key, _, value = line.strip().partition(": ")
+            jobs[-1].setdefault(key, value)
+    return jobs
+
+
+@pytest.mark.slow
+def test_jetclass_scale_under_the_slurm_profile_plans_no_runtime_above_the_cap(workflow: Path) -> None:
+    """Issue 26 item 4: `slurm.max_runtime_minutes` (config/config.yaml) bounds every job's request."""
+    from jetfm import walltime
+    from jetfm.config import validate_config
+
+    default = yaml.safe_load((REPO / "config/config.yaml").read_text())
+    preset = yaml.safe_load((REPO / "config/jetclass-scale.yaml").read_text())
+    config = validate_config({**default, **preset})
+    jobs = _dry_run(workflow, "--profile", "profiles/slurm", "--configfile", "config/jetclass-scale.yaml")
+    requested = [
+        dict(kv.split("=", 1) for kv in j["resources"].split(", ")) for j in jobs if "resources" in j
+    ]
+    assert len(requested) > 10_000 and all("runtime" in r for r in requested)
+    caps = {p: walltime.max_runtime(config, p) or float("inf") for p in walltime.PARTITIONS}
+    over = [r for r in requested if int(r["runtime"]) > caps[r["slurm_partition"]]]
+    assert over == [], f"{len(over)} jobs ask for more than their partition's cap, e.g. {over[:2]}"
+
+
+@pytest.mark.slow
+def test_results_dir_and_logs_dir_root_every_planned_path(workflow: Path, tmp_path: Path) -> None:
+    """Issue 26 item 5: `results_dir` / `logs_dir` put every output and log on scratch, none in the clone."""
+    results, logs = tmp_path / "scratch" / "results", tmp_path / "scratch" / "logs"
+    roots = f"set=[results_dir={results}, logs_dir={logs}]"
+    jobs = _dry_run(workflow, "--cores", "1", "all", "--config", roots)
+    assert len(jobs) > 50
+    for job in jobs:
+        for field, root in (("output", results), ("log", logs)):
+            stray = [p for p in job.get(field, "").split(", ") if p and not p.startswith(f"{root}/")]
+            assert stray == [], f"rule {job['rule']}: {field} {stray} not under {root}"

@@ -17,7 +17,12 @@ except ValueError as exc:
     raise WorkflowError(str(exc)) from None
 
 DATASET = config["dataset"]
-# Every path under results/ and logs/ comes from jetfm.paths (the Python stages use the same functions).
+# Every path under results/ and logs/ comes from jetfm.paths (the Python stages use the same functions), rooted
+# at the config's results_dir and logs_dir (scratch on a cluster); configure() also exports them to the jobs.
+try:
+    paths.configure(config)
+except ValueError as exc:
+    raise WorkflowError(str(exc)) from None
 RESULTS = paths.RESULTS
 LOGS = paths.LOGS
 
@@ -121,6 +126,13 @@ def preprocess_group_jets(wildcards):
         next(n for end, n in size.items() if f.endswith(end)) if f.startswith(sim) else 100_000
         for f in PREPROCESS_GROUPS[int(wildcards.group)]
     )
+
+
+def training_retries(stage):
+    """`retries:` of a training rule: the profile's --retries (None) when it fits in one job; when
+    slurm.runtime_minutes.<stage> exceeds the GPU partition's slurm.max_runtime_minutes, the resumed jobs of its
+    walltime chain + slurm.chain_retries (jetfm.walltime; Snakemake knows --retries only after parsing)."""
+    return launch.rule_retries(config, stage, config["slurm"]["chain_retries"])
 
 
 def robustness_members(run):

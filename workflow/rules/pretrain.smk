@@ -52,6 +52,7 @@ rule tokenizer:
     resources:
         mem_mb=4000,
         **launch.rule_resources(config, "tokenizer", minimum=2),
+    retries: training_retries("tokenizer")  # + the resumed jobs of a walltime chain (slurm: in the config)
     conda:
         "../../envs/ml.yaml"
     script:
@@ -91,6 +92,7 @@ rule pretrain:
     resources:
         mem_mb=4000,
         **launch.rule_resources(config, "pretrain"),
+    retries: training_retries("pretrain")  # + the resumed jobs of a walltime chain (slurm: in the config)
     conda:
         "../../envs/ml.yaml"
     script:
@@ -197,6 +199,7 @@ rule finetune:
     resources:
         mem_mb=3000,
         **launch.rule_resources(config, "finetune"),
+    retries: training_retries("finetune")  # + the resumed jobs of a walltime chain (slurm: in the config)
     conda:
         "../../envs/ml.yaml"
     script:

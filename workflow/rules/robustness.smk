@@ -100,6 +100,7 @@ rule robustness_member:
     resources:
         mem_mb=4000,
         **launch.rule_resources(config, "train"),
+    retries: training_retries("train")  # + the resumed jobs of a walltime chain (slurm: in the config)
     conda:
         "../../envs/ml.yaml"
     script:

@@ -50,6 +50,7 @@ rule train:
     resources:
         mem_mb=4000,
         **launch.rule_resources(config, "train", minimum=2),
+    retries: training_retries("train")  # + the resumed jobs of a walltime chain (slurm: in the config)
     conda:
         "../../envs/ml.yaml"
     script:

@@ -17,9 +17,9 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         help="ROOT files in the JetClass layout: files, directories (their *.root files) or quoted globs "
         "(default: the simulation outputs named by the config, plus preprocess.input_files)",
     )  # fmt: skip
-    parser.add_argument("--out-dir", help="output directory (default: results/h5/<dataset>)")
+    parser.add_argument("--out-dir", help="output directory (default: <results_dir>/h5/<dataset>)")
     parser.add_argument(
-        "--results", default="results", help="results directory holding sim/ (default inputs)"
+        "--results", help="results directory holding sim/ (default inputs; default: the config's results_dir)"
     )
     parser.add_argument(
         "--group", type=int,
@@ -30,6 +30,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from jetfm import paths
     from jetfm.config import load_config, parse_overrides
     from jetfm.paths import expand_input_files, preprocess_inputs
     from jetfm.preprocess.groups import assign_groups, run_groups
@@ -39,6 +40,7 @@ def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     try:
         config = load_config(args.config, parse_overrides(args.overrides))
+        args.results = args.results or paths.RESULTS
         if args.inputs:
             inputs = expand_input_files(args.inputs, "jetfm preprocess inputs")
         else:

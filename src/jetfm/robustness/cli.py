@@ -19,7 +19,7 @@ from jetfm.options import add_config_arguments
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     add_config_arguments(parser)
-    parser.add_argument("--results", default="results", help="results directory (default: results)")
+    parser.add_argument("--results", help="results directory (default: the config's results_dir)")
     sub = parser.add_subparsers(dest="action", required=True)
     sample = sub.add_parser("sample", help="held-out views file (nominal + shifts) of one class and shard")
     sample.add_argument("--cls", required=True, help="jet class, e.g. Hbb")
@@ -36,7 +36,9 @@ def run(args: argparse.Namespace) -> int:
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     config = load_config(args.config, parse_overrides(args.overrides))
-    results, dataset = Path(args.results), config["dataset"]
+    from jetfm import paths
+
+    results, dataset = Path(args.results or paths.RESULTS), config["dataset"]
     out_dir = results / "robustness" / dataset
     if args.action == "sample":
         from jetfm.robustness.samples import write_sample_shard

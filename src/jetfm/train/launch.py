@@ -37,6 +37,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from jetfm import walltime
 from jetfm.train.signals import RETRY_EXIT_CODE, STOP_SIGNALS, StopRequested
 
 # Sections merged over `train:` for a stage's layout (and its TrainConfig): later ones win.
@@ -74,7 +75,7 @@ class Layout:
         """Resources of a rule for snakemake-executor-plugin-slurm: `--nodes --ntasks --cpus-per-task` and,
         in slurm_extra, `--ntasks-per-node --gpus-per-task=1` (the plugin has no key for either), the stop
         signal of every training job (docs/architecture.md, Reliability), and `mpi` for N > 1 ranks."""
-        extra = ["--signal=TERM@300"]
+        extra = [f"--signal=TERM@{walltime.STOP_LEAD_SECONDS}"]
         if self.world_size > 1:
             extra.append(f"--ntasks-per-node={self.gpus}")
         if self.cuda:
@@ -117,10 +118,25 @@ def rule_threads(config: Mapping[str, Any], stage: str, minimum: int = 1) -> int
     return max(minimum, spec.gpus * spec.cpus_per_rank)
 
 
-def rule_resources(config: Mapping[str, Any], stage: str, minimum: int = 1) -> dict[str, Any]:
-    """Slurm resources of a training rule (`Layout.slurm_resources`); CPUs per task from `rule_threads`."""
+def rule_resources(
+    config: Mapping[str, Any], stage: str, minimum: int = 1, partition: str = "gpu"
+) -> dict[str, Any]:
+    """Slurm resources of a training rule (`Layout.slurm_resources`); CPUs per task from `rule_threads`; and
+    `runtime`, the stage's expected minutes (`slurm.runtime_minutes`) capped at the partition's
+    `slurm.max_runtime_minutes` (jetfm.walltime: a longer run continues in resumed jobs, `rule_retries`)."""
     spec = layout(config, stage)
-    return spec.slurm_resources(rule_threads(config, stage, minimum) // spec.gpus)
+    resources = spec.slurm_resources(rule_threads(config, stage, minimum) // spec.gpus)
+    chain = walltime.stage_walltime(config, stage, partition)
+    if chain is not None:
+        resources["runtime"] = chain[0]
+    return resources
+
+
+def rule_retries(config: Mapping[str, Any], stage: str, base: int, partition: str = "gpu") -> int | None:
+    """The `retries:` of a training rule: the resumed jobs its walltime chain needs plus `base` (retries after
+    failures, slurm.chain_retries); None, Snakemake's own --retries, when the run fits in one job."""
+    chain = walltime.stage_walltime(config, stage, partition)
+    return walltime.retries(base, chain[1] if chain else 0)
 
 
 def rank_threads(config: Mapping[str, Any], stage: str, job_threads: int) -> int:
