@@ -2,8 +2,9 @@
 
 from jetfm.logs import redirect_to_log
 from jetfm.scaling.cell import run_cell
+from jetfm.train.signals import exit_for_retry
 
-with redirect_to_log(snakemake.log[0]):
+with redirect_to_log(snakemake.log[0]), exit_for_retry():  # stopped at walltime: exit 75, resumed next job
     run_cell(
         snakemake.config,
         snakemake.wildcards.cell,

@@ -124,6 +124,10 @@ def test_cells_ids_settings_and_bad_grids() -> None:
     )
     runtimes = [grid.cell_resources(big, cid)["runtime"] for cid in ("l-D100000-E1", "l-D10000000-E1")]
     assert runtimes[1] > 5 * runtimes[0], runtimes  # runtime grows with D (and N)
+    big["slurm"]["max_runtime_minutes"]["gpu"] = 60  # a cell longer than the cap: a chain of resumed jobs
+    requested, extra = grid.cell_walltime(big, "l-D10000000-E1")
+    assert requested == 60 and extra == -(-runtimes[1] // 55) - 1 and extra > 0
+    assert grid.cell_walltime(big, "l-D100000-E1") == (runtimes[0], 0) and runtimes[0] <= 60
     with pytest.raises(ValueError, match="not in the grid"):
         grid.lookup(config["scaling"], "m-D64-E1")
     config["scaling"]["cell_overrides"] = {"s-D99-E1": {"lr_multipliers": [2.0]}}

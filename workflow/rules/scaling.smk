@@ -3,11 +3,26 @@
 # of L(N, D) with bootstrap uncertainties and the report figures. Logic: src/jetfm/scaling (`jetfm scaling`).
 import os
 
-from jetfm.scaling.grid import CELL_PATTERN, cell_resources, cell_settings, cells, parse_cell_id, test_jets
+from jetfm import walltime
+from jetfm.scaling.grid import (
+    CELL_PATTERN,
+    cell_resources,
+    cell_settings,
+    cell_walltime,
+    cells,
+    parse_cell_id,
+    test_jets,
+)
 
 SCALING = config["scaling"]
 SCALING_DIR = f"{RESULTS}/scaling/{SCALING['sweep']}"
 SCALING_CELLS = [c.id for c in cells(SCALING)]
+
+
+# A cell longer than the partition's cap runs as a chain of resumed jobs: retries for the longest chain.
+SCALING_RETRIES = walltime.retries(
+    config["slurm"]["chain_retries"], max(cell_walltime(config, c)[1] for c in SCALING_CELLS)
+)
 SCALING_FIGURES = ["loss_vs_n", "loss_vs_d", "isoflop", "residuals", "repetition", "learning_curves", "corner"]
 
 
@@ -67,9 +82,11 @@ rule scaling_cell:
     wildcard_constraints:
         cell=CELL_PATTERN,
     threads: 1 + SCALING["train"].get("num_workers", 0)  # the training process + its loader workers
+    retries: SCALING_RETRIES
     resources:
-        # Grow with the cell's N, D, epochs and learning-rate candidates (jetfm.scaling.grid.cell_resources).
-        runtime=lambda wildcards, attempt: cell_resources(config, wildcards.cell, attempt)["runtime"],
+        # Grow with the cell's N, D, epochs and learning-rate candidates (jetfm.scaling.grid.cell_resources);
+        # the runtime at most the GPU partition's cap (jetfm.walltime: a longer cell is a chain of jobs).
+        runtime=lambda wildcards: cell_walltime(config, wildcards.cell)[0],
         mem_mb=lambda wildcards, attempt: cell_resources(config, wildcards.cell, attempt)["mem_mb"],
     conda:
         "../../envs/ml.yaml"

@@ -233,3 +233,11 @@ def cell_resources(config: dict[str, Any], cell_id: str, attempt: int = 1) -> di
     activations = batch * p * blocks * (30 * width(size) + 3 * size.get("heads", 8) * p) * 4
     mem = slurm["base_mem_mb"] + (16 * n + activations) / 1e6
     return {"runtime": math.ceil(minutes * attempt), "mem_mb": math.ceil(mem * attempt)}
+
+
+def cell_walltime(config: dict[str, Any], cell_id: str) -> tuple[int, int]:
+    """(minutes requested, extra chained jobs) of a cell on the GPU partition: its runtime at most the
+    partition's cap (`slurm.max_runtime_minutes.gpu`); a longer cell runs as a chain of resumed jobs."""
+    from jetfm import walltime
+
+    return walltime.cap(config, "gpu", cell_resources(config, cell_id)["runtime"])
