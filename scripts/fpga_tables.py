@@ -9,4 +9,5 @@ with redirect_to_log(snakemake.log[0]):
         list(snakemake.input.synthesis),
         snakemake.output.accuracy,
         snakemake.output.synthesis,
+        snakemake.output.headline,
     )

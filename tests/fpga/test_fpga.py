@@ -232,8 +232,12 @@ def test_deepsets_distils_compresses_and_emulates_the_whole_test_split(teacher_r
             o["timing_estimate"]["timing_met"], bool
         )
         assert s["tools"]["yosys"].startswith("Yosys")
-    stage.write_tables([str(out / "emulation.json")], [str(out / "synthesis.json")],
-                       str(root / "accuracy.csv"), str(root / "synthesis.csv"))  # fmt: skip
+    tables = [str(root / name) for name in ("accuracy.csv", "synthesis.csv", "headline.rst")]
+    stage.write_tables([str(out / "emulation.json")], [str(out / "synthesis.json")], *tables)
+    headline = (root / "headline.rst").read_text()  # the front page's line: accuracy, exactness, hardware
+    acc = e["summary"]["emulation"]["accuracy"]
+    assert f"``deepsets``: accuracy {acc:.3f}" in headline and "emulation bit-exact" in headline
+    assert "LUT" in headline and ("open-source estimate" in headline or not OPEN_TOOLS)
     table = (root / "accuracy.csv").read_text().splitlines()
     assert len(table) >= 5 and table[0].startswith("student,model,accuracy,macro_auc")
     synth_table = (root / "synthesis.csv").read_text().splitlines()

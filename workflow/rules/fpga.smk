@@ -116,6 +116,9 @@ rule fpga_tables:
         synthesis=report(
             f"{paths.fpga_dir()}/synthesis.csv", caption="../report/fpga_synthesis.rst", category="FPGA"
         ),
+        headline=report(
+            f"{paths.fpga_dir()}/fpga_headline.rst", caption="../report/fpga_headline.rst", category="Summary"
+        ),
     log:
         paths.log_file("fpga", "tables"),
     conda:

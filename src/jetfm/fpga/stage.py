@@ -353,10 +353,15 @@ def _csv(rows: list[dict[str, Any]]) -> str:
 
 
 def write_tables(
-    emulation_files: list[str], synthesis_files: list[str], accuracy_out: str, synthesis_out: str
+    emulation_files: list[str],
+    synthesis_files: list[str],
+    accuracy_out: str,
+    synthesis_out: str,
+    headline_out: str | None = None,
 ) -> None:
     """accuracy.csv: per student, the four models' accuracy / AUC, agreement, operations;
-    synthesis.csv: latency, II and resources per student (or the skip reason)."""
+    synthesis.csv: latency, II and resources per student (or the skip reason); headline_out: the report
+    front page's line per student."""
     rows = []
     for path in emulation_files:
         e = json.loads(Path(path).read_text())
@@ -376,6 +381,48 @@ def write_tables(
     srows = [_synthesis_row(json.loads(Path(path).read_text())) for path in synthesis_files]
     keys = list(dict.fromkeys(k for r in srows for k in r))
     write_text_atomic(synthesis_out, _csv([{k: r.get(k, "") for k in keys} for r in srows]))
+    if headline_out:
+        emulations = [json.loads(Path(p).read_text()) for p in emulation_files]
+        syntheses = [json.loads(Path(p).read_text()) for p in synthesis_files]
+        write_text_atomic(headline_out, headline_rst(emulations, syntheses))
+
+
+def headline_rst(emulations: list[dict[str, Any]], syntheses: list[dict[str, Any]]) -> str:
+    """The report front page's firmware lines, one per student: firmware accuracy against the teacher, whether
+    emulation and RTL match PyTorch bit for bit, resources, latency and II (vendor report when there is one,
+    else the open-source estimate, labelled)."""
+    synth = {s["student"]: s for s in syntheses}
+    lines = ["**Firmware students** (accuracy on the test jets; the float teacher for scale):", ""]
+    for e in emulations:
+        acc, teacher = e["summary"]["emulation"]["accuracy"], e["summary"]["float_teacher"]["accuracy"]
+        rtl = (e.get("rtl") or {}).get("vs_quantised_pytorch") or {}
+        exact = "emulation bit-exact" if e.get("bit_exact") else "emulation NOT bit-exact"
+        exact += (
+            ", RTL bit-exact" if rtl.get("bit_exact") else (", RTL differs" if rtl else ", no RTL simulated")
+        )
+        hw = _hardware_summary(synth.get(e["student"], {}))
+        ratio = f"{acc / teacher:.2f} x teacher {teacher:.3f}"
+        lines.append(f"- ``{e['student']}``: accuracy {acc:.3f} ({ratio}); {exact}; {hw}.")
+    return "\n".join(lines) + "\n"
+
+
+def _hardware_summary(s: dict[str, Any]) -> str:
+    """Resources, latency and II of a synthesis.json: the vendor report, else the open-source estimate."""
+    v, o = s.get("vendor", {}), s.get("open_source", {})
+    if v.get("status") == "done":
+        res = v.get("resources") or {}
+        latency = (v.get("latency_ns") or {}).get("max", "?")
+        ii = (v.get("interval_cycles") or {}).get("max", "?")
+        luts = f"{res.get('LUT', '?')} LUT, {res.get('DSP', '?')} DSP"
+        return f"{luts}, latency {latency} ns, II {ii} (vendor report)"
+    timing = f"latency {o.get('latency_ns', '?')} ns, II {o.get('interval_cycles', '?')}"
+    if o.get("status") == "done":
+        res = o.get("resources") or {}
+        luts = f"{res.get('LUT', '?')} LUT, {res.get('DSP', '?')} DSP"
+        return f"{luts}, {timing} (open-source estimate: yosys, no place and route)"
+    if o.get("da4ml_cost_estimate_luts"):
+        return f"~{o['da4ml_cost_estimate_luts']} LUT (da4ml estimate; yosys not run), {timing}"
+    return "not synthesised: " + (o.get("reason") or v.get("reason") or "no synthesis result")
 
 
 def _synthesis_row(s: dict[str, Any]) -> dict[str, Any]:
