@@ -23,6 +23,12 @@ def split_files(h5_dir: str | Path, split: str, config: dict[str, Any]) -> list[
     return shard_paths(h5_dir, split, config["preprocess"]["shards_per_split"])
 
 
+def is_capped(row: dict[str, Any]) -> bool:
+    """Whether a cell stopped at the step budget before its passes were done (a runs.csv row)."""
+    per_pass = max(1, int(float(row["D"])) // int(float(row["batch_size"])))
+    return int(float(row["steps"])) < int(float(row["epochs"])) * per_pass
+
+
 def fit_sweep(config: dict[str, Any], runs_csv: str | Path, out_dir: str | Path) -> dict[str, Any]:
     """runs.csv -> fit.json (every parameter with its uncertainty) + the report figures in out_dir."""
     from jetfm.scaling.fit import analyse
@@ -34,14 +40,15 @@ def fit_sweep(config: dict[str, Any], runs_csv: str | Path, out_dir: str | Path)
     curves = [p for p in read_curves(runs_csv) if int(p.get("replica") or 0) == 0]
     fit_cfg = config["scaling"]["fit"]
     fit = analyse(rows, fit_cfg, curves)
-    for column, note in (
-        ("lr_at_edge", "best learning rate still at the edge of the search grid (after extension) in cells"),
-        ("still_improving", "validation loss still falling at the last step (compute-limited, not data-"
-         "limited: the loss overestimates the converged one) in cells"),
-    ):  # fmt: skip
-        flagged = [r["cell"] for r in rows if str(r.get(column)) == "True"]
-        if flagged:
-            fit["notes"].append(f"{note} {flagged}")
+    edge = [r["cell"] for r in rows if str(r.get("lr_at_edge")) == "True"]
+    if edge:
+        fit["notes"].append(f"best learning rate still at the edge of the search (after extension) in {edge}")
+    capped = [r["cell"] for r in rows if str(r.get("still_improving")) == "True" and is_capped(r)]
+    if capped:
+        fit["notes"].append(
+            f"validation loss still falling at the step budget (scaling.max_steps) in {capped}: compute-"
+            "limited, their loss overestimates the converged one"
+        )
     plot_all(rows, fit, out_dir, curves)
     fit["provenance"] = make_provenance(
         "scaling-fit", config, fit_cfg["seed"], counts={"cells": len(rows)}, wall_time_s=time.time() - t0,
