@@ -152,18 +152,25 @@ def any_rank(flags: list[bool], env: DistEnv) -> list[bool]:
     return [bool(x) for x in t.tolist()]
 
 
-def global_mean(total: torch.Tensor, count: torch.Tensor) -> torch.Tensor:
-    """A per-item mean over the global batch from this rank's sum and item count, as DDP needs it.
+def global_count(count: torch.Tensor | float, device: torch.device | None = None) -> torch.Tensor:
+    """The divisor that turns this rank's sum over items into its share of the mean over the global batch:
+    the item count summed over ranks, divided by the W ranks (float64 scalar; `count` itself without DDP).
 
     DDP averages gradients over the W ranks; a loss that is a mean over items (particles, anchors) whose
-    count differs between ranks would then weigh each rank's items by 1/(W x its count). Returning
-    total x W / (count summed over ranks) makes that average the gradient of sum(totals) / sum(counts):
-    the loss of one process on the concatenated batch. Without DDP: total / count."""
+    count differs between ranks would then weigh each rank's items by 1/(W x its count). total / this on
+    every rank makes that average the gradient of sum(totals) / sum(counts): the loss of one process on the
+    concatenated batch, and the ranks' mean of the values is that loss too. One all-reduce of one number."""
+    n = torch.as_tensor(count, dtype=torch.float64, device=device).detach().reshape(1).clone()
     if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
-        return total / count.to(total.dtype)
-    n = count.detach().to(torch.float64).reshape(1).clone()
+        return n[0]
     dist.all_reduce(n)
-    return total * dist.get_world_size() / n.to(total.dtype)
+    return n[0] / dist.get_world_size()
+
+
+def global_mean(total: torch.Tensor, count: torch.Tensor) -> torch.Tensor:
+    """A per-item mean over the global batch from this rank's sum and item count, as DDP needs it
+    (`global_count`); without DDP: total / count."""
+    return total / global_count(count, total.device).to(total.dtype)
 
 
 def barrier(env: DistEnv) -> None:
