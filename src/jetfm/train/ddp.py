@@ -173,6 +173,19 @@ def global_mean(total: torch.Tensor, count: torch.Tensor) -> torch.Tensor:
     return total / global_count(count, total.device).to(total.dtype)
 
 
+def sync_batchnorm(module: torch.nn.Module) -> torch.nn.Module:
+    """BatchNorm layers (the CNN's) as SyncBatchNorm when DDP runs on GPUs (NCCL): batch statistics over the
+    global batch, as one process computes them; DDP alone normalises each rank's share by its own statistics,
+    so N ranks would train another model than one process at the same global batch. torch has no
+    SyncBatchNorm on the CPU (gloo): there each rank keeps its own statistics. Same parameter and buffer
+    names: checkpoints load either way. Models without BatchNorm are returned as they are."""
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return module
+    if dist.get_backend() != "nccl":
+        return module
+    return torch.nn.SyncBatchNorm.convert_sync_batchnorm(module)
+
+
 def barrier(env: DistEnv) -> None:
     if env.distributed:
         dist.barrier()
