@@ -1,14 +1,10 @@
 """Launcher layouts of the two training stages whose settings live under their own keys: the jet-image
 transfer study (`images.transfer.train_overrides`) and the FPGA students (`fpga.train`).
 
-`jetfm.train.launch` reads a stage's `gpus`/`nodes`/`num_workers`/`device` from `train:` and the sections of
-`launch.STAGE_SECTIONS`, which for these two stages names `images.transfer.train` and `fpga.distill.train`:
-keys the config schema does not have (`fpga.distill` holds the loss's temperature and alpha). Rather than add
-second training sections next to the ones these stages already read their TrainConfig overrides from,
 `layout_config(config, stage)` hands the launcher a config whose `train:` section has the stage's section
-merged over it, to be used with the launcher's stage "train" (`launch.run(..., layout_config(config, "fpga"),
-"train", ...)`, likewise `rule_threads` / `rule_resources`). Once `STAGE_SECTIONS` names these sections,
-`layout_config(config, stage)` with "train" becomes `config` with `stage`.
+(the one `launch.STAGE_SECTIONS` names for it) merged over it, to be used with the launcher's stage "train"
+(`launch.run(..., layout_config(config, "fpga"), "train", ...)`, likewise `rule_threads` /
+`rule_resources`), plus what is particular to these stages (below).
 
 FPGA students are tiny: with `device: auto` their ranks are CPU processes (no `--gpus-per-task`; the Slurm
 profile runs `fpga_train` on the CPU partition); `device: cuda` in `fpga.train` asks for a GPU per rank.
