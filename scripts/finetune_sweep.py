@@ -1,19 +1,29 @@
-"""Snakemake `script:` entry of rule `finetune_sweep`: one validation-sweep point (seed index 0) of an arm."""
+"""Snakemake `script:` entry of rule `finetune_sweep`: one validation-sweep point (seed index 0) of an arm,
+on the fine-tuning stage's ranks (jetfm.train.launch), resumed after a stop like `finetune`."""
 
-from jetfm.finetune.run import run_finetuning
 from jetfm.logs import redirect_to_log
+from jetfm.train import launch
 from jetfm.train.signals import exit_for_retry
 
+STAGE = "finetune"
+
 with redirect_to_log(snakemake.log[0]), exit_for_retry():
-    run_finetuning(
+    threads = launch.rank_threads(snakemake.config, STAGE, snakemake.threads)
+    launch.run(
+        "jetfm.finetune.run:run_finetuning",
+        {
+            "config": snakemake.config,
+            "method": snakemake.wildcards.method,
+            "fraction": float(snakemake.wildcards.fraction),
+            "seed_index": 0,
+            "files": {split: list(snakemake.input[split]) for split in ("train", "val", "test")},
+            "out_dir": snakemake.params.out_dir,
+            "backbone": snakemake.input.backbone[0] if snakemake.input.backbone else None,
+            "overrides": {"progress": False, "threads": threads},
+            "resume": "auto",
+            "hparams": dict(snakemake.params.hparams),
+        },
         snakemake.config,
-        snakemake.wildcards.method,
-        float(snakemake.wildcards.fraction),
-        0,
-        {split: list(snakemake.input[split]) for split in ("train", "val", "test")},
+        STAGE,
         snakemake.params.out_dir,
-        backbone=snakemake.input.backbone[0] if snakemake.input.backbone else None,
-        overrides={"progress": False, "threads": snakemake.threads},
-        resume="auto",
-        hparams=dict(snakemake.params.hparams),
     )

@@ -1,14 +1,29 @@
-"""Snakemake `script:` entry of rule `fpga_train`: distil, then prune + QAT (`jetfm fpga train`)."""
+"""Snakemake `script:` entry of rule `fpga_train`: distil, then prune + QAT (`jetfm fpga train`), both phases
+on the ranks of `train:` < `fpga.train` (gpus, nodes: jetfm.train.launch through jetfm.train.stage_layout).
 
-from jetfm.fpga.stage import train_student
+A stop on SIGTERM/SIGUSR1 checkpoints and exits for a retry, which trains the student again (the pruning
+schedule counts the objective's own calls, so the runs do not resume mid-way).
+"""
+
 from jetfm.logs import redirect_to_log
+from jetfm.train import launch
+from jetfm.train.signals import exit_for_retry
+from jetfm.train.stage_layout import layout_config
 
-with redirect_to_log(snakemake.log[0]):
-    train_student(
-        snakemake.config,
-        snakemake.wildcards.student,
-        {split: list(snakemake.input[split]) for split in ("train", "val", "test")},
+with redirect_to_log(snakemake.log[0]), exit_for_retry():
+    layout = layout_config(snakemake.config, "fpga")
+    threads = launch.rank_threads(layout, "train", snakemake.threads)
+    launch.run(
+        "jetfm.fpga.stage:train_student",
+        {
+            "config": snakemake.config,
+            "student": snakemake.wildcards.student,
+            "files": {split: list(snakemake.input[split]) for split in ("train", "val", "test")},
+            "out_dir": snakemake.params.out_dir,
+            "teacher": snakemake.input.teacher,
+            "overrides": {"progress": False, "threads": threads},
+        },
+        layout,
+        "train",
         snakemake.params.out_dir,
-        teacher=snakemake.input.teacher,
-        overrides={"progress": False, "threads": snakemake.threads},
     )

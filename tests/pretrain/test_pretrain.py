@@ -24,6 +24,7 @@ from jetfm.pretrain.masking import (
     TargetSpec,
     choose_hidden,
     continuous_loss,
+    jet_seeds,
 )
 from jetfm.pretrain.objectives import MaskedParticleObjective, MPMSettings
 from jetfm.pretrain.run import pretrain_config, run_pretraining
@@ -55,12 +56,19 @@ def test_masking_hides_exactly_the_chosen_particles() -> None:
     mask = torch.zeros(6, 20, dtype=torch.bool)
     for i, n in enumerate((0, 1, 2, 5, 13, 20)):
         mask[i, :n] = True
-    hidden = choose_hidden(mask, 0.3, torch.Generator().manual_seed(1))
+    seeds = torch.from_numpy(jet_seeds(1, 0, np.arange(6)))
+    hidden = choose_hidden(mask, 0.3, seeds)
     assert not (hidden & ~mask).any()  # only real particles
     assert hidden.sum(1).tolist() == [0, 0, 1, 2, 4, 6]  # round(0.3 n), >= 1 hidden and >= 1 visible
-    again = choose_hidden(mask, 0.3, torch.Generator().manual_seed(1))
-    other = choose_hidden(mask, 0.3, torch.Generator().manual_seed(2))
+    again = choose_hidden(mask, 0.3, seeds.clone())
+    other = choose_hidden(mask, 0.3, torch.from_numpy(jet_seeds(2, 0, np.arange(6))))
     assert torch.equal(hidden, again) and not torch.equal(hidden, other)
+    # A jet's mask is its own: the same in any batch, at any padded width (what lets W ranks and one
+    # process, or a resumed run, hide the same particles).
+    for rows in ([3, 4], [4, 2, 3]):
+        width = int(mask[rows].sum(1).max())
+        part = choose_hidden(mask[rows, :width], 0.3, seeds[rows])
+        assert torch.equal(part, hidden[rows, :width])
 
 
 def test_hidden_particles_do_not_reach_the_model_and_only_they_are_scored() -> None:
@@ -68,7 +76,7 @@ def test_hidden_particles_do_not_reach_the_model_and_only_they_are_scored() -> N
     b, p, f = 4, 12, 17
     mask = torch.arange(p).expand(b, p) < torch.tensor([[12], [9], [5], [3]])
     feats, vecs = torch.randn(b, p, f), torch.rand(b, p, 4) + 1.0
-    hidden = choose_hidden(mask, 0.4, torch.Generator().manual_seed(0))
+    hidden = choose_hidden(mask, 0.4, torch.arange(b))
     groups = TargetSpec((("kinematics", tuple(range(5, f))),), None, ())
     scaler = TargetScaler(len(groups.regression), 0)
     size = ParTSize(**TINY)
@@ -94,7 +102,7 @@ def test_hidden_particles_do_not_reach_the_model_and_only_they_are_scored() -> N
     assert torch.allclose(loss, per_part)
 
 
-def test_objective_masks_are_seeded_per_batch_not_by_the_global_rng(data: dict[str, list[str]]) -> None:
+def test_objective_masks_are_seeded_per_jet_not_by_the_global_rng(data: dict[str, list[str]]) -> None:
     cfg = pretrain_config(workflow_config(), "mpm")
     obj = MaskedParticleObjective(MPMSettings())
     stream = obj.stream(data["train"], cfg, 0, 1)

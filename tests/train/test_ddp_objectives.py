@@ -3,7 +3,9 @@
 RS3L's contrastive loss gathers the other ranks' projections (with gradients) as negatives: 2 ranks give
 the loss and the gradient of one process on the concatenated batch. Every objective of the one training loop,
 run by torchrun on 2 ranks at `batch_size` 2B (B per rank) and by one process at the same global batch,
-gives the same loss history, validation numbers and final metrics over 20 steps.
+gives the same loss history, validation numbers and final metrics over 20 steps. The tokenizer and MPM
+losses are means over the global batch's particles (`ddp.global_count`) and MPM's masks are seeded per jet
+(`masking.jet_seeds`), so they too are the same with any number of ranks.
 """
 
 from __future__ import annotations
@@ -24,13 +26,6 @@ from jetfm.pretrain.contrastive import nt_xent
 
 WORKER = Path(__file__).with_name("ddp_worker.py")
 OBJECTIVES = ("supervised", "finetune", "distill", "rs3l", "tokenizer", "mpm")
-# Losses averaged over particles, not jets: each rank's mean weighs its own particle count, so DDP's average
-# of the two means is not the mean over the global batch; and MPM draws its masks per rank batch. Their
-# objectives are reworked separately (issue 23); these turn into passes then (strict).
-PER_PARTICLE = {
-    "tokenizer": "VQ loss is a per-rank mean over particles (needs a global particle count)",
-    "mpm": "masks drawn per rank batch and loss averaged per rank over hidden particles",
-}
 
 
 @pytest.mark.parametrize("world", [2, 4])
@@ -109,11 +104,7 @@ def _numbers(rows: list[dict[str, str]], skip: tuple[str, ...] = ("time_s",)) ->
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(
-    "name",
-    [pytest.param(n, marks=pytest.mark.xfail(reason=PER_PARTICLE[n], strict=True)) if n in PER_PARTICLE
-     else n for n in OBJECTIVES],
-)  # fmt: skip
+@pytest.mark.parametrize("name", OBJECTIVES)
 def test_two_ranks_equal_one_process_at_the_same_global_batch(runs: Path, name: str) -> None:
     one = torch.load(runs / "one" / name / "checkpoint.pt", weights_only=True)
     two = torch.load(runs / "two" / name / "checkpoint.pt", weights_only=True)

@@ -74,8 +74,9 @@ def config_params(*keys, exclude=()):
     """The resolved config values that change a rule's output, as one param: {dotted key: value}.
 
     Snakemake reruns a job whose params changed, so a rule lists here every section/key its output depends
-    on (`exclude` drops sub-keys that do not change it, e.g. how many shards exist or how many Dask workers
-    share the work): changing any of them reruns exactly the jobs that read it. Usage:
+    on (`exclude` drops sub-keys, at any depth below a listed key, that do not change it, e.g. how many shards
+    exist or how many Dask workers share the work): changing any of them reruns exactly the jobs that read it.
+    Usage:
         params: settings=config_params("seed", "simulate", exclude=("simulate.shards",))
     """
     values = {}
@@ -85,12 +86,19 @@ def config_params(*keys, exclude=()):
             node = node[part]
         values[key] = copy.deepcopy(node)
     for key in exclude:
-        head, _, leaf = key.rpartition(".")
-        node = values.get(head)
-        if isinstance(node, dict):
-            node.pop(leaf, None)
-        else:
-            values.pop(key, None)
+        if key in values:
+            values.pop(key)
+            continue
+        parts = key.split(".")
+        # the longest listed key above the excluded one, then down its sub-sections
+        for cut in range(len(parts) - 1, 0, -1):
+            if ".".join(parts[:cut]) in values:
+                node = values[".".join(parts[:cut])]
+                for part in parts[cut:-1]:
+                    node = node.get(part) if isinstance(node, dict) else None
+                if isinstance(node, dict):
+                    node.pop(parts[-1], None)
+                break
     return values
 
 

@@ -4,6 +4,7 @@
 # (same as `jetfm fpga`); every path from jetfm.paths.
 from jetfm import paths
 from jetfm.fpga import rules as fpga_rules
+from jetfm.train.stage_layout import layout_config
 
 FPGA = config["fpga"]
 FPGA_STUDENTS = FPGA["students"]
@@ -15,11 +16,17 @@ fpga_out = fpga_rules.student_out
 
 # What changes a student's outputs: its training (train: section via the phases, fpga sections, seed); the
 # conversion also depends on the compression and HLS settings; synthesis on those and the flow settings.
+# Neither depends on the students' ranks (fpga.train.gpus/nodes: the global batch is a setting).
+FPGA_RANKS = ("fpga.train.gpus", "fpga.train.nodes")
 FPGA_TRAIN_SETTINGS = config_params(
     "seed", "train", "fpga", exclude=("fpga.hls", "fpga.synthesis", "fpga.open_flow", "fpga.students",
-                                      "train.progress", "train.checkpoint_every", "train.threads")
+                                      "train.progress", "train.checkpoint_every", "train.threads", *FPGA_RANKS)
 )  # fmt: skip
-FPGA_CONVERT_SETTINGS = config_params("seed", "train", "fpga", exclude=("fpga.synthesis", "fpga.students"))
+FPGA_CONVERT_SETTINGS = config_params(
+    "seed", "train", "fpga", exclude=("fpga.synthesis", "fpga.students", *FPGA_RANKS)
+)
+# The students' training job: ranks from train: < fpga.train (CPU processes unless fpga.train.device is cuda).
+FPGA_LAYOUT = layout_config(config, "fpga")
 FPGA_SYNTH_SETTINGS = config_params("fpga.compress", "fpga.hls", "fpga.synthesis", "fpga.open_flow")
 
 
@@ -47,10 +54,13 @@ rule fpga_train:
         paths.log_file("fpga", f"{FPGA_STUDENT}_train"),
     wildcard_constraints:
         student="jet_mlp|deepsets",
-    # One thread: the students' ops are too small for intra-op parallelism; two students train side by side.
-    threads: 1
+    # One thread per rank: the students' ops are too small for intra-op parallelism; two students train side
+    # by side. Ranks: fpga.train.gpus x nodes (jetfm.train.launch via stage_layout), Slurm tasks and the stop
+    # signal in the resources.
+    threads: launch.rule_threads(FPGA_LAYOUT, "train")
     resources:
         mem_mb=4000,
+        **launch.rule_resources(FPGA_LAYOUT, "train"),
     conda:
         "../../envs/fpga.yaml"
     script:

@@ -1,5 +1,6 @@
 # images: the average jet image per class (report) and the CNN transfer-learning study. The CNN itself is a
 # registry model trained by rule `train` (model wildcard `cnn`). Logic: src/jetfm/images/.
+from jetfm.train.stage_layout import layout_config
 
 IMAGES = paths.images_dir(DATASET)
 IMAGES_TRANSFER = paths.images_transfer_dir(DATASET)
@@ -56,13 +57,19 @@ rule images_transfer:
             "seed",
             "train",
             "images.transfer",
-            exclude=("images.transfer.enabled", "train.models", *(f"train.{k}" for k in TRAIN_NOT_OUTPUT)),
+            exclude=(
+                "images.transfer.enabled", "train.models", *(f"train.{k}" for k in TRAIN_NOT_OUTPUT),
+                *(f"images.transfer.train_overrides.{k}" for k in TRAIN_NOT_OUTPUT),
+            ),  # fmt: skip
         ),
     log:
         paths.log_file("images", "{dataset}_transfer"),
-    threads: 2
+    # ranks of every CNN run (train.gpus x train.nodes, overridable in images.transfer.train_overrides:
+    # jetfm.train.launch via stage_layout): CPUs here, Slurm tasks, GPUs and the stop signal in its resources
+    threads: launch.rule_threads(layout_config(config, "images"), "train", minimum=2)
     resources:
         mem_mb=4000,
+        **launch.rule_resources(layout_config(config, "images"), "train", minimum=2),
     conda:
         "../../envs/ml.yaml"
     script:

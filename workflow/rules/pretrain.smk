@@ -141,9 +141,12 @@ rule finetune_sweep:
         method=ARM_RE,
         fraction=r"[0-9.e-]+",
         point=r"\d+",
-    threads: 1
+    # the ranks of a fine-tuning run (finetune.train.gpus x nodes: jetfm.train.launch), as in `finetune`
+    threads: launch.rule_threads(config, "finetune")
     resources:
         mem_mb=3000,
+        **launch.rule_resources(config, "finetune"),
+    retries: training_retries("finetune")
     conda:
         "../../envs/ml.yaml"
     script:

@@ -8,6 +8,12 @@ loop with the `ImageFineTune` objective on the labelled jets of `jetfm.finetune.
 nested in the fraction, the same for every method and seed: the spread over seeds is that of the
 initialisation and the batch order, not of the sample), and the result is the pretraining stage's
 data-efficiency table and figure (`jetfm.finetune.efficiency`).
+
+Each training run (the source task, then every method x fraction x seed) is started by the one launcher
+(`jetfm.train.launch`) on the ranks of `train:` < `images.transfer.train_overrides` (`gpus`, `nodes`;
+`jetfm.train.stage_layout`): in this process for one rank, else torchrun or srun, one launch per run. The
+study itself (the source subset, the table, the figure) runs once, in the rule's process. A run stopped by
+SIGTERM resumes on the retry (`resume="auto"`); finished runs are reused.
 """
 
 from __future__ import annotations
@@ -56,6 +62,35 @@ def finished_run(run: Path, train_config: dict[str, Any], objective: dict[str, A
     return metrics if same else None
 
 
+def train_run(
+    config: dict[str, Any], overrides: dict[str, Any], files: dict[str, Any], out_dir: str,
+    objective: dict[str, Any] | None = None,
+) -> None:  # fmt: skip
+    """One CNN run of the study in this process or rank (the launcher's target; JSON-able arguments): the
+    source task (`objective` None: supervised on `files["train"]`, no test split) or an `ImageFineTune` run
+    (`objective`: its method, fraction, weights and label smoothing)."""
+    from jetfm.images.transfer import ImageFineTune
+    from jetfm.train.config import from_workflow
+    from jetfm.train.loop import train
+
+    cfg = from_workflow(config, "cnn", overrides)
+    train(cfg, files["train"], files["val"], files["test"], out_dir, resume="auto",
+          workflow_config=config, objective=ImageFineTune(**objective) if objective else None)  # fmt: skip
+
+
+def launch_run(
+    config: dict[str, Any], overrides: dict[str, Any], files: dict[str, Any], out_dir: Path,
+    objective: dict[str, Any] | None = None,
+) -> None:  # fmt: skip
+    """`train_run` on the study's ranks (`images.transfer.train_overrides.gpus`, ...)."""
+    from jetfm.train import launch
+    from jetfm.train.stage_layout import layout_config
+
+    kwargs = {"config": config, "overrides": overrides, "files": files, "out_dir": str(out_dir),
+              "objective": objective}  # fmt: skip
+    launch.run("jetfm.images.study:train_run", kwargs, layout_config(config, "images"), "train", out_dir)
+
+
 def run_transfer_study(
     config: dict[str, Any],
     files: dict[str, list[str]],
@@ -66,13 +101,13 @@ def run_transfer_study(
     """All runs of `images.transfer`; writes efficiency.csv, efficiency.json and efficiency.png in out_dir.
 
     `source_checkpoint`: a jetfm CNN checkpoint of the source task; None trains it here on
-    `source_classes` (out_dir/source). Returns the summary (mean ± std per method x fraction).
+    `source_classes` (out_dir/source). `threads`: torch threads of each rank. Returns the summary (mean ± std
+    per method x fraction).
     """
     from jetfm.finetune.efficiency import efficiency_row, plot_efficiency, write_efficiency
     from jetfm.images.transfer import ImageFineTune
     from jetfm.provenance import make_provenance
     from jetfm.train.config import from_workflow
-    from jetfm.train.loop import train
 
     t0 = time.time()
     out = Path(out_dir)
@@ -82,8 +117,8 @@ def run_transfer_study(
     if source_checkpoint is None:
         source_files = class_subset(files["train"], out / "source" / "h5", list(tcfg["source_classes"]))
         print(f"source task: CNN on classes {tcfg['source_classes']} ({source_files})")
-        cfg = from_workflow(config, "cnn", overrides)
-        train(cfg, source_files, files["val"], None, out / "source", workflow_config=config)
+        launch_run(config, overrides, {"train": source_files, "val": files["val"], "test": None},
+                   out / "source")  # fmt: skip
         source_checkpoint = str(out / "source" / "checkpoint.pt")
     weights: dict[str, str | None] = {"scratch": None, "source": source_checkpoint}
     if tcfg["pretrained_file"]:
@@ -95,13 +130,18 @@ def run_transfer_study(
     for fraction in tcfg["fractions"]:
         for method, path in weights.items():
             for seed in tcfg["seeds"]:
-                cfg = from_workflow(config, "cnn", {**overrides, "seed": int(seed)})
-                objective = ImageFineTune(method, float(fraction), path, cfg.label_smoothing)
+                run_overrides = {**overrides, "seed": int(seed)}
+                cfg = from_workflow(config, "cnn", run_overrides)
+                spec = {"method": method, "fraction": float(fraction), "weights": path,
+                        "label_smoothing": cfg.label_smoothing}  # fmt: skip
+                describe = ImageFineTune(**spec).describe()
                 run = out / "runs" / f"{method}_{fraction}_{seed}"
-                m = finished_run(run, cfg.to_dict(), objective.describe())
+                m = finished_run(run, cfg.to_dict(), describe)
                 if m is None:
-                    m = train(cfg, files["train"], files["val"], files["test"], run, workflow_config=config,
-                              objective=objective)["metrics"]  # fmt: skip
+                    launch_run(config, run_overrides, files, run, spec)
+                    m = finished_run(run, cfg.to_dict(), describe)
+                    if m is None:
+                        raise RuntimeError(f"run {run} ended without its metrics.json")
                 rows.append(efficiency_row(m, method, float(fraction), m["labelled_jets"], int(seed)))
                 print(f"{method} fraction {fraction} ({m['labelled_jets']} jets) seed {seed}: "
                       f"accuracy {m['accuracy']:.4f} ({time.time() - t0:.0f} s)")  # fmt: skip

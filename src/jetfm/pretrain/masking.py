@@ -2,8 +2,10 @@
 predict them from the rest.
 
 - Which particles: per jet, round(fraction x n) of its n real particles (at least 1, and at least one stays
-  visible), drawn with a `torch.Generator` seeded per batch (`batch_seed`, see `pretrain/objectives.py`), so
-  the masks do not touch the global RNG and a resumed run draws the same masks.
+  visible), drawn from a seed of the jet itself (`jet_seeds`: run seed, epoch, shard and row, carried by the
+  stream's batches; `pretrain/unsupervised.SeededStream`). A jet's mask depends on nothing else: not the
+  global RNG, not the batch it lands in, its padding, the rank or the loader worker that reads it. So a
+  resumed run draws the same masks, and W ranks draw the masks of one process at the same global batch.
 - What the backbone sees: the visible particles only. The hidden ones are removed from its particle mask,
   so neither their features nor their 4-vectors (through the pair features) reach it.
 - How the decoder knows *which* hidden particle to predict: a set has no order, so identical mask tokens
@@ -30,6 +32,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -47,15 +50,40 @@ CHARGE = "part_charge"
 PID_PREFIX = "part_is"
 
 
-def choose_hidden(part_mask: torch.Tensor, fraction: float, generator: torch.Generator) -> torch.Tensor:
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+
+
+def _mix(z: np.ndarray) -> np.ndarray:
+    """splitmix64's finaliser on uint64 arrays (wrapping arithmetic): nearby inputs, unrelated outputs."""
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return z ^ (z >> np.uint64(31))
+
+
+def jet_seeds(key: int, shard: int, rows: np.ndarray) -> np.ndarray:
+    """(n,) int64: one seed per jet from a run key (seed and epoch), its shard index and its row numbers."""
+    base = _mix(np.array([key % 2**64], dtype=np.uint64) ^ _mix(np.array([shard], dtype=np.uint64)))
+    return _mix(base ^ (np.asarray(rows, dtype=np.uint64) * _GOLDEN)).view(np.int64)
+
+
+def slot_uniforms(seeds: torch.Tensor, width: int) -> torch.Tensor:
+    """(B, width) float64 in [0, 1): a uniform per jet and particle slot from the jets' seeds (B,) int64;
+    slot j's value depends on the jet's seed and j only, so it is the same at any padded width."""
+    s = seeds.detach().cpu().numpy().astype(np.int64).view(np.uint64)
+    slots = np.arange(1, width + 1, dtype=np.uint64) * _GOLDEN
+    u = _mix(_mix(s)[:, None] + slots[None, :])
+    return torch.from_numpy((u >> np.uint64(11)).astype(np.float64) * 2.0**-53)
+
+
+def choose_hidden(part_mask: torch.Tensor, fraction: float, seeds: torch.Tensor) -> torch.Tensor:
     """(B, P) bool: the hidden particles, round(fraction x n) of each jet's n real ones (>= 1 hidden and
-    >= 1 visible when n >= 2; none when n <= 1), uniformly among the real slots."""
+    >= 1 visible when n >= 2; none when n <= 1), uniformly among the real slots, drawn from each jet's seed
+    in `seeds` (B,) (`jet_seeds`) alone."""
     mask = part_mask.bool()
     n = mask.sum(1)
     k = torch.clamp(torch.round(fraction * n.double()).long(), min=1)
     k = torch.minimum(k, n - 1).clamp_min(0)
-    scores = torch.rand(mask.shape, generator=generator, device=generator.device)
-    scores = scores.to(mask.device).masked_fill(~mask, 2.0)  # padded slots sort last
+    scores = slot_uniforms(seeds, mask.shape[1]).to(mask.device).masked_fill(~mask, 2.0)  # padding last
     rank = scores.argsort(dim=1).argsort(dim=1)
     return (rank < k.unsqueeze(1)) & mask
 
@@ -151,14 +179,16 @@ class LossSettings:
 
 def continuous_loss(
     pred: torch.Tensor, target: torch.Tensor, spec: TargetSpec, scaler: TargetScaler,
-    settings: LossSettings = LossSettings(),
+    settings: LossSettings = LossSettings(), count: torch.Tensor | float | None = None,
 ) -> dict[str, torch.Tensor]:  # fmt: skip
     """Loss parts of the hidden particles: pred (N, output_dim), target (N, F) raw shard features.
 
     Per regression group: the mean L1 (or squared) error of the normalised targets, and `base_<group>` the
     same error of the marginal baseline (median or mean); for the joint ID class the label-smoothed
     cross-entropy (the loss), its plain NLL `id_nll` and the NLL of the class frequencies `base_id`, and
-    accuracy. `loss` = sum of weight x group loss."""
+    accuracy. `loss` = sum of weight x group loss. Means are sums over the particles divided by `count`
+    (default N; under DDP `ddp.global_count(N)`, so that W ranks optimise the mean over the global batch)."""
+    n = len(pred) if count is None else count
     nr = len(spec.regression)
     t = scaler.normalise(target[:, list(spec.regression)])
     p = pred[:, :nr].float()
@@ -171,15 +201,17 @@ def continuous_loss(
     total = pred.new_zeros((), dtype=torch.float32)
     for name, idx in spec.groups:
         cols = slice(at, at + len(idx))
-        out[name], out[f"base_{name}"] = err[:, cols].mean(), base[:, cols].mean().detach()
+        out[name] = err[:, cols].sum() / (n * len(idx))
+        out[f"base_{name}"] = (base[:, cols].sum() / (n * len(idx))).detach()
         total = total + settings.weight(name) * out[name]
         at += len(idx)
     if spec.id_classes:
         logits, y = pred[:, nr:].float(), spec.id_target(target)
-        out["id"] = F.cross_entropy(logits, y, label_smoothing=settings.id_smoothing)
-        out["id_nll"] = F.cross_entropy(logits, y).detach()
-        out["base_id"] = F.nll_loss(scaler.log_prior.float().expand(len(y), -1), y).detach()
-        out["id_acc"] = (logits.argmax(1) == y).float().mean().detach()
+        out["id"] = F.cross_entropy(logits, y, label_smoothing=settings.id_smoothing, reduction="sum") / n
+        out["id_nll"] = (F.cross_entropy(logits, y, reduction="sum") / n).detach()
+        prior = scaler.log_prior.float().expand(len(y), -1)
+        out["base_id"] = (F.nll_loss(prior, y, reduction="sum") / n).detach()
+        out["id_acc"] = ((logits.argmax(1) == y).float().sum() / n).detach()
         total = total + settings.weight("id") * out["id"]
     out["loss"] = total
     return out
@@ -199,17 +231,21 @@ def skills(means: dict[str, float]) -> dict[str, float]:
 
 
 def token_loss(
-    pred: torch.Tensor, tokens: torch.Tensor, log_prior: torch.Tensor | None = None
-) -> dict[str, torch.Tensor]:
+    pred: torch.Tensor, tokens: torch.Tensor, log_prior: torch.Tensor | None = None,
+    count: torch.Tensor | float | None = None,
+) -> dict[str, torch.Tensor]:  # fmt: skip
     """Cross-entropy of the hidden particles' token ids: pred (N, K), tokens (N,); with the token
-    frequencies' log (`log_prior`), `base_token` is the NLL of that marginal baseline."""
+    frequencies' log (`log_prior`), `base_token` is the NLL of that marginal baseline. Means divide by
+    `count` (default N; see `continuous_loss`)."""
+    n = len(pred) if count is None else count
     out = {
-        "loss": F.cross_entropy(pred.float(), tokens),
-        "token_acc": (pred.argmax(1) == tokens).float().mean().detach(),
+        "loss": F.cross_entropy(pred.float(), tokens, reduction="sum") / n,
+        "token_acc": ((pred.argmax(1) == tokens).float().sum() / n).detach(),
     }
     out["token"] = out["loss"].detach()
     if log_prior is not None:
-        out["base_token"] = F.nll_loss(log_prior.float().expand(len(tokens), -1), tokens).detach()
+        prior = log_prior.float().expand(len(tokens), -1)
+        out["base_token"] = (F.nll_loss(prior, tokens, reduction="sum") / n).detach()
     return out
 
 

@@ -43,14 +43,16 @@ from jetfm.pretrain.masking import (
     skills,
     token_loss,
 )
-from jetfm.pretrain.unsupervised import SeededStream, Unsupervised, batch_seed, generator_for
+from jetfm.pretrain.unsupervised import SeededStream, Unsupervised
 from jetfm.pretrain.vq import TokenizerObjective, load_tokenizer
 from jetfm.train.config import TrainConfig
 from jetfm.train.data import H5JetStream, ShardMeta, make_loader
+from jetfm.train.ddp import global_count
 from jetfm.train.objectives import Objective, RunEnd, to_device
 
 METHODS = ("mpm", "mpm_tok", "rs3l")
 TOKENIZER = "tokenizer"
+VALIDATION_EPOCH = 999_999  # the masks of validation jets: an epoch no training run reaches
 
 
 @dataclass(frozen=True)
@@ -157,31 +159,41 @@ class MaskedParticleObjective(Unsupervised):
             world_size=world_size,
         )  # fmt: skip
 
+    def hidden(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The batch's hidden particles, each jet's drawn from its own seed (`SeededStream`)."""
+        return choose_hidden(batch["part_mask"], self.settings.mask_fraction, batch["jet_seed"])
+
     def parts(
-        self, model: nn.Module, batch: dict[str, torch.Tensor], device: torch.device
-    ) -> dict[str, torch.Tensor]:
-        """The loss and its parts on one batch (masks from the batch's own generator)."""
-        hidden = choose_hidden(batch["part_mask"], self.settings.mask_fraction, generator_for(batch))
+        self, model: nn.Module, batch: dict[str, torch.Tensor], hidden: torch.Tensor, device: torch.device,
+        count: torch.Tensor | float | None = None,
+    ) -> dict[str, torch.Tensor]:  # fmt: skip
+        """The loss and its parts on one batch with `hidden` particles: means over them, i.e. sums divided
+        by `count` (default: how many there are)."""
         b = to_device({**batch, "hidden": hidden}, device)
         pred = model(b["part_features"], b["part_vectors"], b["part_mask"], b["hidden"])
         target = b["part_features"][b["hidden"]]
         scaler = _unwrap(model).scaler
         if self.tokenizer is not None:  # the frozen submodule of the model (moved to the device with it)
-            return token_loss(pred, self.tokenizer.encode(target), scaler.log_prior)
+            return token_loss(pred, self.tokenizer.encode(target), scaler.log_prior, count)
         assert self.spec is not None
-        return continuous_loss(pred, target, self.spec, scaler, self.settings.loss_settings())
+        return continuous_loss(pred, target, self.spec, scaler, self.settings.loss_settings(), count)
 
     def loss(self, model: nn.Module, batch: dict[str, torch.Tensor], device: torch.device) -> torch.Tensor:
-        return self.parts(model, batch, device)["loss"]
+        """The mean over the hidden particles of the global batch (ranks hide different numbers of them)."""
+        hidden = self.hidden(batch)
+        return self.parts(model, batch, hidden, device, global_count(hidden.sum(), device).float())["loss"]
 
     @torch.no_grad()
     def validation(
         self, module: nn.Module, val_files: list[str], cfg: TrainConfig, device: torch.device
     ) -> dict[str, float]:
-        """Mean loss parts over the validation jets' hidden particles with fixed masks (seeded by batch
-        index), and the skill of every head over its marginal baseline."""
-        stream = H5JetStream(val_files, cfg.eval_batch_size, shuffle=False, block_size=cfg.block_size,
-                             nominal_only=not self.settings.use_views, drop_last=False)  # fmt: skip
+        """Mean loss parts over the validation jets' hidden particles with fixed masks (seeded per jet, as in
+        training, with an epoch no training run reaches), and the skill of every head over its marginal
+        baseline."""
+        stream = SeededStream(val_files, cfg.eval_batch_size, seed=cfg.seed, shuffle=False,
+                              block_size=cfg.block_size, nominal_only=not self.settings.use_views,
+                              drop_last=False)  # fmt: skip
+        stream.epoch = VALIDATION_EPOCH
         was = module.training
         module.eval()
         sums: dict[str, float] = {}
@@ -189,10 +201,9 @@ class MaskedParticleObjective(Unsupervised):
         for i, batch in enumerate(make_loader(stream)):
             if cfg.eval_batches and i >= cfg.eval_batches:
                 break
-            batch["batch_seed"] = torch.tensor(batch_seed(cfg.seed, 999_999, i))
-            hidden = choose_hidden(batch["part_mask"], self.settings.mask_fraction, generator_for(batch))
+            hidden = self.hidden(batch)
             w = int(hidden.sum())
-            for k, v in self.parts(module, batch, device).items():
+            for k, v in self.parts(module, batch, hidden, device).items():
                 sums[k] = sums.get(k, 0.0) + float(v) * w
             n += w
         module.train(was)

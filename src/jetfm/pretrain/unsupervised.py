@@ -1,25 +1,25 @@
 """What the pretraining objectives (tokenizer, masked particles, RS3L contrastive) share.
 
-- `SeededStream`: the jet stream with a `batch_seed` per batch, derived from (seed, epoch, rank, worker,
-  batch index). Objectives draw their randomness (masks) from a `torch.Generator` seeded with it, never from
-  the global RNG: a resumed run replays the epoch to the same batch index and draws the same masks, whatever
-  else consumed global random numbers in between.
+- `SeededStream`: the jet stream whose batches carry `jet_seed`, one seed per jet from (seed, epoch, shard,
+  row) (`masking.jet_seeds`). Objectives draw their randomness (masks) from it, never from the global RNG
+  or a per-rank stream: a resumed run draws the same masks, and so do W ranks and one process at the same
+  global batch (a jet's mask does not depend on the batch, rank or loader worker it lands in).
 - `Unsupervised`: an objective whose run ends with `summary.json` (the last validation numbers, the sizes,
   the objective's settings, provenance) instead of test metrics; no labels are read.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import get_worker_info
 
 from jetfm.atomic import write_json_atomic
+from jetfm.pretrain.masking import jet_seeds
 from jetfm.train.config import TrainConfig
-from jetfm.train.data import H5JetStream
+from jetfm.train.data import Block, H5JetStream, OpenFiles
+from jetfm.train.jagged import JaggedRows
 from jetfm.train.objectives import Objective, RunEnd
 
 
@@ -28,19 +28,15 @@ def batch_seed(*keys: int) -> int:
     return int(np.random.SeedSequence([int(k) for k in keys]).generate_state(2, np.uint64)[0] >> np.uint64(1))
 
 
-def generator_for(batch: dict[str, torch.Tensor]) -> torch.Generator:
-    return torch.Generator().manual_seed(int(batch["batch_seed"]))
-
-
 class SeededStream(H5JetStream):
-    """`H5JetStream` whose batches carry `batch_seed` (a 0-dim int64 tensor)."""
+    """`H5JetStream` whose batches carry `jet_seed` ((B,) int64, `masking.jet_seeds`)."""
 
-    def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
-        info = get_worker_info()
-        worker = info.id if info else 0
-        for i, batch in enumerate(super().__iter__()):
-            batch["batch_seed"] = torch.tensor(batch_seed(self.seed, self.epoch, self.rank, worker, i))
-            yield batch
+    def _read(self, files: OpenFiles, block: Block) -> JaggedRows:
+        rows = super()._read(files, block)
+        keep = self._keep(files.get(block.shard), block)
+        index = np.arange(block.start, block.stop) if keep is None else block.start + np.flatnonzero(keep)
+        seeds = jet_seeds(batch_seed(self.seed, self.epoch), block.shard, index)
+        return JaggedRows({**rows.jets, "jet_seed": seeds}, rows.counts, rows.particles)
 
 
 class Unsupervised(Objective):

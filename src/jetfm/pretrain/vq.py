@@ -23,6 +23,7 @@ from torch import nn
 from jetfm.pretrain.unsupervised import Unsupervised
 from jetfm.train.config import TrainConfig
 from jetfm.train.data import H5JetStream, ShardMeta, make_loader
+from jetfm.train.ddp import global_count
 from jetfm.train.objectives import to_device
 
 
@@ -58,12 +59,22 @@ class ParticleVQVAE(nn.Module):
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         return self.quantise(self.latent(x))[0]
 
-    def forward(self, x: torch.Tensor, beta: float = 0.25) -> dict[str, torch.Tensor]:
+    def forward(
+        self, x: torch.Tensor, beta: float = 0.25, count: torch.Tensor | float | None = None
+    ) -> dict[str, torch.Tensor]:
+        """Loss = reconstruction MSE + codebook + beta x commitment, each a mean over particles and
+        features: sums divided by `count` particles (default len(x); under DDP `ddp.global_count`, so W
+        ranks optimise the mean over the global batch's particles) times the feature width."""
+        n = len(x) if count is None else count
         z = self.latent(x)
         ids, q = self.quantise(z)
         recon = self.decoder(z + (q - z).detach())  # straight-through
-        mse = F.mse_loss(recon, x.float())
-        vq = F.mse_loss(q, z.detach()) + beta * F.mse_loss(z, q.detach())
+        mse = F.mse_loss(recon, x.float(), reduction="sum") / (n * x.shape[1])
+        sq = z.shape[1] * n
+        vq = (
+            F.mse_loss(q, z.detach(), reduction="sum") / sq
+            + beta * F.mse_loss(z, q.detach(), reduction="sum") / sq
+        )
         return {"loss": mse + vq, "mse": mse.detach(), "ids": ids, "recon": recon}
 
     @torch.no_grad()
@@ -143,7 +154,9 @@ class TokenizerObjective(Unsupervised):
         )  # fmt: skip
 
     def loss(self, model: nn.Module, batch: dict[str, torch.Tensor], device: torch.device) -> torch.Tensor:
-        return model(real_particles(to_device(batch, device)), self.beta)["loss"]
+        """The mean over every real particle of the global batch (ranks hold different particle counts)."""
+        x = real_particles(to_device(batch, device))
+        return model(x, self.beta, global_count(len(x), device).float())["loss"]
 
     def validation(
         self, module: nn.Module, val_files: list[str], cfg: TrainConfig, device: torch.device

@@ -152,18 +152,38 @@ def any_rank(flags: list[bool], env: DistEnv) -> list[bool]:
     return [bool(x) for x in t.tolist()]
 
 
-def global_mean(total: torch.Tensor, count: torch.Tensor) -> torch.Tensor:
-    """A per-item mean over the global batch from this rank's sum and item count, as DDP needs it.
+def global_count(count: torch.Tensor | float, device: torch.device | None = None) -> torch.Tensor:
+    """The divisor that turns this rank's sum over items into its share of the mean over the global batch:
+    the item count summed over ranks, divided by the W ranks (float64 scalar; `count` itself without DDP).
 
     DDP averages gradients over the W ranks; a loss that is a mean over items (particles, anchors) whose
-    count differs between ranks would then weigh each rank's items by 1/(W x its count). Returning
-    total x W / (count summed over ranks) makes that average the gradient of sum(totals) / sum(counts):
-    the loss of one process on the concatenated batch. Without DDP: total / count."""
+    count differs between ranks would then weigh each rank's items by 1/(W x its count). total / this on
+    every rank makes that average the gradient of sum(totals) / sum(counts): the loss of one process on the
+    concatenated batch, and the ranks' mean of the values is that loss too. One all-reduce of one number."""
+    n = torch.as_tensor(count, dtype=torch.float64, device=device).detach().reshape(1).clone()
     if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
-        return total / count.to(total.dtype)
-    n = count.detach().to(torch.float64).reshape(1).clone()
+        return n[0]
     dist.all_reduce(n)
-    return total * dist.get_world_size() / n.to(total.dtype)
+    return n[0] / dist.get_world_size()
+
+
+def global_mean(total: torch.Tensor, count: torch.Tensor) -> torch.Tensor:
+    """A per-item mean over the global batch from this rank's sum and item count, as DDP needs it
+    (`global_count`); without DDP: total / count."""
+    return total / global_count(count, total.device).to(total.dtype)
+
+
+def sync_batchnorm(module: torch.nn.Module) -> torch.nn.Module:
+    """BatchNorm layers (the CNN's) as SyncBatchNorm when DDP runs on GPUs (NCCL): batch statistics over the
+    global batch, as one process computes them; DDP alone normalises each rank's share by its own statistics,
+    so N ranks would train another model than one process at the same global batch. torch has no
+    SyncBatchNorm on the CPU (gloo): there each rank keeps its own statistics. Same parameter and buffer
+    names: checkpoints load either way. Models without BatchNorm are returned as they are."""
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return module
+    if dist.get_backend() != "nccl":
+        return module
+    return torch.nn.SyncBatchNorm.convert_sync_batchnorm(module)
 
 
 def barrier(env: DistEnv) -> None:

@@ -47,8 +47,8 @@ STAGE_SECTIONS: dict[str, tuple[str, ...]] = {
     "tokenizer": ("pretrain.train", "pretrain.tokenizer.train"),
     "finetune": ("finetune.train",),
     "scaling": ("scaling.train",),
-    "images": ("images.transfer.train",),
-    "fpga": ("fpga.distill.train",),
+    "images": ("images.transfer.train_overrides",),
+    "fpga": ("fpga.train",),
 }
 LAUNCH_KEYS = ("gpus", "nodes")  # workflow keys of a training section that are not TrainConfig fields
 CALL_DIR = ".launch"

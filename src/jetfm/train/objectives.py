@@ -42,6 +42,7 @@ from jetfm.models import build_model, count_parameters, flops_per_jet
 from jetfm.preprocess.sample import sample_rows
 from jetfm.train.config import TrainConfig
 from jetfm.train.data import H5JetStream, ShardMeta, make_loader, mean_particles
+from jetfm.train.ddp import sync_batchnorm
 from jetfm.train.metrics import classification_metrics
 from jetfm.train.plots import plot_confusion, plot_roc
 
@@ -175,7 +176,11 @@ class Supervised(Objective):
     gathers_evaluation = True  # predict() splits the split over the ranks and gathers
 
     def build(self, cfg: TrainConfig, meta: ShardMeta) -> nn.Module:
-        return build_model(cfg.model, meta.num_features, meta.num_jet_features, len(meta.classes), **cfg.size)
+        """The registry model; its BatchNorm layers (the CNN's) synchronised across GPU ranks."""
+        model = build_model(
+            cfg.model, meta.num_features, meta.num_jet_features, len(meta.classes), **cfg.size
+        )
+        return sync_batchnorm(model)
 
     def prepare(self, module: nn.Module, train_files: list[str], cfg: TrainConfig) -> None:
         if hasattr(
