@@ -285,6 +285,36 @@ def test_pretrained_init_needs_the_pretrain_stage_or_a_checkpoint(tmp_path: Path
             run_cell(config, "xs-D32-E1", "unused.h5", "unused.h5", tmp_path)
 
 
+def test_per_size_pretraining_gives_each_size_its_backbone_and_counts_its_compute(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)  # results/scaling/<sweep>/pretrain/<size> under tmp_path
+    files = make_dataset(tmp_path / "h5", n_train=128, n_val=64, n_test=64, shards=1)
+    for offset, split in ((10**6, "val"), (2 * 10**6, "test")):  # pretraining refuses shared events
+        with h5py.File(files[split][0], "r+") as f:
+            f["event_id"][...] = f["event_id"][...] + offset
+    config = validate_config({
+        "preprocess": {"shards_per_split": 1},
+        "pretrain": {"train": {"max_steps": 3, "warmup_steps": 1, "eval_every": 3, "batch_size": 16}},
+        "scaling": {**TINY, "data_sizes": [32], "init": "pretrained", "pretrain": {"method": "mpm"}},
+    })  # fmt: skip
+    assert grid.pretrained_checkpoint(config, "xs").endswith("/pretrain/xs/checkpoint.pt")
+    assert grid.cell_settings(config, "s-D32-E1")["pretrain"]["size"] == TINY["sizes"]["s"]
+    run_sweep(config, tmp_path / "h5", tmp_path / "results/scaling/tiny", threads=1)
+    for size in ("xs", "s"):
+        backbone = torch.load(grid.pretrained_checkpoint(config, size), weights_only=True)
+        assert (
+            backbone["step"] == 3
+            and backbone["config"]["size"]["embed_dim"] == TINY["sizes"][size]["embed_dim"]
+        )
+        result = json.loads((tmp_path / f"results/scaling/tiny/cells/{size}-D32-E1/result.json").read_text())
+        assert result["init"] == "pretrained" and result["flops_pretrain"] > 0
+        assert result["flops"] > result["flops_pretrain"]  # fine-tuning compute + the backbone's
+    config["scaling"]["pretrained_checkpoint"] = "one.pt"
+    with pytest.raises(ValueError, match="not both"):
+        grid.cell_settings(config, "xs-D32-E1")
+
+
 def test_compare_two_sweeps_measures_a_shift_in_units_of_its_uncertainty(tmp_path: Path) -> None:
     from jetfm.scaling.compare import compare_fits
 

@@ -11,6 +11,9 @@ from jetfm.scaling.grid import (
     cell_walltime,
     cells,
     parse_cell_id,
+    pretrain_dir,
+    pretrain_settings,
+    pretrained_checkpoint,
     test_jets,
 )
 
@@ -26,12 +29,29 @@ SCALING_RETRIES = walltime.retries(
 SCALING_FIGURES = ["loss_vs_n", "loss_vs_d", "isoflop", "residuals", "repetition", "learning_curves", "corner"]
 
 
-# A pretrained checkpoint is an input of every cell when the sweep fine-tunes (its change reruns them).
-SCALING_PRETRAINED = (
-    [SCALING["pretrained_checkpoint"]]
-    if SCALING["init"] == "pretrained" and SCALING["pretrained_checkpoint"]
-    else []
-)
+# With scaling.pretrain.method, one pretraining per model size on the training split (the pretrain stage's
+# objective and settings, the size's backbone), on a GPU like a cell.
+rule scaling_pretrain:
+    input:
+        train=h5_shards("train"),
+        val=h5_shards("val"),
+        test=h5_shards("test"),
+    output:
+        checkpoint=f"{SCALING_DIR}/pretrain/{{size}}/checkpoint.pt",
+    params:
+        settings=lambda wildcards: pretrain_settings(config, wildcards.size),
+        out_dir=lambda wildcards: pretrain_dir(config, wildcards.size),
+    log:
+        f"{LOGS}/scaling/{SCALING['sweep']}/pretrain_{{size}}.log",
+    wildcard_constraints:
+        size=r"[A-Za-z0-9_.]+",
+    threads: 1 + SCALING["train"].get("num_workers", 0)
+    resources:
+        mem_mb=8000,
+    conda:
+        "../../envs/ml.yaml"
+    script:
+        "../../scripts/scaling_pretrain.py"
 
 
 # The first `jets` nominal jets of one fixed order of a split: nested training subsets, the fixed validation set
@@ -63,7 +83,10 @@ rule scaling_cell:
         train=lambda wildcards: f"{SCALING_DIR}/data/train_D{parse_cell_id(wildcards.cell).jets}.h5",
         val=f"{SCALING_DIR}/data/val_D{SCALING['val_jets']}.h5",
         test=f"{SCALING_DIR}/data/test_D{test_jets(SCALING)}.h5",
-        pretrained=SCALING_PRETRAINED,
+        # a cell that fine-tunes takes its backbone (one checkpoint, or its size's own pretraining)
+        pretrained=lambda wildcards: [
+            p for p in [pretrained_checkpoint(config, parse_cell_id(wildcards.cell).size)] if p
+        ],
         # a seed replica trains at the learning rate its primary cell chose
         primary=lambda wildcards: (
             [f"{SCALING_DIR}/cells/{parse_cell_id(wildcards.cell).primary.id}/result.json"]

@@ -61,6 +61,26 @@ def loop_objective(settings: dict[str, Any], label_smoothing: float = 0.0) -> di
     return {"objective": FineTune("scaling", 1.0, path, mode="full", select_best=True)}
 
 
+def pretrain_size(
+    config: dict[str, Any], size: str, files: dict[str, list[str]], out_dir: str | Path, threads: int = 0
+) -> dict[str, Any]:
+    """One model size's pretraining (scaling.pretrain.method) through the pretrain stage's run entry."""
+    from jetfm.pretrain.run import run_pretraining
+    from jetfm.scaling.grid import pretrain_settings, pretraining_config
+
+    method = pretrain_settings(config, size)["method"]
+    overrides = {"progress": False, "threads": threads}
+    return run_pretraining(pretraining_config(config, size), method, files, out_dir, overrides, resume="auto")
+
+
+def pretraining_jets(settings: dict[str, Any]) -> int:
+    """Jets the cell's backbone was pretrained on, counted with repeats (0 from scratch): its compute."""
+    path = settings["pretrained_checkpoint"]
+    if not path:
+        return 0
+    return int(torch.load(path, map_location="cpu", weights_only=True).get("jets", 0))
+
+
 def train_config(settings: dict[str, Any], lr: float, threads: int = 0) -> TrainConfig:
     """The cell's TrainConfig: scaling.train on top of the defaults, then the cell's size, steps and lr."""
     steps = settings["steps"]
@@ -209,6 +229,9 @@ def run_cell(
             for name in ("checkpoint.pt", "best.pt"):
                 (run["dir"] / name).unlink(missing_ok=True)
     jets_seen = cfg.max_steps * cfg.batch_size * cfg.grad_accum
+    # pretraining compute estimated with the cell's measured FLOPs per jet (the same backbone; the
+    # pretraining heads differ) and added to the cell's C: a fine-tuned cell's budget includes its backbone
+    flops_pretrain = compute["flops_per_jet"] * pretraining_jets(settings)
     n, n_total = compute["parameters_non_embedding"], compute["parameters_total"]
     particles_seen = jets_seen * compute["particles_per_jet"]
     result = {
@@ -237,7 +260,8 @@ def run_cell(
         "val_jets": len(per_jet),
         "scored_on": "test" if test_file else "val",
         "curve": best["curve"],
-        "flops": compute["flops_per_jet"] * jets_seen,
+        "flops": compute["flops_per_jet"] * jets_seen + flops_pretrain,
+        "flops_pretrain": flops_pretrain,
         "flops_6ND": 6.0 * n * particles_seen,
         "flops_6ND_total": 6.0 * n_total * particles_seen,
         "flops_ratio_6ND": compute["ratio_to_6N_non_embedding"],

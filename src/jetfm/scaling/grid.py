@@ -174,7 +174,8 @@ def cell_settings(config: dict[str, Any], cell_id: str) -> dict[str, Any]:
         "warmup_fraction": section["warmup_fraction"],
         "train": train,
         "init": section["init"],
-        "pretrained_checkpoint": section["pretrained_checkpoint"] if section["init"] == "pretrained" else "",
+        "pretrained_checkpoint": pretrained_checkpoint(config, cell.size),
+        "pretrain": pretrain_settings(config, cell.size),
         "flop_probe_batches": section["flop_probe_batches"],
         "seed": config["seed"] + cell.replica,
         "replica": cell.replica,
@@ -241,3 +242,53 @@ def cell_walltime(config: dict[str, Any], cell_id: str) -> tuple[int, int]:
     from jetfm import walltime
 
     return walltime.cap(config, "gpu", cell_resources(config, cell_id)["runtime"])
+
+
+def per_size_pretraining(section: dict[str, Any]) -> bool:
+    """Whether each model size gets its own pretraining (init = pretrained with scaling.pretrain.method)."""
+    method = section.get("pretrain", {}).get("method", "")
+    if method and section["pretrained_checkpoint"]:
+        raise ValueError(
+            "scaling.pretrained_checkpoint and scaling.pretrain.method are both set: give one checkpoint for "
+            "every size, or a method for one pretraining per size, not both"
+        )
+    return section["init"] == "pretrained" and bool(method)
+
+
+def pretrain_dir(config: dict[str, Any], size: str) -> str:
+    """Where the pretraining of one model size lives: results/scaling/<sweep>/pretrain/<size>."""
+    from jetfm.paths import scaling_dir
+
+    return f"{scaling_dir(config['scaling']['sweep'])}/pretrain/{size}"
+
+
+def pretrained_checkpoint(config: dict[str, Any], size: str) -> str:
+    """The backbone a cell of `size` starts from ("" from scratch)."""
+    section = config["scaling"]
+    if section["init"] != "pretrained":
+        return ""
+    if per_size_pretraining(section):
+        return f"{pretrain_dir(config, size)}/checkpoint.pt"
+    return section["pretrained_checkpoint"]
+
+
+def pretrain_settings(config: dict[str, Any], size: str) -> dict[str, Any]:
+    """Everything that changes one size's pretraining ({} without per-size pretraining): its rerun trigger,
+    and part of its cells' settings (a new backbone reruns them)."""
+    section = config["scaling"]
+    if not per_size_pretraining(section):
+        return {}
+    return {
+        "method": section["pretrain"]["method"],
+        "size": section["sizes"][size],
+        "train": {**config.get("pretrain", {}).get("train", {}), **section["pretrain"].get("train", {})},
+        "seed": config["seed"],
+    }
+
+
+def pretraining_config(config: dict[str, Any], size: str) -> dict[str, Any]:
+    """The workflow config of one size's pretraining: the pretrain stage's, with the size's backbone and
+    scaling.pretrain.train over pretrain.train."""
+    settings = pretrain_settings(config, size)
+    pretrain = {**config.get("pretrain", {}), "size": settings["size"], "train": settings["train"]}
+    return {**config, "pretrain": pretrain}

@@ -19,6 +19,7 @@ COLUMNS = (
 # Written when a cell's result has them (cells of earlier versions, synthetic tests may not).
 OPTIONAL = (
     "seed", "replica", "lr_extended", "best_step", "still_improving", "val_loss_selection", "scored_on",
+    "flops_pretrain",
 )  # fmt: skip
 CURVE_COLUMNS = ("cell", "N", "D", "epochs", "replica", "step", "jets_seen", "val_loss")
 

@@ -113,8 +113,15 @@ def run_sweep(
 ) -> dict[str, Any]:
     """The whole sweep in this process (what `snakemake scaling_all` runs as separate jobs): cells whose
     result.json was made with the current settings are kept, missing or changed ones (re)run."""
-    from jetfm.scaling.cell import run_cell
-    from jetfm.scaling.grid import cell_settings, cells, test_jets
+    from jetfm.scaling.cell import pretrain_size, run_cell
+    from jetfm.scaling.grid import (
+        cell_settings,
+        cells,
+        per_size_pretraining,
+        pretrain_dir,
+        pretrained_checkpoint,
+        test_jets,
+    )
     from jetfm.scaling.runs import collect
     from jetfm.scaling.subset import write_subset
 
@@ -126,6 +133,11 @@ def run_sweep(
         scoring[split] = out / "data" / f"{split}_D{jets}.h5"
         if not scoring[split].exists():
             write_subset(split_files(h5_dir, split, config), jets, scoring[split], seed, split)
+    if per_size_pretraining(section):  # each size's backbone first (rule scaling_pretrain)
+        files = {split: split_files(h5_dir, split, config) for split in ("train", "val", "test")}
+        for size in section["sizes"]:
+            if not Path(pretrained_checkpoint(config, size)).is_file():
+                pretrain_size(config, size, files, pretrain_dir(config, size), threads)
     results = []
     for cell in cells(section):  # primaries before their seed replicas
         subset = out / "data" / f"train_D{cell.jets}.h5"
