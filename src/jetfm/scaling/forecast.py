@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from jetfm.scaling.grid import approx_parameters, cells, steps, test_jets
+from jetfm.scaling.grid import approx_parameters, cell_steps, cells, test_jets
 
 
 def reference_noise(fit: dict[str, Any], rows: list[dict[str, Any]]) -> dict[str, float]:
@@ -53,7 +53,7 @@ def forecast(
             true = float(law(truth, np.array([n]), np.array([float(c.jets)]))[0])
             loss = true + rng.normal(0, sem) + rng.normal(0, noise["training_scatter"] * true)
             synthetic.append({"cell": c.id, "N": n, "D": c.jets, "epochs": 1, "val_loss": loss,
-                              "val_loss_sem": sem, "steps": steps(c, batch, section.get("max_steps", 0)),
+                              "val_loss_sem": sem, "steps": cell_steps(section, c, batch),
                               "flops": 6 * n * c.jets, "jets_seen": c.jets})  # fmt: skip
         fitted = analyse(synthetic, {**section["fit"], "seed": seed + trial})
         if "parameters" in fitted:

@@ -99,12 +99,19 @@ def lookup(section: dict[str, Any], cell_id: str) -> Cell:
     return cell
 
 
-def steps(cell: Cell, batch_size: int, max_steps: int = 0) -> int:
+def steps(cell: Cell, batch_size: int, max_steps: int = 0, min_steps: int = 0) -> int:
     """Optimiser steps: whole batches per pass over the subset (the loader drops the last partial one) times
-    the passes, at most `max_steps` (0 = no cap): with a cap, `epochs` is the most passes a cell may take
-    and the large-D cells stop at the step budget (early stopping picks each cell's loss on its curve)."""
-    n = max(1, cell.jets // batch_size) * cell.epochs
+    the passes, at least `min_steps` and at most `max_steps` (0 = no bound). A floor gives the small subsets
+    more passes, so they reach the point where they overfit (early stopping picks each cell's loss on its
+    curve) instead of stopping while the optimisation is still far from done; a cap stops the large-D cells
+    at a step budget (then they can be compute-limited, and the fit's notes say which)."""
+    n = max(max(1, cell.jets // batch_size) * cell.epochs, min_steps)
     return min(n, max_steps) if max_steps else n
+
+
+def cell_steps(section: dict[str, Any], cell: Cell, batch_size: int) -> int:
+    """`steps` with the sweep's bounds (scaling.min_steps, scaling.max_steps)."""
+    return steps(cell, batch_size, section.get("max_steps", 0), section.get("min_steps", 0))
 
 
 def evaluation_steps(total: int, points: int) -> list[int]:
@@ -158,7 +165,7 @@ def cell_settings(config: dict[str, Any], cell_id: str) -> dict[str, Any]:
     multipliers = overrides.pop("lr_multipliers", None)
     train = {**section["train"], **overrides}
     batch = train.get("batch_size", 64)
-    n_steps = steps(cell, batch, section.get("max_steps", 0))
+    n_steps = cell_steps(section, cell, batch)
     return {
         "cell": cell.id,
         "model": section["model"],
@@ -194,7 +201,7 @@ def training_flops(section: dict[str, Any], cell: Cell) -> float:
     """6 N <n> jets-seen per learning-rate run, times the runs: the candidates (+ a possible edge extension)
     of a cell, one run for a replica."""
     batch = section["train"].get("batch_size", 64)
-    jets_seen = steps(cell, batch, section.get("max_steps", 0)) * batch
+    jets_seen = cell_steps(section, cell, batch) * batch
     runs = 1 if cell.replica else len(section["lr"]["multipliers"]) + section["lr"].get("extend", 0)
     n = approx_parameters(section["sizes"][cell.size])
     return 6.0 * n * jets_seen * section["slurm"]["mean_particles"] * runs
