@@ -117,7 +117,7 @@ def test_cells_ids_settings_and_bad_grids() -> None:
     assert settings["steps"] == 128 // 32 * 2 and settings["learning_rates"] == pytest.approx(
         [0.008 * (16 / 32) ** -0.5], rel=1e-5
     )
-    bounded = validate_config({"scaling": {"data_sizes": [64, 1024], "min_steps": 10, "max_steps": 20}})
+    bounded = validate_config({"scaling": {"data_sizes": [64, 1024], "steps_floor": 10, "steps_cap": 20}})
     assert [grid.cell_settings(bounded, c)["steps"] for c in ("xs-D64-E1", "xs-D1024-E1")] == [10, 20]
     res = [grid.cell_resources(config, cid) for cid in ("xs-D64-E1", "s-D64-E1")]
     assert res[1]["mem_mb"] > res[0]["mem_mb"]  # memory grows with the model

@@ -99,19 +99,19 @@ def lookup(section: dict[str, Any], cell_id: str) -> Cell:
     return cell
 
 
-def steps(cell: Cell, batch_size: int, max_steps: int = 0, min_steps: int = 0) -> int:
+def steps(cell: Cell, batch_size: int, cap: int = 0, floor: int = 0) -> int:
     """Optimiser steps: whole batches per pass over the subset (the loader drops the last partial one) times
-    the passes, at least `min_steps` and at most `max_steps` (0 = no bound). A floor gives the small subsets
+    the passes, at least `floor` and at most `cap` (0 = no bound). A floor gives the small subsets
     more passes, so they reach the point where they overfit (early stopping picks each cell's loss on its
     curve) instead of stopping while the optimisation is still far from done; a cap stops the large-D cells
     at a step budget (then they can be compute-limited, and the fit's notes say which)."""
-    n = max(max(1, cell.jets // batch_size) * cell.epochs, min_steps)
-    return min(n, max_steps) if max_steps else n
+    n = max(max(1, cell.jets // batch_size) * cell.epochs, floor)
+    return min(n, cap) if cap else n
 
 
 def cell_steps(section: dict[str, Any], cell: Cell, batch_size: int) -> int:
-    """`steps` with the sweep's bounds (scaling.min_steps, scaling.max_steps)."""
-    return steps(cell, batch_size, section.get("max_steps", 0), section.get("min_steps", 0))
+    """`steps` with the sweep's bounds (scaling.steps_floor, scaling.steps_cap)."""
+    return steps(cell, batch_size, section.get("steps_cap", 0), section.get("steps_floor", 0))
 
 
 def evaluation_steps(total: int, points: int) -> list[int]:

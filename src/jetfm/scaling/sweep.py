@@ -46,7 +46,7 @@ def fit_sweep(config: dict[str, Any], runs_csv: str | Path, out_dir: str | Path)
     capped = [r["cell"] for r in rows if str(r.get("still_improving")) == "True" and is_capped(r)]
     if capped:
         fit["notes"].append(
-            f"validation loss still falling at the step budget (scaling.max_steps) in {capped}: compute-"
+            f"validation loss still falling at the step budget (scaling.steps_cap) in {capped}: compute-"
             "limited, their loss overestimates the converged one"
         )
     plot_all(rows, fit, out_dir, curves)
