@@ -115,12 +115,18 @@ def frontier(
         out["points"].append(point)
     c_star = float(budget or c_max)
     at = optimal(params, np.array([c_star]), sizes, ks)
+    n_star, d_star = float(at["N_opt"][0]), float(at["D_opt"][0])
     head: dict[str, Any] = {
         "C": c_star,
-        "N_opt": float(at["N_opt"][0]),
-        "D_opt": float(at["D_opt"][0]),
+        "N_opt": n_star,
+        "D_opt": d_star,
         "L_opt": float(at["L_opt"][0]),
-        "extrapolated": c_star > c_max * 1.0001,
+        # beyond the grid in C, N or D: the law, not a measurement, puts the optimum there
+        "extrapolated": bool(
+            c_star > c_max * 1.0001
+            or not sizes.min() <= n_star <= sizes.max()
+            or not d_all.min() <= d_star <= d_all.max()
+        ),
     }
     if band is not None:
         at_b = optimal(samples, np.array([c_star]), sizes, ks)["N_opt"][:, 0]
