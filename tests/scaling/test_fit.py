@@ -129,7 +129,7 @@ def test_frontier_uses_measured_compute_per_size_and_has_bands() -> None:
     assert front["points"][-1]["extrapolated"] and any(not p["extrapolated"] for p in front["points"])
     for p in front["points"]:
         assert p["N_opt_p16"] <= p["N_opt"] * 1.01 and p["N_opt"] <= p["N_opt_p84"] * 1.01
-    # at C = 1e12 the optimum's D (2.2e5) lies beyond the grid's largest D (1e5): flagged; at 1e11 it is inside
+    # at C = 1e12 the optimum's D (2.2e5) is beyond the grid's largest D (1e5): flagged; at 1e11 it is inside
     assert front["at_budget"]["C"] == 1e12 and front["at_budget"]["extrapolated"] is True
     inside = analyse(rows, {"bootstrap": 20, "budget": 1e11})["frontier"]["at_budget"]
     assert inside["extrapolated"] is False and inside["D_opt"] <= 1e5
