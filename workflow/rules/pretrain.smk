@@ -150,7 +150,7 @@ rule finetune_sweep:
     conda:
         "../../envs/ml.yaml"
     script:
-        "../../scripts/finetune_sweep.py"
+        "../../scripts/finetune.py"
 
 
 rule finetune_sweep_choose:

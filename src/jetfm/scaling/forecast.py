@@ -43,7 +43,7 @@ def forecast(
     noise = reference_noise(fit, rows)
     batch = section["train"].get("batch_size", 64)
     sem = noise["per_jet_spread"] / math.sqrt(test_jets(section))
-    grid = [c for c in cells(section)]
+    grid = cells(section)
     rng = np.random.default_rng(seed)
     results = []
     for trial in range(trials):
