@@ -1,4 +1,4 @@
-"""Snakemake `script:` entry of rule `fpga_tables`: accuracy and synthesis tables of all students."""
+"""Snakemake `script:` entry of rule `fpga_tables`: accuracy, synthesis and trigger tables of all students."""
 
 from jetfm.fpga.stage import write_tables
 from jetfm.logs import redirect_to_log
@@ -10,4 +10,5 @@ with redirect_to_log(snakemake.log[0]):
         snakemake.output.accuracy,
         snakemake.output.synthesis,
         snakemake.output.headline,
+        snakemake.output.trigger,
     )

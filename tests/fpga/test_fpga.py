@@ -232,8 +232,12 @@ def test_deepsets_distils_compresses_and_emulates_the_whole_test_split(teacher_r
             o["timing_estimate"]["timing_met"], bool
         )
         assert s["tools"]["yosys"].startswith("Yosys")
-    tables = [str(root / name) for name in ("accuracy.csv", "synthesis.csv", "headline.rst")]
+    tables = [str(root / name) for name in ("accuracy.csv", "synthesis.csv", "headline.rst", "trigger.csv")]
     stage.write_tables([str(out / "emulation.json")], [str(out / "synthesis.json")], *tables)
+    trigger = (root / "trigger.csv").read_text().splitlines()  # signal classes x 2 rates, emulated logits
+    assert trigger[0].startswith("student,signal,background")
+    assert len(trigger) == 1 + 2 * len(e["trigger"]["classes"])
+    assert all(r[0]["student"]["background_efficiency"] <= 0.01 for r in e["trigger"]["classes"].values())
     headline = (root / "headline.rst").read_text()  # the front page's line: accuracy, exactness, hardware
     acc = e["summary"]["emulation"]["accuracy"]
     assert f"``deepsets``: accuracy {acc:.3f}" in headline and "emulation bit-exact" in headline

@@ -129,6 +129,9 @@ rule fpga_tables:
         headline=report(
             f"{paths.fpga_dir()}/fpga_headline.rst", caption="../report/fpga_headline.rst", category="Summary"
         ),
+        trigger=report(
+            f"{paths.fpga_dir()}/trigger.csv", caption="../report/fpga_trigger.rst", category="FPGA"
+        ),
     log:
         paths.log_file("fpga", "tables"),
     conda:

@@ -55,5 +55,6 @@ def run(args: argparse.Namespace) -> int:
             [str(root / s / "synthesis.json") for s in students],
             str(root / "accuracy.csv"),
             str(root / "synthesis.csv"),
+            trigger_out=str(root / "trigger.csv"),
         )
     return 0

@@ -43,6 +43,7 @@ from jetfm.fpga.opcount import operation_counts
 from jetfm.fpga.rtl import OpenFlowSettings, run_rtl, tool_version
 from jetfm.fpga.students import build_student
 from jetfm.fpga.synth import synthesise
+from jetfm.fpga.trigger import DEFAULT_RATES, operating_points, table_rows
 from jetfm.fpga.yosys import family_of, synthesise_verilog
 from jetfm.provenance import make_provenance
 from jetfm.train.checkpoint import load_checkpoint
@@ -206,6 +207,10 @@ def convert_student(
         "emulation": _softmax(emulated),
     }
     metrics = {k: classification_metrics(p, labels, classes) for k, p in probs.items()}
+    trigger = operating_points(
+        emulated.astype(np.float64), labels, classes, tuple(fpga.get("trigger_rates", DEFAULT_RATES)),
+        reference=np.log(np.clip(probs["float_teacher"], 1e-30, None)),
+    )  # fmt: skip
     if rtl_out is not None:  # on the RTL-simulated jets only (`n` says how many)
         metrics["rtl"] = classification_metrics(_softmax(rtl_out), labels[: len(rtl_out)], classes)
     result = {
@@ -222,6 +227,7 @@ def convert_student(
         "rtl": rtl,
         "summary": {k: {m: v[m] for m in SUMMARY_KEYS} for k, v in metrics.items()},
         "metrics": metrics,
+        "trigger": trigger,
         "sparsity": sparsity(qat.core),
         "operations": operation_counts(model),
         "layer_types": {str(k): v for k, v in exact_types(export_plain(qat.core), spec).items()},
@@ -358,10 +364,12 @@ def write_tables(
     accuracy_out: str,
     synthesis_out: str,
     headline_out: str | None = None,
+    trigger_out: str | None = None,
 ) -> None:
     """accuracy.csv: per student, the four models' accuracy / AUC, agreement, operations;
     synthesis.csv: latency, II and resources per student (or the skip reason); headline_out: the report
-    front page's line per student."""
+    front page's line per student; trigger_out: per student, signal class and background rate, the
+    firmware threshold and the signal efficiency (`fpga.trigger`)."""
     rows = []
     for path in emulation_files:
         e = json.loads(Path(path).read_text())
@@ -381,6 +389,10 @@ def write_tables(
     srows = [_synthesis_row(json.loads(Path(path).read_text())) for path in synthesis_files]
     keys = list(dict.fromkeys(k for r in srows for k in r))
     write_text_atomic(synthesis_out, _csv([{k: r.get(k, "") for k in keys} for r in srows]))
+    if trigger_out:
+        trows = [r for p in emulation_files for e in [json.loads(Path(p).read_text())]
+                 for r in table_rows(e["student"], e.get("trigger") or {})]  # fmt: skip
+        write_text_atomic(trigger_out, _csv(trows))
     if headline_out:
         emulations = [json.loads(Path(p).read_text()) for p in emulation_files]
         syntheses = [json.loads(Path(p).read_text()) for p in synthesis_files]
