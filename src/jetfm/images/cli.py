@@ -25,6 +25,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from jetfm import paths
     from jetfm.config import load_config, parse_overrides
     from jetfm.models import make_size
     from jetfm.options import resolve_shards
@@ -32,7 +33,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         config = load_config(args.config, parse_overrides(args.overrides))
         files = resolve_shards(args, config)
-        out = args.out or f"results/images/{config['dataset']}"
+        out = args.out or paths.images_dir(config["dataset"])  # results_dir from the config
         if args.action == "plot":
             from jetfm.images.plots import write_average_images
 
