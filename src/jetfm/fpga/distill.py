@@ -93,7 +93,7 @@ class Distill(Supervised):
         self._cache_teacher(train_files, cfg)
         if self.init_from is not None:
             module.load_state_dict(load_checkpoint(self.init_from)["model"])
-        if self.compress is not None:
+        if self.compress is not None and not hasattr(module, "keras_model"):  # HGQ2 quantises itself
             apply_compression(module.core, self.compress)
             module.input_quant = Quantize(self.compress.types()["input"])
 
@@ -137,7 +137,10 @@ class Distill(Supervised):
             reduction="batchmean",
         )
         hard = F.cross_entropy(student, batch["label"].to(device))
-        return self.alpha * t * t * soft + (1 - self.alpha) * hard
+        loss = self.alpha * t * t * soft + (1 - self.alpha) * hard
+        if hasattr(model, "regularisation"):  # HGQ2 students: EBOPs and bit-width penalties of this call
+            loss = loss + model.regularisation().to(device)
+        return loss
 
     def run_fields(self, module: nn.Module, test_files: list[str], cfg: TrainConfig) -> dict[str, Any]:
         """The student, its teacher and, when compressed, its per-layer sparsity (no FLOP count: the fpga

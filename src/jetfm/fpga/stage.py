@@ -28,6 +28,7 @@ import torch
 
 from jetfm import paths
 from jetfm.atomic import write_json_atomic, write_text_atomic
+from jetfm.fpga import attention_stage
 from jetfm.fpga.compress import CompressSpec, Quantize, apply_compression, export_plain, sparsity
 from jetfm.fpga.convert import (
     HLSSettings,
@@ -86,6 +87,11 @@ def train_student(
         )
         res = _train(cfg, files, run_dir, config, objective)
         results[phase] = res.get("metrics")
+    if attention_stage.is_hgq(student):  # integer bits of HGQ2's wrapping quantisers from the training jets
+        qat = load_student(student, out / "qat" / "checkpoint.pt", files["test"], common["size"], None)
+        batches = _test_batches(files["train"], _phase_config(config, student, "qat", overrides))
+        n = attention_stage.calibrate_student(qat, batches, out / "qat" / attention_stage.CALIBRATED)
+        print(f"{student}: calibrated on {n} training jets -> {out / 'qat' / attention_stage.CALIBRATED}")
     return results
 
 
@@ -106,7 +112,7 @@ def load_student(
     """A student as a run saved it (with its quantisers and masks when `compress`)."""
     meta = read_meta(test_files)
     model = build_student(student, meta.num_features, meta.num_jet_features, len(meta.classes), size)
-    if compress is not None:
+    if compress is not None and not attention_stage.is_hgq(student):  # HGQ2 quantises itself
         apply_compression(model.core, compress)
         model.input_quant = Quantize(compress.types()["input"])
     model.load_state_dict(load_checkpoint(checkpoint)["model"])
@@ -172,6 +178,10 @@ def convert_student(
 ) -> dict[str, Any]:
     """hls4ml conversion + compile + emulation of the whole test split, RTL simulation of its first
     `fpga.open_flow.rtl_jets`; writes `<out>/emulation.json`."""
+    if attention_stage.is_hgq(student):
+        return attention_stage.convert_attention_student(
+            config, student, test_files, Path(out_dir), teacher or teacher_path(config)
+        )
     t_start = time.time()
     fpga, out = config["fpga"], Path(out_dir)
     spec, hls = CompressSpec.from_dict(fpga["compress"]), HLSSettings.from_dict(fpga["hls"])
@@ -310,17 +320,28 @@ def synthesise_student(
     spec, hls = CompressSpec.from_dict(fpga["compress"]), HLSSettings.from_dict(fpga["hls"])
     flow = OpenFlowSettings.from_dict(fpga.get("open_flow", {}))
     synthesis = fpga["synthesis"]
-    qat = load_student(
-        student, out / "qat" / "checkpoint.pt", test_files, fpga["sizes"].get(student, {}), spec
-    )
+    size = fpga["sizes"].get(student, {})
+    hgq = attention_stage.is_hgq(student)
+    if hgq:
+        qat = attention_stage.load_for_synthesis(student, out, test_files, size)
+    else:
+        qat = load_student(student, out / "qat" / "checkpoint.pt", test_files, size, spec)
 
     def make_model() -> Any:
+        if hgq:
+            from jetfm.fpga.attention import convert_attention
+
+            return convert_attention(qat, hls.backend, hls.part, hls.clock_period, hls.reuse_factor,
+                                     hls.strategy, hls.io_type, out / "synth", compile=False)[0]  # fmt: skip
         return convert(qat.core, qat.input_shape, spec, hls, out / "synth", compile=False)[0]
 
     vendor = synthesise(make_model, hls.backend, bool(synthesis.get("vendor", False)),
                         bool(synthesis["required"]), bool(synthesis.get("vsynth", False)))  # fmt: skip
-    print(f"{student}: open-source flow (Verilog, yosys) -> {out / 'synth' / 'rtl'}", flush=True)
-    open_source = open_source_estimate(qat, spec, hls, flow, out / "synth" / "rtl")
+    if hgq:
+        open_source = attention_stage.open_source_skipped()
+    else:
+        print(f"{student}: open-source flow (Verilog, yosys) -> {out / 'synth' / 'rtl'}", flush=True)
+        open_source = open_source_estimate(qat, spec, hls, flow, out / "synth" / "rtl")
     result = {
         "student": student,
         "vendor": vendor,

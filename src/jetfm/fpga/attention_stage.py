@@ -1,0 +1,156 @@
+"""The FPGA stage's steps for the attention student, where they differ from the torch-core students.
+
+- calibration after training (`calibrate_student`): HGQ2's activation quantisers wrap (WRAP overflow); their
+  integer bits come from the ranges on the training jets and are saved as `<out>/qat/calibrated.pt` (the
+  loop's checkpoint stays as written). Test jets outside those ranges wrap in Keras and firmware alike.
+- conversion (`convert_attention_student`): hls4ml's Keras-3 frontend (not the PyTorch one), emulation of the
+  whole test split against the calibrated HGQ2 model's own inference output, bit for bit.
+- no pruning (HGQ2 layers are not torch Linear/Conv1d), so the "qat" phase continues the HGQ2 training of
+  the first phase (which already quantises: "float_student" is that first, already quantised, run).
+- no RTL or yosys: the open-source route (`rtl.py`) translates plain torch cores only; said so in the JSON.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from jetfm.atomic import write_json_atomic
+from jetfm.provenance import make_provenance
+
+CALIBRATED = "calibrated.pt"
+NO_RTL = (
+    "the open-source RTL route (da4ml Verilog from the torch core, rtl.py) does not translate the attention "
+    "student (an HGQ2 Keras model: einsum, multi-head attention, table softmax); no Verilog, Verilator or "
+    "yosys numbers"
+)
+CALIBRATION_JETS = 200_000  # enough for the ranges; bounds the time on a large training split
+
+
+def calibrate_student(student: Any, batches: list[dict[str, torch.Tensor]], out: Path) -> int:
+    """trace_minmax on the training jets' firmware inputs; the calibrated state to `out`; jets used."""
+    from jetfm.fpga.convert import firmware_inputs
+
+    x = firmware_inputs(student, batches)[:CALIBRATION_JETS]
+    student.calibrate(x)
+    with torch.no_grad():
+        state = {k: v.detach().clone() for k, v in student.state_dict().items()}
+    tmp = out.with_suffix(".tmp")
+    torch.save({"model": state, "calibration_jets": len(x)}, tmp)
+    tmp.replace(out)
+    return len(x)
+
+
+def load_calibrated(student: Any, qat_dir: Path) -> int:
+    """The calibrated state into `student`; the number of calibration jets."""
+    saved = torch.load(qat_dir / CALIBRATED, weights_only=True)
+    student.load_state_dict(saved["model"])
+    return int(saved["calibration_jets"])
+
+
+def convert_attention_student(
+    config: dict[str, Any], student: str, test_files: list[str], out: Path, teacher_file: str,
+) -> dict[str, Any]:  # fmt: skip
+    """`<out>/emulation.json` for the attention student (same keys as the other students' where they mean
+    the same)."""
+    from jetfm.fpga import stage
+    from jetfm.fpga.attention import convert_attention
+    from jetfm.fpga.convert import HLSSettings, emulate, firmware_inputs
+    from jetfm.fpga.distill import load_teacher
+    from jetfm.fpga.opcount import operation_counts
+    from jetfm.train.data import read_meta
+    from jetfm.train.metrics import classification_metrics
+    from jetfm.train.objectives import predict
+
+    t_start = time.time()
+    fpga = config["fpga"]
+    hls = HLSSettings.from_dict(fpga["hls"])
+    size = fpga["sizes"].get(student, {})
+    cfg = stage._phase_config(config, student, "qat", None)
+    qat = stage.load_student(student, out / "qat" / "checkpoint.pt", test_files, size, None)
+    calibration_jets = load_calibrated(qat, out / "qat")
+    float_student = stage.load_student(student, out / "float" / "checkpoint.pt", test_files, size, None)
+    teacher_model, teacher_info = load_teacher(teacher_file)
+
+    batches = stage._test_batches(test_files, cfg)
+    labels = torch.cat([b["label"] for b in batches]).numpy()
+    raw = firmware_inputs(qat, batches)  # float32 values: the features are float32
+    reference = qat.logits(raw)
+    print(f"{student}: hls4ml (Keras-3/HGQ2 frontend, {hls.backend}): converting, compiling", flush=True)
+    model, compile_s = convert_attention(qat, hls.backend, hls.part, hls.clock_period, hls.reuse_factor,
+                                         hls.strategy, hls.io_type, out / "hls")  # fmt: skip
+    emulated, jets_per_s = emulate(model, raw)
+    agree = emulated.argmax(1) == reference.argmax(1)
+    diff = np.abs(emulated - reference)
+    classes = list(read_meta(test_files).classes)
+    device = torch.device("cpu")
+    probs = {
+        "float_teacher": predict(teacher_model, test_files, cfg, device)[0],
+        "float_student": predict(float_student, test_files, cfg, device)[0],
+        "quantised_student": stage._softmax(reference),
+        "emulation": stage._softmax(emulated),
+    }
+    metrics = {k: classification_metrics(p, labels, classes) for k, p in probs.items()}
+    result = {
+        "student": student,
+        "n_test": len(labels),
+        "argmax_agreement": float(agree.mean()),
+        "n_argmax_disagree": int((~agree).sum()),
+        "n_output_differ": int((diff.max(1) > 0).sum()),
+        "max_abs_output_diff": float(diff.max()),
+        "bit_exact": bool(diff.max() == 0),
+        "reference": "the calibrated HGQ2 model's own inference (Keras, torch backend) on the same inputs",
+        "frontend": "hls4ml Keras-3 (HGQ2 bit-exact types)",
+        "calibration_jets": calibration_jets,
+        "notes": {
+            "float_student": "the first training phase: already HGQ2-quantised (HGQ2 quantises from step 0)",
+            "sparsity": "no magnitude pruning (fpga.compress.sparsity applies to the torch-core students)",
+            "padding": "no mask: each empty slot is a key of score 0 and value 0 in each head (docs/fpga.md)",
+        },
+        "first_disagreeing_layer": None,
+        "rtl": {"status": "skipped", "reason": NO_RTL},
+        "summary": {k: {m: v[m] for m in stage.SUMMARY_KEYS} for k, v in metrics.items()},
+        "metrics": metrics,
+        "sparsity": {},
+        "operations": {**operation_counts(model), "counted": "Dense layers only (the einsum layers are not)"},
+        "compile_s": round(compile_s, 3),
+        "emulation_jets_per_s": round(jets_per_s, 1),
+        "hls": vars(hls),
+        "teacher": teacher_info,
+        "provenance": make_provenance(
+            "fpga",
+            config,
+            config.get("seed"),
+            counts={"test_jets": len(labels)},
+            wall_time_s=time.time() - t_start,
+            inputs={"test": test_files},
+        ),
+    }
+    write_json_atomic(out / "emulation.json", result)
+    print(
+        f"{student}: emulation agreement {result['argmax_agreement']:.4%} on {len(labels)} jets, "
+        f"max |diff| {result['max_abs_output_diff']:.3g}, compile {compile_s:.1f} s, RTL skipped",
+        flush=True,
+    )
+    return result
+
+
+def open_source_skipped() -> dict[str, Any]:
+    label = "open-source estimate (da4ml Verilog + yosys synth_xilinx; no place and route)"
+    return {"status": "skipped", "label": label, "reason": NO_RTL}
+
+
+def load_for_synthesis(student: str, out: Path, test_files: list[str], size: dict[str, Any]) -> Any:
+    from jetfm.fpga import stage
+
+    model = stage.load_student(student, out / "qat" / "checkpoint.pt", test_files, size, None)
+    load_calibrated(model, out / "qat")
+    return model
+
+
+def is_hgq(student: str) -> bool:
+    return student == "attention"
