@@ -18,7 +18,10 @@ from fixtures.train import make_dataset
 
 os.environ.setdefault("KERAS_BACKEND", "torch")
 pytest.importorskip("hgq", reason="the attention student needs hgq2 (pip install -e .[fpga])")
-pytestmark = pytest.mark.skipif(shutil.which("g++") is None, reason="hls4ml's C++ emulation needs g++")
+pytestmark = [
+    pytest.mark.skipif(shutil.which("g++") is None, reason="hls4ml's C++ emulation needs g++"),
+    pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning"),  # Keras 3.15, numpy 2
+]
 
 from jetfm.config import load_config  # noqa: E402
 from jetfm.fpga import stage  # noqa: E402

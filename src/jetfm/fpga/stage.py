@@ -82,9 +82,8 @@ def train_student(
         objective = Distill(student, teacher, compress=compress, init_from=init, **common)
         cfg = _phase_config(config, student, phase, overrides)
         run_dir = out / ("float" if phase == "train" else "qat")
-        print(
-            f"{student}: {'distillation' if phase == 'train' else 'pruning + QAT'} -> {run_dir}", flush=True
-        )
+        second = "HGQ2 QAT continued (no pruning)" if attention_stage.is_hgq(student) else "pruning + QAT"
+        print(f"{student}: {'distillation' if phase == 'train' else second} -> {run_dir}", flush=True)
         res = _train(cfg, files, run_dir, config, objective)
         results[phase] = res.get("metrics")
     if attention_stage.is_hgq(student):  # integer bits of HGQ2's wrapping quantisers from the training jets
@@ -352,11 +351,16 @@ def synthesise_student(
     }
     write_json_atomic(out / "synthesis.json", result)
     res = open_source.get("resources", {})
+    numbers = (
+        f"({open_source['reason']})"
+        if open_source["status"] == "skipped"
+        else f"LUT {res.get('LUT')}, FF {res.get('FF')}, latency {open_source.get('latency_cycles')} cycles "
+        f"= {open_source.get('latency_ns')} ns, II 1"
+    )
     print(
         f"{student}: vendor synthesis {vendor['status']}"
         + (f" ({vendor['reason']})" if "reason" in vendor else "")
-        + f"; open-source {open_source['status']}: LUT {res.get('LUT')}, FF {res.get('FF')}, "
-        f"latency {open_source.get('latency_cycles')} cycles = {open_source.get('latency_ns')} ns, II 1",
+        + f"; open-source {open_source['status']}: {numbers}",
         flush=True,
     )
     return result
