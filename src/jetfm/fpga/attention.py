@@ -131,6 +131,21 @@ class AttentionStudent(nn.Module):
 
         trace_minmax(self.keras_model, np.asarray(x, dtype=np.float32), batch_size=4096)
 
+    def input_kif(self) -> tuple[int, int, int]:
+        """(keep-sign, integer, fraction) bits of the firmware input: the embedding's input quantiser."""
+        kif = self._input_quantiser().quantizer.kif
+        k, i, f = (int(torch.as_tensor(v).detach().max()) for v in kif)
+        return k, i, f
+
+    @torch.no_grad()
+    def quantise_input(self, x: np.ndarray) -> np.ndarray:
+        """`x` as the input quantiser stores it (what the Verilog's input port carries), float64."""
+        q = self._input_quantiser()(torch.from_numpy(np.asarray(x, dtype=np.float32)), training=False)
+        return q.detach().cpu().double().numpy()
+
+    def _input_quantiser(self) -> Any:
+        return self.keras_model.get_layer("embed").iq
+
     @torch.no_grad()
     def logits(self, x: np.ndarray, batch: int = 4096) -> np.ndarray:
         """The quantised model's inference output (float32, exact: every value lies on its fixed-point

@@ -7,11 +7,14 @@
   whole test split against the calibrated HGQ2 model's own inference output, bit for bit.
 - no pruning (HGQ2 layers are not torch Linear/Conv1d), so the "qat" phase continues the HGQ2 training of
   the first phase (which already quantises: "float_student" is that first, already quantised, run).
-- no RTL or yosys: the open-source route (`rtl.py`) translates plain torch cores only; said so in the JSON.
+- Verilog from da4ml's own HGQ2 tracer (`da4ml.converter.trace_model`: it replays the Keras layers, attention
+  and table softmax included) instead of `rtl.trace_core` (torch cores); the same `RTLStudent` writes,
+  verilates and simulates it, fed the inputs as the embedding's input quantiser stores them.
 """
 
 from __future__ import annotations
 
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -23,11 +26,6 @@ from jetfm.atomic import write_json_atomic
 from jetfm.provenance import make_provenance
 
 CALIBRATED = "calibrated.pt"
-NO_RTL = (
-    "the open-source RTL route (da4ml Verilog from the torch core, rtl.py) does not translate the attention "
-    "student (an HGQ2 Keras model: einsum, multi-head attention, table softmax); no Verilog, Verilator or "
-    "yosys numbers"
-)
 CALIBRATION_JETS = 200_000  # enough for the ranges; bounds the time on a large training split
 
 
@@ -62,6 +60,7 @@ def convert_attention_student(
     from jetfm.fpga.convert import HLSSettings, emulate, firmware_inputs
     from jetfm.fpga.distill import load_teacher
     from jetfm.fpga.opcount import operation_counts
+    from jetfm.fpga.rtl import OpenFlowSettings
     from jetfm.train.data import read_meta
     from jetfm.train.metrics import classification_metrics
     from jetfm.train.objectives import predict
@@ -84,6 +83,8 @@ def convert_attention_student(
     model, compile_s = convert_attention(qat, hls.backend, hls.part, hls.clock_period, hls.reuse_factor,
                                          hls.strategy, hls.io_type, out / "hls")  # fmt: skip
     emulated, jets_per_s = emulate(model, raw)
+    flow = OpenFlowSettings.from_dict(fpga.get("open_flow", {}))
+    rtl, rtl_out = stage._rtl_step(qat, None, hls, flow, out, raw, emulated, reference)
     agree = emulated.argmax(1) == reference.argmax(1)
     diff = np.abs(emulated - reference)
     classes = list(read_meta(test_files).classes)
@@ -95,6 +96,8 @@ def convert_attention_student(
         "emulation": stage._softmax(emulated),
     }
     metrics = {k: classification_metrics(p, labels, classes) for k, p in probs.items()}
+    if rtl_out is not None:  # on the RTL-simulated jets only
+        metrics["rtl"] = classification_metrics(stage._softmax(rtl_out), labels[: len(rtl_out)], classes)
     result = {
         "student": student,
         "n_test": len(labels),
@@ -112,7 +115,7 @@ def convert_attention_student(
             "padding": "no mask: each empty slot is a key of score 0 and value 0 in each head (docs/fpga.md)",
         },
         "first_disagreeing_layer": None,
-        "rtl": {"status": "skipped", "reason": NO_RTL},
+        "rtl": rtl,  # vs_quantised_pytorch: the HGQ2 model, run by PyTorch (Keras's torch backend)
         "summary": {k: {m: v[m] for m in stage.SUMMARY_KEYS} for k, v in metrics.items()},
         "metrics": metrics,
         "sparsity": {},
@@ -131,17 +134,64 @@ def convert_attention_student(
         ),
     }
     write_json_atomic(out / "emulation.json", result)
+    rtl_state = str(rtl.get("simulation", rtl["status"]))
     print(
         f"{student}: emulation agreement {result['argmax_agreement']:.4%} on {len(labels)} jets, "
-        f"max |diff| {result['max_abs_output_diff']:.3g}, compile {compile_s:.1f} s, RTL skipped",
+        f"max |diff| {result['max_abs_output_diff']:.3g}, compile {compile_s:.1f} s, RTL "
+        + (f"bit-exact {rtl['vs_emulation']['bit_exact']}" if "vs_emulation" in rtl else rtl_state),
         flush=True,
     )
     return result
 
 
-def open_source_skipped() -> dict[str, Any]:
-    label = "open-source estimate (da4ml Verilog + yosys synth_xilinx; no place and route)"
-    return {"status": "skipped", "label": label, "reason": NO_RTL}
+def run_attention_rtl(
+    student: Any, out_dir: str | Path, clock_period: float, adders_per_stage: float, part: str,
+    simulate: np.ndarray | None = None,
+) -> tuple[dict[str, Any], np.ndarray | None]:  # fmt: skip
+    """`rtl.run_rtl` for the HGQ2 student: Verilog of its da4ml trace and, given unquantised inputs
+    `simulate` and Verilator, its RTL simulation. Returns (summary, outputs or None)."""
+    from jetfm.fpga.rtl import RTLStudent, tool_version
+
+    t0 = time.perf_counter()
+    try:
+        from da4ml.converter import trace_model
+        from da4ml.trace import FixedVariableArrayInput, comb_trace
+    except ImportError:
+        return {"status": "skipped", "reason": "da4ml is not installed (pip install 'hls4ml[da]')"}, None
+    x = FixedVariableArrayInput(student.input_shape).quantize(*student.input_kif())
+    x, y = trace_model(student.keras_model, inputs=(x,))
+    comb = comb_trace(x, y)
+    rtl = RTLStudent(comb, out_dir, clock_period, adders_per_stage, part)
+    sources = rtl.write()
+    in_bits, out_bits = rtl.io_bits
+    summary: dict[str, Any] = {
+        "status": "written",
+        "route": "da4ml trace of the HGQ2 model -> pipelined Verilog (constant products as adder graphs)",
+        "verilog": [str(p) for p in sources],
+        "pipeline_stages": rtl.stages,
+        "latency_cycles": rtl.stages,
+        "latency_ns": round(rtl.stages * clock_period, 3),
+        "interval_cycles": 1,
+        "adders_per_stage": adders_per_stage,
+        "da4ml_cost_estimate_luts": round(float(comb.cost)),
+        "word_bits": {"input": in_bits, "output": out_bits},
+        "trace_s": round(time.perf_counter() - t0, 3),
+    }
+    if simulate is None:
+        return summary, None
+    if shutil.which("verilator") is None:
+        reason = "verilator is not on PATH (envs/fpga-tools.sh)"
+        return {**summary, "simulation": "skipped", "reason": reason}, None
+    if max(in_bits, out_bits) > 32:
+        reason = f"input {in_bits} / output {out_bits} bits: da4ml's emulator passes int32 words"
+        return {**summary, "simulation": "skipped", "reason": reason}, None
+    summary["verilator"] = tool_version("verilator")
+    summary["compile_s"] = round(rtl.compile(), 3)
+    t1 = time.perf_counter()
+    out = rtl.predict(student.quantise_input(simulate).reshape(len(simulate), -1))
+    summary["simulation"] = "done"
+    summary["rtl_jets_per_s"] = round(len(simulate) / max(time.perf_counter() - t1, 1e-9), 1)
+    return summary, out
 
 
 def load_for_synthesis(student: str, out: Path, test_files: list[str], size: dict[str, Any]) -> Any:
@@ -154,3 +204,7 @@ def load_for_synthesis(student: str, out: Path, test_files: list[str], size: dic
 
 def is_hgq(student: str) -> bool:
     return student == "attention"
+
+
+def is_hgq_model(model: Any) -> bool:
+    return hasattr(model, "keras_model")

@@ -149,6 +149,18 @@ def _agreement(got: np.ndarray, ref: np.ndarray) -> dict[str, Any]:
     }
 
 
+def _run_rtl(
+    qat: torch.nn.Module, spec: CompressSpec, hls: HLSSettings, flow: OpenFlowSettings, out: Path,
+    simulate: np.ndarray | None = None,
+) -> tuple[dict[str, Any], np.ndarray | None]:  # fmt: skip
+    """`rtl.run_rtl` of a torch core; the HGQ2 student's Verilog comes from da4ml's Keras tracer instead."""
+    if attention_stage.is_hgq_model(qat):
+        return attention_stage.run_attention_rtl(qat, out, hls.clock_period, flow.adders_per_stage, hls.part,
+                                                 simulate)  # fmt: skip
+    return run_rtl(qat.core, qat.input_shape, spec, out, hls.clock_period, flow.adders_per_stage, hls.part,
+                   simulate=simulate)  # fmt: skip
+
+
 def _rtl_step(
     qat: torch.nn.Module, spec: CompressSpec, hls: HLSSettings, flow: OpenFlowSettings, out: Path,
     x: np.ndarray, emulated: np.ndarray, reference: np.ndarray,
@@ -158,8 +170,7 @@ def _rtl_step(
         return {"status": "skipped", "reason": "fpga.open_flow.enabled is false"}, None
     n = len(x) if flow.rtl_jets == 0 else min(flow.rtl_jets, len(x))
     try:
-        summary, rtl_out = run_rtl(qat.core, qat.input_shape, spec, out / "rtl", hls.clock_period,
-                                   flow.adders_per_stage, hls.part, simulate=x[:n])  # fmt: skip
+        summary, rtl_out = _run_rtl(qat, spec, hls, flow, out / "rtl", simulate=x[:n])
     except ValueError as exc:  # a layer or rounding the RTL route does not translate: say which
         return {"status": "skipped", "reason": str(exc)}, None
     if rtl_out is not None:
@@ -269,8 +280,7 @@ def open_source_estimate(
     if not flow.enabled:
         return {"status": "skipped", "label": label, "reason": "fpga.open_flow.enabled is false"}
     try:
-        summary, _ = run_rtl(qat.core, qat.input_shape, spec, out, hls.clock_period, flow.adders_per_stage,
-                             hls.part)  # fmt: skip
+        summary, _ = _run_rtl(qat, spec, hls, flow, out)
     except ValueError as exc:
         return {"status": "skipped", "label": label, "reason": str(exc)}
     if summary["status"] == "skipped":
@@ -336,11 +346,8 @@ def synthesise_student(
 
     vendor = synthesise(make_model, hls.backend, bool(synthesis.get("vendor", False)),
                         bool(synthesis["required"]), bool(synthesis.get("vsynth", False)))  # fmt: skip
-    if hgq:
-        open_source = attention_stage.open_source_skipped()
-    else:
-        print(f"{student}: open-source flow (Verilog, yosys) -> {out / 'synth' / 'rtl'}", flush=True)
-        open_source = open_source_estimate(qat, spec, hls, flow, out / "synth" / "rtl")
+    print(f"{student}: open-source flow (Verilog, yosys) -> {out / 'synth' / 'rtl'}", flush=True)
+    open_source = open_source_estimate(qat, spec, hls, flow, out / "synth" / "rtl")
     result = {
         "student": student,
         "vendor": vendor,
