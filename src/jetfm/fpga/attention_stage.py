@@ -22,24 +22,32 @@ from typing import Any
 import numpy as np
 import torch
 
-from jetfm.atomic import write_json_atomic
+from jetfm.atomic import atomic_path, write_json_atomic
 from jetfm.provenance import make_provenance
 
 CALIBRATED = "calibrated.pt"
 CALIBRATION_JETS = 200_000  # enough for the ranges; bounds the time on a large training split
 
 
-def calibrate_student(student: Any, batches: list[dict[str, torch.Tensor]], out: Path) -> int:
-    """trace_minmax on the training jets' firmware inputs; the calibrated state to `out`; jets used."""
-    from jetfm.fpga.convert import firmware_inputs
+def calibrate_student(student: Any, train_files: list[str], cfg: Any, out: Path) -> int:
+    """trace_minmax on the firmware inputs of the first CALIBRATION_JETS training jets (read in order, no
+    more than that); the calibrated state to `out`; returns the jets used."""
+    from jetfm.train.data import H5JetStream, make_loader
 
-    x = firmware_inputs(student, batches)[:CALIBRATION_JETS]
-    student.calibrate(x)
+    stream = H5JetStream(train_files, cfg.eval_batch_size, shuffle=False, block_size=cfg.block_size,
+                         nominal_only=cfg.nominal_only, drop_last=False)  # fmt: skip
+    parts, n = [], 0
     with torch.no_grad():
-        state = {k: v.detach().clone() for k, v in student.state_dict().items()}
-    tmp = out.with_suffix(".tmp")
-    torch.save({"model": state, "calibration_jets": len(x)}, tmp)
-    tmp.replace(out)
+        for b in make_loader(stream):
+            parts.append(student.features(b["part_features"], b["part_vectors"], b["part_mask"]).numpy())
+            n += len(parts[-1])
+            if n >= CALIBRATION_JETS:
+                break
+    x = np.concatenate(parts)[:CALIBRATION_JETS]
+    student.calibrate(x)
+    state = {k: v.detach().clone() for k, v in student.state_dict().items()}
+    with atomic_path(out) as tmp:
+        torch.save({"model": state, "calibration_jets": len(x)}, tmp)
     return len(x)
 
 

@@ -93,7 +93,7 @@ class Distill(Supervised):
         self._cache_teacher(train_files, cfg)
         if self.init_from is not None:
             module.load_state_dict(load_checkpoint(self.init_from)["model"])
-        if self.compress is not None and not hasattr(module, "keras_model"):  # HGQ2 quantises itself
+        if self.compress is not None:
             apply_compression(module.core, self.compress)
             module.input_quant = Quantize(self.compress.types()["input"])
 
@@ -138,8 +138,8 @@ class Distill(Supervised):
         )
         hard = F.cross_entropy(student, batch["label"].to(device))
         loss = self.alpha * t * t * soft + (1 - self.alpha) * hard
-        if hasattr(model, "regularisation"):  # HGQ2 students: EBOPs and bit-width penalties of this call
-            loss = loss + model.regularisation().to(device)
+        if hasattr(self._module, "regularisation"):  # HGQ2: EBOPs, bit-width penalties of this call
+            loss = loss + self._module.regularisation().to(device)  # (the module: `model` may be wrapped)
         return loss
 
     def run_fields(self, module: nn.Module, test_files: list[str], cfg: TrainConfig) -> dict[str, Any]:

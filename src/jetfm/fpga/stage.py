@@ -75,10 +75,9 @@ def train_student(
     out, teacher = Path(out_dir), teacher or teacher_path(config)
     common = {"size": fpga["sizes"].get(student, {}), **fpga["distill"]}
     results = {}
-    for phase, compress, init in (
-        ("train", None, None),
-        ("qat", CompressSpec.from_dict(fpga["compress"]), out / "float" / "checkpoint.pt"),
-    ):
+    # HGQ2 quantises itself from step 0: its second phase continues training, with no torch compression
+    spec = None if attention_stage.is_hgq(student) else CompressSpec.from_dict(fpga["compress"])
+    for phase, compress, init in (("train", None, None), ("qat", spec, out / "float" / "checkpoint.pt")):
         objective = Distill(student, teacher, compress=compress, init_from=init, **common)
         cfg = _phase_config(config, student, phase, overrides)
         run_dir = out / ("float" if phase == "train" else "qat")
@@ -88,9 +87,10 @@ def train_student(
         results[phase] = res.get("metrics")
     if attention_stage.is_hgq(student):  # integer bits of HGQ2's wrapping quantisers from the training jets
         qat = load_student(student, out / "qat" / "checkpoint.pt", files["test"], common["size"], None)
-        batches = _test_batches(files["train"], _phase_config(config, student, "qat", overrides))
-        n = attention_stage.calibrate_student(qat, batches, out / "qat" / attention_stage.CALIBRATED)
-        print(f"{student}: calibrated on {n} training jets -> {out / 'qat' / attention_stage.CALIBRATED}")
+        calibrated = out / "qat" / attention_stage.CALIBRATED
+        cfg = _phase_config(config, student, "qat", overrides)
+        n = attention_stage.calibrate_student(qat, files["train"], cfg, calibrated)
+        print(f"{student}: calibrated on {n} training jets -> {calibrated}", flush=True)
     return results
 
 
@@ -363,6 +363,7 @@ def synthesise_student(
         if open_source["status"] == "skipped"
         else f"LUT {res.get('LUT')}, FF {res.get('FF')}, latency {open_source.get('latency_cycles')} cycles "
         f"= {open_source.get('latency_ns')} ns, II 1"
+        + (f" ({open_source['reason']})" if "reason" in open_source else "")
     )
     print(
         f"{student}: vendor synthesis {vendor['status']}"
