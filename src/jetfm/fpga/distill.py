@@ -137,7 +137,10 @@ class Distill(Supervised):
             reduction="batchmean",
         )
         hard = F.cross_entropy(student, batch["label"].to(device))
-        return self.alpha * t * t * soft + (1 - self.alpha) * hard
+        loss = self.alpha * t * t * soft + (1 - self.alpha) * hard
+        if hasattr(self._module, "regularisation"):  # HGQ2: EBOPs, bit-width penalties of this call
+            loss = loss + self._module.regularisation().to(device)  # (the module: `model` may be wrapped)
+        return loss
 
     def run_fields(self, module: nn.Module, test_files: list[str], cfg: TrainConfig) -> dict[str, Any]:
         """The student, its teacher and, when compressed, its per-layer sparsity (no FLOP count: the fpga

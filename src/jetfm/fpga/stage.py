@@ -28,6 +28,7 @@ import torch
 
 from jetfm import paths
 from jetfm.atomic import write_json_atomic, write_text_atomic
+from jetfm.fpga import attention_stage
 from jetfm.fpga.compress import CompressSpec, Quantize, apply_compression, export_plain, sparsity
 from jetfm.fpga.convert import (
     HLSSettings,
@@ -75,18 +76,22 @@ def train_student(
     out, teacher = Path(out_dir), teacher or teacher_path(config)
     common = {"size": fpga["sizes"].get(student, {}), **fpga["distill"]}
     results = {}
-    for phase, compress, init in (
-        ("train", None, None),
-        ("qat", CompressSpec.from_dict(fpga["compress"]), out / "float" / "checkpoint.pt"),
-    ):
+    # HGQ2 quantises itself from step 0: its second phase continues training, with no torch compression
+    spec = None if attention_stage.is_hgq(student) else CompressSpec.from_dict(fpga["compress"])
+    for phase, compress, init in (("train", None, None), ("qat", spec, out / "float" / "checkpoint.pt")):
         objective = Distill(student, teacher, compress=compress, init_from=init, **common)
         cfg = _phase_config(config, student, phase, overrides)
         run_dir = out / ("float" if phase == "train" else "qat")
-        print(
-            f"{student}: {'distillation' if phase == 'train' else 'pruning + QAT'} -> {run_dir}", flush=True
-        )
+        second = "HGQ2 QAT continued (no pruning)" if attention_stage.is_hgq(student) else "pruning + QAT"
+        print(f"{student}: {'distillation' if phase == 'train' else second} -> {run_dir}", flush=True)
         res = _train(cfg, files, run_dir, config, objective)
         results[phase] = res.get("metrics")
+    if attention_stage.is_hgq(student):  # integer bits of HGQ2's wrapping quantisers from the training jets
+        qat = load_student(student, out / "qat" / "checkpoint.pt", files["test"], common["size"], None)
+        calibrated = out / "qat" / attention_stage.CALIBRATED
+        cfg = _phase_config(config, student, "qat", overrides)
+        n = attention_stage.calibrate_student(qat, files["train"], cfg, calibrated)
+        print(f"{student}: calibrated on {n} training jets -> {calibrated}", flush=True)
     return results
 
 
@@ -107,7 +112,7 @@ def load_student(
     """A student as a run saved it (with its quantisers and masks when `compress`)."""
     meta = read_meta(test_files)
     model = build_student(student, meta.num_features, meta.num_jet_features, len(meta.classes), size)
-    if compress is not None:
+    if compress is not None and not attention_stage.is_hgq(student):  # HGQ2 quantises itself
         apply_compression(model.core, compress)
         model.input_quant = Quantize(compress.types()["input"])
     model.load_state_dict(load_checkpoint(checkpoint)["model"])
@@ -145,6 +150,18 @@ def _agreement(got: np.ndarray, ref: np.ndarray) -> dict[str, Any]:
     }
 
 
+def _run_rtl(
+    qat: torch.nn.Module, spec: CompressSpec, hls: HLSSettings, flow: OpenFlowSettings, out: Path,
+    simulate: np.ndarray | None = None,
+) -> tuple[dict[str, Any], np.ndarray | None]:  # fmt: skip
+    """`rtl.run_rtl` of a torch core; the HGQ2 student's Verilog comes from da4ml's Keras tracer instead."""
+    if attention_stage.is_hgq_model(qat):
+        return attention_stage.run_attention_rtl(qat, out, hls.clock_period, flow.adders_per_stage, hls.part,
+                                                 simulate)  # fmt: skip
+    return run_rtl(qat.core, qat.input_shape, spec, out, hls.clock_period, flow.adders_per_stage, hls.part,
+                   simulate=simulate)  # fmt: skip
+
+
 def _rtl_step(
     qat: torch.nn.Module, spec: CompressSpec, hls: HLSSettings, flow: OpenFlowSettings, out: Path,
     x: np.ndarray, emulated: np.ndarray, reference: np.ndarray,
@@ -154,8 +171,7 @@ def _rtl_step(
         return {"status": "skipped", "reason": "fpga.open_flow.enabled is false"}, None
     n = len(x) if flow.rtl_jets == 0 else min(flow.rtl_jets, len(x))
     try:
-        summary, rtl_out = run_rtl(qat.core, qat.input_shape, spec, out / "rtl", hls.clock_period,
-                                   flow.adders_per_stage, hls.part, simulate=x[:n])  # fmt: skip
+        summary, rtl_out = _run_rtl(qat, spec, hls, flow, out / "rtl", simulate=x[:n])
     except ValueError as exc:  # a layer or rounding the RTL route does not translate: say which
         return {"status": "skipped", "reason": str(exc)}, None
     if rtl_out is not None:
@@ -173,6 +189,10 @@ def convert_student(
 ) -> dict[str, Any]:
     """hls4ml conversion + compile + emulation of the whole test split, RTL simulation of its first
     `fpga.open_flow.rtl_jets`; writes `<out>/emulation.json`."""
+    if attention_stage.is_hgq(student):
+        return attention_stage.convert_attention_student(
+            config, student, test_files, Path(out_dir), teacher or teacher_path(config)
+        )
     t_start = time.time()
     fpga, out = config["fpga"], Path(out_dir)
     spec, hls = CompressSpec.from_dict(fpga["compress"]), HLSSettings.from_dict(fpga["hls"])
@@ -266,8 +286,7 @@ def open_source_estimate(
     if not flow.enabled:
         return {"status": "skipped", "label": label, "reason": "fpga.open_flow.enabled is false"}
     try:
-        summary, _ = run_rtl(qat.core, qat.input_shape, spec, out, hls.clock_period, flow.adders_per_stage,
-                             hls.part)  # fmt: skip
+        summary, _ = _run_rtl(qat, spec, hls, flow, out)
     except ValueError as exc:
         return {"status": "skipped", "label": label, "reason": str(exc)}
     if summary["status"] == "skipped":
@@ -316,11 +335,19 @@ def synthesise_student(
     spec, hls = CompressSpec.from_dict(fpga["compress"]), HLSSettings.from_dict(fpga["hls"])
     flow = OpenFlowSettings.from_dict(fpga.get("open_flow", {}))
     synthesis = fpga["synthesis"]
-    qat = load_student(
-        student, out / "qat" / "checkpoint.pt", test_files, fpga["sizes"].get(student, {}), spec
-    )
+    size = fpga["sizes"].get(student, {})
+    hgq = attention_stage.is_hgq(student)
+    if hgq:
+        qat = attention_stage.load_for_synthesis(student, out, test_files, size)
+    else:
+        qat = load_student(student, out / "qat" / "checkpoint.pt", test_files, size, spec)
 
     def make_model() -> Any:
+        if hgq:
+            from jetfm.fpga.attention import convert_attention
+
+            return convert_attention(qat, hls.backend, hls.part, hls.clock_period, hls.reuse_factor,
+                                     hls.strategy, hls.io_type, out / "synth", compile=False)[0]  # fmt: skip
         return convert(qat.core, qat.input_shape, spec, hls, out / "synth", compile=False)[0]
 
     vendor = synthesise(make_model, hls.backend, bool(synthesis.get("vendor", False)),
@@ -337,11 +364,17 @@ def synthesise_student(
     }
     write_json_atomic(out / "synthesis.json", result)
     res = open_source.get("resources", {})
+    numbers = (
+        f"({open_source['reason']})"
+        if open_source["status"] == "skipped"
+        else f"LUT {res.get('LUT')}, FF {res.get('FF')}, latency {open_source.get('latency_cycles')} cycles "
+        f"= {open_source.get('latency_ns')} ns, II 1"
+        + (f" ({open_source['reason']})" if "reason" in open_source else "")
+    )
     print(
         f"{student}: vendor synthesis {vendor['status']}"
         + (f" ({vendor['reason']})" if "reason" in vendor else "")
-        + f"; open-source {open_source['status']}: LUT {res.get('LUT')}, FF {res.get('FF')}, "
-        f"latency {open_source.get('latency_cycles')} cycles = {open_source.get('latency_ns')} ns, II 1",
+        + f"; open-source {open_source['status']}: {numbers}",
         flush=True,
     )
     return result

@@ -10,6 +10,8 @@ the trigger hardware would receive (computed upstream of the firmware); `core` i
   Conv1d layers *without biases* plus a "real particle" input channel (its weight acts as Φ's bias for real
   particles only), so padded slots give Φ = 0 exactly and the firmware needs no mask input; the sum over
   particles is an AvgPool1d (the mean; the 1/N is absorbed by F's first layer).
+- `attention`: one multi-head self-attention block over the same leading particles, an HGQ2 (Keras 3) model
+  in a torch wrapper (`fpga/attention.py`): hls4ml's PyTorch frontend has no attention layer.
 """
 
 from __future__ import annotations
@@ -80,7 +82,7 @@ class DeepSetsStudent(nn.Module):
         return self.core(self.input_quant(x.to(self.dtype_probe.dtype)))
 
 
-STUDENTS = ("jet_mlp", "deepsets")
+STUDENTS = ("jet_mlp", "deepsets", "attention")
 
 
 def build_student(
@@ -92,6 +94,10 @@ def build_student(
             return JetMLPStudent(num_jet_features, num_classes, **size)
         if name == "deepsets":
             return DeepSetsStudent(num_features, num_classes, **size)
+        if name == "attention":
+            from jetfm.fpga.attention import AttentionStudent  # imports Keras (torch backend) and HGQ2
+
+            return AttentionStudent(num_features, num_classes, **size)
     except TypeError as exc:
         raise ValueError(f"fpga.sizes.{name}: {exc}") from exc
     raise ValueError(f"unknown student {name!r}; known: {list(STUDENTS)}")

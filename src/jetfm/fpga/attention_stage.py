@@ -1,0 +1,218 @@
+"""The FPGA stage's steps for the attention student, where they differ from the torch-core students.
+
+- calibration after training (`calibrate_student`): HGQ2's activation quantisers wrap (WRAP overflow); their
+  integer bits come from the ranges on the training jets and are saved as `<out>/qat/calibrated.pt` (the
+  loop's checkpoint stays as written). Test jets outside those ranges wrap in Keras and firmware alike.
+- conversion (`convert_attention_student`): hls4ml's Keras-3 frontend (not the PyTorch one), emulation of the
+  whole test split against the calibrated HGQ2 model's own inference output, bit for bit.
+- no pruning (HGQ2 layers are not torch Linear/Conv1d), so the "qat" phase continues the HGQ2 training of
+  the first phase (which already quantises: "float_student" is that first, already quantised, run).
+- Verilog from da4ml's own HGQ2 tracer (`da4ml.converter.trace_model`: it replays the Keras layers, attention
+  and table softmax included) instead of `rtl.trace_core` (torch cores); the same `RTLStudent` writes,
+  verilates and simulates it, fed the inputs as the embedding's input quantiser stores them.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from jetfm.atomic import atomic_path, write_json_atomic
+from jetfm.provenance import make_provenance
+
+CALIBRATED = "calibrated.pt"
+CALIBRATION_JETS = 200_000  # enough for the ranges; bounds the time on a large training split
+
+
+def calibrate_student(student: Any, train_files: list[str], cfg: Any, out: Path) -> int:
+    """trace_minmax on the firmware inputs of the first CALIBRATION_JETS training jets (read in order, no
+    more than that); the calibrated state to `out`; returns the jets used."""
+    from jetfm.train.data import H5JetStream, make_loader
+
+    stream = H5JetStream(train_files, cfg.eval_batch_size, shuffle=False, block_size=cfg.block_size,
+                         nominal_only=cfg.nominal_only, drop_last=False)  # fmt: skip
+    parts, n = [], 0
+    with torch.no_grad():
+        for b in make_loader(stream):
+            parts.append(student.features(b["part_features"], b["part_vectors"], b["part_mask"]).numpy())
+            n += len(parts[-1])
+            if n >= CALIBRATION_JETS:
+                break
+    x = np.concatenate(parts)[:CALIBRATION_JETS]
+    student.calibrate(x)
+    state = {k: v.detach().clone() for k, v in student.state_dict().items()}
+    with atomic_path(out) as tmp:
+        torch.save({"model": state, "calibration_jets": len(x)}, tmp)
+    return len(x)
+
+
+def load_calibrated(student: Any, qat_dir: Path) -> int:
+    """The calibrated state into `student`; the number of calibration jets."""
+    saved = torch.load(qat_dir / CALIBRATED, weights_only=True)
+    student.load_state_dict(saved["model"])
+    return int(saved["calibration_jets"])
+
+
+def convert_attention_student(
+    config: dict[str, Any], student: str, test_files: list[str], out: Path, teacher_file: str,
+) -> dict[str, Any]:  # fmt: skip
+    """`<out>/emulation.json` for the attention student (same keys as the other students' where they mean
+    the same)."""
+    from jetfm.fpga import stage
+    from jetfm.fpga.attention import convert_attention
+    from jetfm.fpga.convert import HLSSettings, emulate, firmware_inputs
+    from jetfm.fpga.distill import load_teacher
+    from jetfm.fpga.opcount import operation_counts
+    from jetfm.fpga.rtl import OpenFlowSettings
+    from jetfm.train.data import read_meta
+    from jetfm.train.metrics import classification_metrics
+    from jetfm.train.objectives import predict
+
+    t_start = time.time()
+    fpga = config["fpga"]
+    hls = HLSSettings.from_dict(fpga["hls"])
+    size = fpga["sizes"].get(student, {})
+    cfg = stage._phase_config(config, student, "qat", None)
+    qat = stage.load_student(student, out / "qat" / "checkpoint.pt", test_files, size, None)
+    calibration_jets = load_calibrated(qat, out / "qat")
+    float_student = stage.load_student(student, out / "float" / "checkpoint.pt", test_files, size, None)
+    teacher_model, teacher_info = load_teacher(teacher_file)
+
+    batches = stage._test_batches(test_files, cfg)
+    labels = torch.cat([b["label"] for b in batches]).numpy()
+    raw = firmware_inputs(qat, batches)  # float32 values: the features are float32
+    reference = qat.logits(raw)
+    print(f"{student}: hls4ml (Keras-3/HGQ2 frontend, {hls.backend}): converting, compiling", flush=True)
+    model, compile_s = convert_attention(qat, hls.backend, hls.part, hls.clock_period, hls.reuse_factor,
+                                         hls.strategy, hls.io_type, out / "hls")  # fmt: skip
+    emulated, jets_per_s = emulate(model, raw)
+    flow = OpenFlowSettings.from_dict(fpga.get("open_flow", {}))
+    rtl, rtl_out = stage._rtl_step(qat, None, hls, flow, out, raw, emulated, reference)
+    agree = emulated.argmax(1) == reference.argmax(1)
+    diff = np.abs(emulated - reference)
+    classes = list(read_meta(test_files).classes)
+    device = torch.device("cpu")
+    probs = {
+        "float_teacher": predict(teacher_model, test_files, cfg, device)[0],
+        "float_student": predict(float_student, test_files, cfg, device)[0],
+        "quantised_student": stage._softmax(reference),
+        "emulation": stage._softmax(emulated),
+    }
+    metrics = {k: classification_metrics(p, labels, classes) for k, p in probs.items()}
+    if rtl_out is not None:  # on the RTL-simulated jets only
+        metrics["rtl"] = classification_metrics(stage._softmax(rtl_out), labels[: len(rtl_out)], classes)
+    result = {
+        "student": student,
+        "n_test": len(labels),
+        "argmax_agreement": float(agree.mean()),
+        "n_argmax_disagree": int((~agree).sum()),
+        "n_output_differ": int((diff.max(1) > 0).sum()),
+        "max_abs_output_diff": float(diff.max()),
+        "bit_exact": bool(diff.max() == 0),
+        "reference": "the calibrated HGQ2 model's own inference (Keras, torch backend) on the same inputs",
+        "frontend": "hls4ml Keras-3 (HGQ2 bit-exact types)",
+        "calibration_jets": calibration_jets,
+        "notes": {
+            "float_student": "the first training phase: already HGQ2-quantised (HGQ2 quantises from step 0)",
+            "sparsity": "no magnitude pruning (fpga.compress.sparsity applies to the torch-core students)",
+            "padding": "no mask: each empty slot is a key of score 0 and value 0 in each head (docs/fpga.md)",
+        },
+        "first_disagreeing_layer": None,
+        "rtl": rtl,  # vs_quantised_pytorch: the HGQ2 model, run by PyTorch (Keras's torch backend)
+        "summary": {k: {m: v[m] for m in stage.SUMMARY_KEYS} for k, v in metrics.items()},
+        "metrics": metrics,
+        "sparsity": {},
+        "operations": {**operation_counts(model), "counted": "Dense layers only (the einsum layers are not)"},
+        "compile_s": round(compile_s, 3),
+        "emulation_jets_per_s": round(jets_per_s, 1),
+        "hls": vars(hls),
+        "teacher": teacher_info,
+        "provenance": make_provenance(
+            "fpga",
+            config,
+            config.get("seed"),
+            counts={"test_jets": len(labels)},
+            wall_time_s=time.time() - t_start,
+            inputs={"test": test_files},
+        ),
+    }
+    write_json_atomic(out / "emulation.json", result)
+    rtl_state = str(rtl.get("simulation", rtl["status"]))
+    print(
+        f"{student}: emulation agreement {result['argmax_agreement']:.4%} on {len(labels)} jets, "
+        f"max |diff| {result['max_abs_output_diff']:.3g}, compile {compile_s:.1f} s, RTL "
+        + (f"bit-exact {rtl['vs_emulation']['bit_exact']}" if "vs_emulation" in rtl else rtl_state),
+        flush=True,
+    )
+    return result
+
+
+def run_attention_rtl(
+    student: Any, out_dir: str | Path, clock_period: float, adders_per_stage: float, part: str,
+    simulate: np.ndarray | None = None,
+) -> tuple[dict[str, Any], np.ndarray | None]:  # fmt: skip
+    """`rtl.run_rtl` for the HGQ2 student: Verilog of its da4ml trace and, given unquantised inputs
+    `simulate` and Verilator, its RTL simulation. Returns (summary, outputs or None)."""
+    from jetfm.fpga.rtl import RTLStudent, tool_version
+
+    t0 = time.perf_counter()
+    try:
+        from da4ml.converter import trace_model
+        from da4ml.trace import FixedVariableArrayInput, comb_trace
+    except ImportError:
+        return {"status": "skipped", "reason": "da4ml is not installed (pip install 'hls4ml[da]')"}, None
+    x = FixedVariableArrayInput(student.input_shape).quantize(*student.input_kif())
+    x, y = trace_model(student.keras_model, inputs=(x,))
+    comb = comb_trace(x, y)
+    rtl = RTLStudent(comb, out_dir, clock_period, adders_per_stage, part)
+    sources = rtl.write()
+    in_bits, out_bits = rtl.io_bits
+    summary: dict[str, Any] = {
+        "status": "written",
+        "route": "da4ml trace of the HGQ2 model -> pipelined Verilog (constant products as adder graphs)",
+        "verilog": [str(p) for p in sources],
+        "pipeline_stages": rtl.stages,
+        "latency_cycles": rtl.stages,
+        "latency_ns": round(rtl.stages * clock_period, 3),
+        "interval_cycles": 1,
+        "adders_per_stage": adders_per_stage,
+        "da4ml_cost_estimate_luts": round(float(comb.cost)),
+        "word_bits": {"input": in_bits, "output": out_bits},
+        "trace_s": round(time.perf_counter() - t0, 3),
+    }
+    if simulate is None:
+        return summary, None
+    if shutil.which("verilator") is None:
+        reason = "verilator is not on PATH (envs/fpga-tools.sh)"
+        return {**summary, "simulation": "skipped", "reason": reason}, None
+    if max(in_bits, out_bits) > 32:
+        reason = f"input {in_bits} / output {out_bits} bits: da4ml's emulator passes int32 words"
+        return {**summary, "simulation": "skipped", "reason": reason}, None
+    summary["verilator"] = tool_version("verilator")
+    summary["compile_s"] = round(rtl.compile(), 3)
+    t1 = time.perf_counter()
+    out = rtl.predict(student.quantise_input(simulate).reshape(len(simulate), -1))
+    summary["simulation"] = "done"
+    summary["rtl_jets_per_s"] = round(len(simulate) / max(time.perf_counter() - t1, 1e-9), 1)
+    return summary, out
+
+
+def load_for_synthesis(student: str, out: Path, test_files: list[str], size: dict[str, Any]) -> Any:
+    from jetfm.fpga import stage
+
+    model = stage.load_student(student, out / "qat" / "checkpoint.pt", test_files, size, None)
+    load_calibrated(model, out / "qat")
+    return model
+
+
+def is_hgq(student: str) -> bool:
+    return student == "attention"
+
+
+def is_hgq_model(model: Any) -> bool:
+    return hasattr(model, "keras_model")
