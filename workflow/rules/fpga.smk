@@ -53,7 +53,7 @@ rule fpga_train:
     log:
         paths.log_file("fpga", f"{FPGA_STUDENT}_train"),
     wildcard_constraints:
-        student="jet_mlp|deepsets",
+        student="jet_mlp|deepsets|attention",
     # One thread per rank: the students' ops are too small for intra-op parallelism; two students train side
     # by side. Ranks: fpga.train.gpus x nodes (jetfm.train.launch via stage_layout), Slurm tasks and the stop
     # signal in the resources.
@@ -82,7 +82,7 @@ rule fpga_convert:
     log:
         paths.log_file("fpga", f"{FPGA_STUDENT}_convert"),
     wildcard_constraints:
-        student="jet_mlp|deepsets",
+        student="jet_mlp|deepsets|attention",
     threads: 1
     resources:
         mem_mb=4000,
@@ -104,7 +104,7 @@ rule fpga_synth:
     log:
         paths.log_file("fpga", f"{FPGA_STUDENT}_synth"),
     wildcard_constraints:
-        student="jet_mlp|deepsets",
+        student="jet_mlp|deepsets|attention",
     threads: 1
     resources:
         mem_mb=16000,

@@ -22,10 +22,19 @@ from typing import Any
 import numpy as np
 import torch
 
-from jetfm.atomic import atomic_path, write_json_atomic
-from jetfm.provenance import make_provenance
+from jetfm.atomic import atomic_path
 
 CALIBRATED = "calibrated.pt"
+NOTES = {  # emulation.json keys that only this route has
+    "reference": "the calibrated HGQ2 model's own inference (Keras, torch backend) on the same inputs",
+    "frontend": "hls4ml Keras-3 (HGQ2 bit-exact types)",
+    "notes": {
+        "float_student": "the first training phase: already HGQ2-quantised (HGQ2 quantises from step 0)",
+        "sparsity": "no magnitude pruning (fpga.compress.sparsity applies to the torch-core students)",
+        "padding": "no mask: each empty slot is a key of score 0 and value 0 in each head (docs/fpga.md)",
+    },
+}
+COUNTED = "Dense layers only (the einsum layers are not)"  # what operation_counts sees of this student
 CALIBRATION_JETS = 200_000  # enough for the ranges; bounds the time on a large training split
 
 
@@ -69,9 +78,6 @@ def convert_attention_student(
     from jetfm.fpga.distill import load_teacher
     from jetfm.fpga.opcount import operation_counts
     from jetfm.fpga.rtl import OpenFlowSettings
-    from jetfm.train.data import read_meta
-    from jetfm.train.metrics import classification_metrics
-    from jetfm.train.objectives import predict
 
     t_start = time.time()
     fpga = config["fpga"]
@@ -93,63 +99,19 @@ def convert_attention_student(
     emulated, jets_per_s = emulate(model, raw)
     flow = OpenFlowSettings.from_dict(fpga.get("open_flow", {}))
     rtl, rtl_out = stage._rtl_step(qat, None, hls, flow, out, raw, emulated, reference)
-    agree = emulated.argmax(1) == reference.argmax(1)
-    diff = np.abs(emulated - reference)
-    classes = list(read_meta(test_files).classes)
-    device = torch.device("cpu")
-    probs = {
-        "float_teacher": predict(teacher_model, test_files, cfg, device)[0],
-        "float_student": predict(float_student, test_files, cfg, device)[0],
-        "quantised_student": stage._softmax(reference),
-        "emulation": stage._softmax(emulated),
-    }
-    metrics = {k: classification_metrics(p, labels, classes) for k, p in probs.items()}
-    if rtl_out is not None:  # on the RTL-simulated jets only
-        metrics["rtl"] = classification_metrics(stage._softmax(rtl_out), labels[: len(rtl_out)], classes)
-    result = {
-        "student": student,
-        "n_test": len(labels),
-        "argmax_agreement": float(agree.mean()),
-        "n_argmax_disagree": int((~agree).sum()),
-        "n_output_differ": int((diff.max(1) > 0).sum()),
-        "max_abs_output_diff": float(diff.max()),
-        "bit_exact": bool(diff.max() == 0),
-        "reference": "the calibrated HGQ2 model's own inference (Keras, torch backend) on the same inputs",
-        "frontend": "hls4ml Keras-3 (HGQ2 bit-exact types)",
-        "calibration_jets": calibration_jets,
-        "notes": {
-            "float_student": "the first training phase: already HGQ2-quantised (HGQ2 quantises from step 0)",
-            "sparsity": "no magnitude pruning (fpga.compress.sparsity applies to the torch-core students)",
-            "padding": "no mask: each empty slot is a key of score 0 and value 0 in each head (docs/fpga.md)",
+    return stage.write_emulation(
+        config, student, test_files, out, cfg, t_start,
+        models={"teacher": (teacher_model, teacher_info), "float_student": float_student},
+        outputs={"labels": labels, "quantised": reference, "emulated": emulated, "rtl": (rtl, rtl_out)},
+        timing={"compile_s": compile_s, "emulation_jets_per_s": jets_per_s},
+        extras={
+            **NOTES,
+            "calibration_jets": calibration_jets,
+            "first_disagreeing_layer": None,
+            "sparsity": {},
+            "operations": {**operation_counts(model), "counted": COUNTED},
         },
-        "first_disagreeing_layer": None,
-        "rtl": rtl,  # vs_quantised_pytorch: the HGQ2 model, run by PyTorch (Keras's torch backend)
-        "summary": {k: {m: v[m] for m in stage.SUMMARY_KEYS} for k, v in metrics.items()},
-        "metrics": metrics,
-        "sparsity": {},
-        "operations": {**operation_counts(model), "counted": "Dense layers only (the einsum layers are not)"},
-        "compile_s": round(compile_s, 3),
-        "emulation_jets_per_s": round(jets_per_s, 1),
-        "hls": vars(hls),
-        "teacher": teacher_info,
-        "provenance": make_provenance(
-            "fpga",
-            config,
-            config.get("seed"),
-            counts={"test_jets": len(labels)},
-            wall_time_s=time.time() - t_start,
-            inputs={"test": test_files},
-        ),
-    }
-    write_json_atomic(out / "emulation.json", result)
-    rtl_state = str(rtl.get("simulation", rtl["status"]))
-    print(
-        f"{student}: emulation agreement {result['argmax_agreement']:.4%} on {len(labels)} jets, "
-        f"max |diff| {result['max_abs_output_diff']:.3g}, compile {compile_s:.1f} s, RTL "
-        + (f"bit-exact {rtl['vs_emulation']['bit_exact']}" if "vs_emulation" in rtl else rtl_state),
-        flush=True,
-    )
-    return result
+    )  # fmt: skip
 
 
 def run_attention_rtl(

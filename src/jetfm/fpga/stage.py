@@ -212,49 +212,69 @@ def convert_student(
     print(f"{student}: converting with hls4ml ({hls.backend}, {hls.part}) and compiling", flush=True)
     model, compile_s = convert(qat.core, qat.input_shape, spec, hls, out / "hls")
     emulated, jets_per_s = emulate(model, raw)
-    agree = emulated.argmax(1) == qat_logits.argmax(1)
-    diff = np.abs(emulated - qat_logits)
-    disagree = np.flatnonzero(~agree | (diff.max(1) > 0))
+    disagree = np.flatnonzero(np.abs(emulated - qat_logits).max(1) > 0)  # any output bit, argmax or not
     first = first_disagreement(model, qat.core, x[disagree[:16]]) if disagree.size else None
     rtl, rtl_out = _rtl_step(qat, spec, hls, flow, out, x, emulated, qat_logits)
 
+    return write_emulation(
+        config, student, test_files, out, cfg, t_start,
+        models={"teacher": (teacher_model, teacher_info), "float_student": float_student},
+        outputs={"labels": labels, "quantised": qat_logits, "emulated": emulated, "rtl": (rtl, rtl_out)},
+        timing={"compile_s": compile_s, "emulation_jets_per_s": jets_per_s},
+        extras={
+            "reference": "the QAT model's own forward, float64, on the unquantised inputs of the emulation",
+            "exported_model_vs_qat": _agreement(reference, qat_logits),
+            "first_disagreeing_layer": first,
+            "sparsity": sparsity(qat.core),
+            "operations": operation_counts(model),
+            "layer_types": {str(k): v for k, v in exact_types(export_plain(qat.core), spec).items()},
+            "precisions": {k: v.hls() for k, v in spec.types().items()},
+        },
+    )  # fmt: skip
+
+
+def write_emulation(
+    config: dict[str, Any], student: str, test_files: list[str], out: Path, cfg: TrainConfig, t_start: float,
+    models: dict[str, Any], outputs: dict[str, Any], timing: dict[str, float], extras: dict[str, Any],
+) -> dict[str, Any]:  # fmt: skip
+    """The scoring every student shares: teacher / float / quantised / emulation (/ RTL) metrics on the test
+    split, bit-exactness of the emulation against the quantised model, trigger operating points, provenance;
+    `extras` adds what only one route knows. Writes `<out>/emulation.json`."""
+    labels, quantised, emulated = outputs["labels"], outputs["quantised"], outputs["emulated"]
+    rtl, rtl_out = outputs["rtl"]
+    teacher_model, teacher_info = models["teacher"]
+    agree = emulated.argmax(1) == quantised.argmax(1)
+    diff = np.abs(emulated - quantised)
     classes = list(read_meta(test_files).classes)
     device = torch.device("cpu")
     probs = {
         "float_teacher": predict(teacher_model, test_files, cfg, device)[0],
-        "float_student": predict(float_student, test_files, cfg, device)[0],
-        "quantised_student": _softmax(qat_logits),
+        "float_student": predict(models["float_student"], test_files, cfg, device)[0],
+        "quantised_student": _softmax(quantised),
         "emulation": _softmax(emulated),
     }
     metrics = {k: classification_metrics(p, labels, classes) for k, p in probs.items()}
-    trigger = operating_points(
-        emulated.astype(np.float64), labels, classes, tuple(fpga.get("trigger_rates", DEFAULT_RATES)),
-        reference=np.log(np.clip(probs["float_teacher"], 1e-30, None)),
-    )  # fmt: skip
     if rtl_out is not None:  # on the RTL-simulated jets only (`n` says how many)
         metrics["rtl"] = classification_metrics(_softmax(rtl_out), labels[: len(rtl_out)], classes)
+    rates = tuple(config["fpga"].get("trigger_rates", DEFAULT_RATES))
+    teacher_log_p = np.log(np.clip(probs["float_teacher"], 1e-30, None))
+    trigger = operating_points(emulated.astype(np.float64), labels, classes, rates, reference=teacher_log_p)
     result = {
         "student": student,
         "n_test": len(labels),
         "argmax_agreement": float(agree.mean()),
         "n_argmax_disagree": int((~agree).sum()),
-        "n_output_differ": int(disagree.size),
+        "n_output_differ": int((diff.max(1) > 0).sum()),
         "max_abs_output_diff": float(diff.max()),
         "bit_exact": bool(diff.max() == 0),
-        "reference": "the QAT model's own forward, float64, on the same unquantised inputs as the emulation",
-        "exported_model_vs_qat": _agreement(reference, qat_logits),
-        "first_disagreeing_layer": first,
+        **extras,
         "rtl": rtl,
         "summary": {k: {m: v[m] for m in SUMMARY_KEYS} for k, v in metrics.items()},
         "metrics": metrics,
         "trigger": trigger,
-        "sparsity": sparsity(qat.core),
-        "operations": operation_counts(model),
-        "layer_types": {str(k): v for k, v in exact_types(export_plain(qat.core), spec).items()},
-        "compile_s": round(compile_s, 3),
-        "emulation_jets_per_s": round(jets_per_s, 1),
-        "hls": vars(hls),
-        "precisions": {k: v.hls() for k, v in spec.types().items()},
+        "compile_s": round(timing["compile_s"], 3),
+        "emulation_jets_per_s": round(timing["emulation_jets_per_s"], 1),
+        "hls": vars(HLSSettings.from_dict(config["fpga"]["hls"])),
         "teacher": teacher_info,
         "provenance": make_provenance(
             "fpga",
@@ -272,7 +292,7 @@ def convert_student(
     )  # fmt: skip
     print(
         f"{student}: emulation agreement {result['argmax_agreement']:.4%} on {len(labels)} jets, "
-        f"max |diff| {result['max_abs_output_diff']:.3g}, compile {compile_s:.1f} s{rtl_note}",
+        f"max |diff| {result['max_abs_output_diff']:.3g}, compile {timing['compile_s']:.1f} s{rtl_note}",
         flush=True,
     )
     return result
