@@ -285,3 +285,23 @@ def test_phase_configs_layer_train_section_fpga_phase_and_student_overrides() ->
     config["fpga"]["overrides"] = {"deepsets": {"qat": {"not_a_key": 1}}}
     with pytest.raises(ValueError, match="unknown training config key"):
         stage._phase_config(config, "deepsets", "qat", None)
+
+
+def test_distillation_temperature_and_alpha_are_chosen_on_validation(teacher_run, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    config, files, _ = teacher_run
+    fpga = {**config["fpga"], "distill": {"temperature": 4.0, "alpha": 0.7, "choose": {"alpha": [0.0, 1.0]}}}
+    assert stage.distill_grid(fpga["distill"]) == [
+        {"temperature": 4.0, "alpha": 0.0}, {"temperature": 4.0, "alpha": 1.0},
+    ]  # fmt: skip
+    assert stage.distill_grid({"temperature": 2.0, "choose": {"temperature": [2.0]}}) == []  # one point: off
+    out = tmp_path / "jet_mlp"
+    results = stage.train_student({**config, "fpga": fpga}, "jet_mlp", files, out)
+    choice = json.loads((out / "distill_choice.json").read_text())
+    points = choice["points"]
+    assert [p["alpha"] for p in points] == [0.0, 1.0] and all(p["n_val"] == 64 for p in points)
+    best = max(points, key=lambda p: p["val_accuracy"])
+    assert choice["chosen"] == {"temperature": 4.0, "alpha": best["alpha"]}
+    chosen_run = out / "distill_sweep" / f"T4_a{best['alpha']:g}"
+    assert (out / "float" / "metrics.json").read_bytes() == (chosen_run / "metrics.json").read_bytes()
+    assert results["train"]["accuracy"] == json.loads((chosen_run / "metrics.json").read_text())["accuracy"]
+    assert results["qat"]["objective"] == "distill" and (out / "qat" / "checkpoint.pt").is_file()

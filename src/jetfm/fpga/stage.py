@@ -19,6 +19,7 @@ import copy
 import csv
 import io
 import json
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -51,7 +52,7 @@ from jetfm.train.checkpoint import load_checkpoint
 from jetfm.train.config import TrainConfig, from_workflow
 from jetfm.train.data import H5JetStream, make_loader, read_meta
 from jetfm.train.metrics import classification_metrics
-from jetfm.train.objectives import predict
+from jetfm.train.objectives import is_main_rank, predict
 
 
 def teacher_path(config: dict[str, Any]) -> str:
@@ -74,7 +75,9 @@ def train_student(
     """Float distillation then pruning + QAT; returns both runs' test metrics."""
     fpga = config["fpga"]
     out, teacher = Path(out_dir), teacher or teacher_path(config)
-    common = {"size": fpga["sizes"].get(student, {}), **fpga["distill"]}
+    loss = {k: v for k, v in fpga["distill"].items() if k != "choose"}
+    chosen = choose_distillation(config, student, files, out, teacher, overrides)
+    common = {"size": fpga["sizes"].get(student, {}), **loss, **chosen}
     results = {}
     # HGQ2 quantises itself from step 0: its second phase continues training, with no torch compression
     spec = None if attention_stage.is_hgq(student) else CompressSpec.from_dict(fpga["compress"])
@@ -82,6 +85,13 @@ def train_student(
         objective = Distill(student, teacher, compress=compress, init_from=init, **common)
         cfg = _phase_config(config, student, phase, overrides)
         run_dir = out / ("float" if phase == "train" else "qat")
+        if phase == "train" and chosen:  # the chosen sweep run is this run (same settings and seed)
+            if is_main_rank():
+                shutil.rmtree(run_dir, ignore_errors=True)
+                shutil.copytree(_distill_run_dir(out, chosen), run_dir)
+            _barrier()
+            results[phase] = json.loads((run_dir / "metrics.json").read_text())
+            continue
         second = "HGQ2 QAT continued (no pruning)" if attention_stage.is_hgq(student) else "pruning + QAT"
         print(f"{student}: {'distillation' if phase == 'train' else second} -> {run_dir}", flush=True)
         res = _train(cfg, files, run_dir, config, objective)
@@ -93,6 +103,62 @@ def train_student(
         n = attention_stage.calibrate_student(qat, files["train"], cfg, calibrated)
         print(f"{student}: calibrated on {n} training jets -> {calibrated}", flush=True)
     return results
+
+
+def distill_grid(distill: dict[str, Any]) -> list[dict[str, float]]:
+    """The (temperature, alpha) points of `fpga.distill.choose` (a missing list keeps the configured value);
+    [] unless there are at least two points to choose from."""
+    choose = distill.get("choose") or {}
+    temperatures = choose.get("temperature") or [distill.get("temperature", 4.0)]
+    alphas = choose.get("alpha") or [distill.get("alpha", 0.7)]
+    grid = [{"temperature": float(t), "alpha": float(a)} for t in temperatures for a in alphas]
+    return grid if len(grid) > 1 else []
+
+
+def _barrier() -> None:
+    """All ranks of a multi-process student job wait here (no-op in one process)."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.barrier()
+
+
+def _distill_run_dir(out: Path, point: dict[str, float]) -> Path:
+    return out / "distill_sweep" / f"T{point['temperature']:g}_a{point['alpha']:g}"
+
+
+def choose_distillation(
+    config: dict[str, Any], student: str, files: dict[str, list[str]], out: Path, teacher: str,
+    overrides: dict[str, Any] | None,
+) -> dict[str, float]:  # fmt: skip
+    """T and alpha of the distillation, chosen on the validation split: one float-phase run per point of
+    `fpga.distill.choose` (under `<out>/distill_sweep/`), scored by the accuracy of its final weights on every
+    validation jet; the test split chooses nothing. Writes `<out>/distill_choice.json`; {} when off."""
+    grid = distill_grid(config["fpga"]["distill"])
+    if not grid:
+        return {}
+    size = config["fpga"]["sizes"].get(student, {})
+    cfg = _phase_config(config, student, "train", overrides)
+    points = []
+    for point in grid:
+        run_dir = _distill_run_dir(out, point)
+        print(
+            f"{student}: distillation T={point['temperature']:g}, alpha={point['alpha']:g} -> {run_dir}",
+            flush=True,
+        )
+        _train(cfg, files, run_dir, config, Distill(student, teacher, size=size, **point))
+        model = load_student(student, run_dir / "checkpoint.pt", files["val"], size, None)
+        probs, labels = predict(model, files["val"], cfg, torch.device("cpu"))
+        points.append(
+            {**point, "val_accuracy": float((probs.argmax(1) == labels).mean()), "n_val": len(labels)}
+        )
+    best = max(points, key=lambda p: p["val_accuracy"])  # ties: the first point; every rank gets the same
+    chosen = {"temperature": best["temperature"], "alpha": best["alpha"]}
+    if is_main_rank():
+        metric = "accuracy of the float phase's final weights on the whole validation split"
+        write_json_atomic(out / "distill_choice.json", {"chosen": chosen, "points": points, "metric": metric})
+    print(
+        f"{student}: chose T={chosen['temperature']:g}, alpha={chosen['alpha']:g} on validation", flush=True
+    )
+    return chosen
 
 
 def _train(
