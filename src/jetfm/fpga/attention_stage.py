@@ -3,8 +3,8 @@
 - calibration after training (`calibrate_student`): HGQ2's activation quantisers wrap (WRAP overflow); their
   integer bits come from the ranges on the training jets and are saved as `<out>/qat/calibrated.pt` (the
   loop's checkpoint stays as written). Test jets outside those ranges wrap in Keras and firmware alike.
-- conversion (`convert_attention_student`): hls4ml's Keras-3 frontend (not the PyTorch one), emulation of the
-  whole test split against the calibrated HGQ2 model's own inference output, bit for bit.
+- conversion (`stage._convert_hgq_student`, with `NOTES`): hls4ml's Keras-3 frontend (not the PyTorch one),
+  emulation of the whole test split against the calibrated HGQ2 model's own inference output, bit for bit.
 - no pruning (HGQ2 layers are not torch Linear/Conv1d), so the "qat" phase continues the HGQ2 training of
   the first phase (which already quantises: "float_student" is that first, already quantised, run).
 - Verilog from da4ml's own HGQ2 tracer (`da4ml.converter.trace_model`: it replays the Keras layers, attention
@@ -67,53 +67,6 @@ def load_calibrated(student: Any, qat_dir: Path) -> int:
     return int(saved["calibration_jets"])
 
 
-def convert_attention_student(
-    config: dict[str, Any], student: str, test_files: list[str], out: Path, teacher_file: str,
-) -> dict[str, Any]:  # fmt: skip
-    """`<out>/emulation.json` for the attention student (same keys as the other students' where they mean
-    the same)."""
-    from jetfm.fpga import stage
-    from jetfm.fpga.attention import convert_attention
-    from jetfm.fpga.convert import HLSSettings, emulate, firmware_inputs
-    from jetfm.fpga.distill import load_teacher
-    from jetfm.fpga.opcount import operation_counts
-    from jetfm.fpga.rtl import OpenFlowSettings
-
-    t_start = time.time()
-    fpga = config["fpga"]
-    hls = HLSSettings.from_dict(fpga["hls"])
-    size = fpga["sizes"].get(student, {})
-    cfg = stage._phase_config(config, student, "qat", None)
-    qat = stage.load_student(student, out / "qat" / "checkpoint.pt", test_files, size, None)
-    calibration_jets = load_calibrated(qat, out / "qat")
-    float_student = stage.load_student(student, out / "float" / "checkpoint.pt", test_files, size, None)
-    teacher_model, teacher_info = load_teacher(teacher_file)
-
-    batches = stage._test_batches(test_files, cfg)
-    labels = torch.cat([b["label"] for b in batches]).numpy()
-    raw = firmware_inputs(qat, batches)  # float32 values: the features are float32
-    reference = qat.logits(raw)
-    print(f"{student}: hls4ml (Keras-3/HGQ2 frontend, {hls.backend}): converting, compiling", flush=True)
-    model, compile_s = convert_attention(qat, hls.backend, hls.part, hls.clock_period, hls.reuse_factor,
-                                         hls.strategy, hls.io_type, out / "hls")  # fmt: skip
-    emulated, jets_per_s = emulate(model, raw)
-    flow = OpenFlowSettings.from_dict(fpga.get("open_flow", {}))
-    rtl, rtl_out = stage._rtl_step(qat, None, hls, flow, out, raw, emulated, reference)
-    return stage.write_emulation(
-        config, student, test_files, out, cfg, t_start,
-        models={"teacher": (teacher_model, teacher_info), "float_student": float_student},
-        outputs={"labels": labels, "quantised": reference, "emulated": emulated, "rtl": (rtl, rtl_out)},
-        timing={"compile_s": compile_s, "emulation_jets_per_s": jets_per_s},
-        extras={
-            **NOTES,
-            "calibration_jets": calibration_jets,
-            "first_disagreeing_layer": None,
-            "sparsity": {},
-            "operations": {**operation_counts(model), "counted": COUNTED},
-        },
-    )  # fmt: skip
-
-
 def run_attention_rtl(
     student: Any, out_dir: str | Path, clock_period: float, adders_per_stage: float, part: str,
     simulate: np.ndarray | None = None,
@@ -162,14 +115,6 @@ def run_attention_rtl(
     summary["simulation"] = "done"
     summary["rtl_jets_per_s"] = round(len(simulate) / max(time.perf_counter() - t1, 1e-9), 1)
     return summary, out
-
-
-def load_for_synthesis(student: str, out: Path, test_files: list[str], size: dict[str, Any]) -> Any:
-    from jetfm.fpga import stage
-
-    model = stage.load_student(student, out / "qat" / "checkpoint.pt", test_files, size, None)
-    load_calibrated(model, out / "qat")
-    return model
 
 
 def is_hgq(student: str) -> bool:

@@ -256,7 +256,7 @@ def convert_student(
     """hls4ml conversion + compile + emulation of the whole test split, RTL simulation of its first
     `fpga.open_flow.rtl_jets`; writes `<out>/emulation.json`."""
     if attention_stage.is_hgq(student):
-        return attention_stage.convert_attention_student(
+        return _convert_hgq_student(
             config, student, test_files, Path(out_dir), teacher or teacher_path(config)
         )
     t_start = time.time()
@@ -295,6 +295,48 @@ def convert_student(
             "operations": operation_counts(model),
             "layer_types": {str(k): v for k, v in exact_types(export_plain(qat.core), spec).items()},
             "precisions": {k: v.hls() for k, v in spec.types().items()},
+        },
+    )  # fmt: skip
+
+
+def _convert_hgq_student(
+    config: dict[str, Any], student: str, test_files: list[str], out: Path, teacher_file: str,
+) -> dict[str, Any]:  # fmt: skip
+    """`<out>/emulation.json` for the attention student (same keys as the other students' where they mean
+    the same)."""
+    from jetfm.fpga.attention import convert_attention
+
+    t_start = time.time()
+    fpga = config["fpga"]
+    hls = HLSSettings.from_dict(fpga["hls"])
+    size = fpga["sizes"].get(student, {})
+    cfg = _phase_config(config, student, "qat", None)
+    qat = load_student(student, out / "qat" / "checkpoint.pt", test_files, size, None)
+    calibration_jets = attention_stage.load_calibrated(qat, out / "qat")
+    float_student = load_student(student, out / "float" / "checkpoint.pt", test_files, size, None)
+    teacher_model, teacher_info = load_teacher(teacher_file)
+
+    batches = _test_batches(test_files, cfg)
+    labels = torch.cat([b["label"] for b in batches]).numpy()
+    raw = firmware_inputs(qat, batches)  # float32 values: the features are float32
+    reference = qat.logits(raw)
+    print(f"{student}: hls4ml (Keras-3/HGQ2 frontend, {hls.backend}): converting, compiling", flush=True)
+    model, compile_s = convert_attention(qat, hls.backend, hls.part, hls.clock_period, hls.reuse_factor,
+                                         hls.strategy, hls.io_type, out / "hls")  # fmt: skip
+    emulated, jets_per_s = emulate(model, raw)
+    flow = OpenFlowSettings.from_dict(fpga.get("open_flow", {}))
+    rtl, rtl_out = _rtl_step(qat, None, hls, flow, out, raw, emulated, reference)
+    return write_emulation(
+        config, student, test_files, out, cfg, t_start,
+        models={"teacher": (teacher_model, teacher_info), "float_student": float_student},
+        outputs={"labels": labels, "quantised": reference, "emulated": emulated, "rtl": (rtl, rtl_out)},
+        timing={"compile_s": compile_s, "emulation_jets_per_s": jets_per_s},
+        extras={
+            **attention_stage.NOTES,
+            "calibration_jets": calibration_jets,
+            "first_disagreeing_layer": None,
+            "sparsity": {},
+            "operations": {**operation_counts(model), "counted": attention_stage.COUNTED},
         },
     )  # fmt: skip
 
@@ -424,7 +466,8 @@ def synthesise_student(
     size = fpga["sizes"].get(student, {})
     hgq = attention_stage.is_hgq(student)
     if hgq:
-        qat = attention_stage.load_for_synthesis(student, out, test_files, size)
+        qat = load_student(student, out / "qat" / "checkpoint.pt", test_files, size, None)
+        attention_stage.load_calibrated(qat, out / "qat")
     else:
         qat = load_student(student, out / "qat" / "checkpoint.pt", test_files, size, spec)
 
