@@ -142,6 +142,23 @@ def test_robustness_and_images_rerun_exactly_the_jobs_a_key_affects(tmp_path: Pa
     assert not wrong, "; ".join(f"{k}: {v}" for k, v in wrong.items())
 
 
+@pytest.mark.slow
+def test_a_new_fraction_or_seed_adds_runs_and_reruns_no_finished_one(tmp_path: Path) -> None:
+    """finetune.fractions / seeds / modes say which runs exist: extending them plans only the new runs (and
+    the table); a key a run reads (finetune.train) reruns every run."""
+    workdir = _copy_workflow(tmp_path, CONFIG)
+    targets = ("finetune_all",)
+    proc = _snakemake(workdir, *targets)
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    runs = int(re.search(r"^finetune\s+(\d+)$", proc.stdout, re.M)[1])
+    fractions = [0.1, 1.0]  # the schema's default (CONFIG sets none)
+    table = {"finetune_efficiency": 1, "pretrain_headline": 1}
+    more = _with("finetune.fractions", [*fractions, 0.5])
+    assert _planned(workdir, more, targets) == {"finetune": runs // len(fractions), **table}
+    longer = _with("finetune.train", {"max_steps": 3})
+    assert _planned(workdir, longer, targets) == {"finetune": runs, **table}
+
+
 def test_invalid_config_gives_a_short_error_naming_key_and_value(tmp_path: Path) -> None:
     """Failure 5: a validation error was followed by a ~960-line dump of the schema and the config."""
     workdir = _copy_workflow(tmp_path, {**CONFIG, "simulate": {"jets_per_shard": -3}})

@@ -23,6 +23,8 @@ SWEPT = sorted({protocol.swept(config, m) for m in FINETUNE_METHODS} - {None})
 PRETRAIN_SETTINGS = ("seed", "train", "pretrain")
 FINETUNE_SETTINGS = ("seed", "train", "pretrain.size", "finetune")
 NOT_OUTPUT = tuple(f"train.{k}" for k in TRAIN_NOT_OUTPUT)  # the bar, checkpoint cadence, CPU threads
+# which runs exist, not what one run computes: adding a fraction, a seed or the probes reruns no finished run
+NOT_A_RUN = ("finetune.fractions", "finetune.seeds", "finetune.modes")
 METHOD_RE = r"(mpm|mpm_tok|rs3l)(-u[0-9.]+)?(-s\d+)?"
 ARM_RE = r"scratch|scratch-matched|(mpm|mpm_tok|rs3l)(-u[0-9.]+)?(-probe)?"
 
@@ -134,7 +136,7 @@ rule finetune_sweep:
     params:
         out_dir=lambda wc: protocol.sweep_run_dir(wc.dataset, wc.method, wc.fraction, wc.point),
         hparams=lambda wc: SWEEP_GRID[int(wc.point)],
-        settings=config_params(*FINETUNE_SETTINGS, exclude=NOT_OUTPUT),
+        settings=config_params(*FINETUNE_SETTINGS, exclude=NOT_OUTPUT + NOT_A_RUN),
     log:
         paths.log_file("finetune", "{dataset}/sweep/{method}_{fraction}_p{point}"),
     wildcard_constraints:
@@ -189,7 +191,7 @@ rule finetune:
         history=f"{paths.finetune_run_dir('{dataset}', '{method}', '{fraction}', '{seed}')}/history.csv",
     params:
         out_dir=lambda wc: paths.finetune_run_dir(wc.dataset, wc.method, wc.fraction, wc.seed),
-        settings=config_params(*FINETUNE_SETTINGS, exclude=NOT_OUTPUT),
+        settings=config_params(*FINETUNE_SETTINGS, exclude=NOT_OUTPUT + NOT_A_RUN),
     log:
         paths.log_file("finetune", "{dataset}/{method}_{fraction}_{seed}"),
     wildcard_constraints:
