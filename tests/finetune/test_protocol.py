@@ -113,7 +113,7 @@ def test_compute_matched_scratch_gets_pretraining_plus_finetuning_steps() -> Non
 
     config = _demo()
     plain, matched = finetune_config(config, 0), finetune_config(config, 0, method="scratch-matched")
-    assert matched.max_steps == plain.max_steps + config["pretrain"]["train"]["max_steps"] == 3400
+    assert matched.max_steps == plain.max_steps + config["pretrain"]["train"]["max_steps"] == 1800
 
 
 def test_sweep_choice_is_the_best_validation_point_and_is_required(tmp_path: Path) -> None:
@@ -153,12 +153,12 @@ def test_the_rules_build_the_demo_and_study_dags() -> None:
         )
         if not extra:
             assert (
-                counts["finetune_sweep"] == "36" and counts["finetune"] == "72" and counts["pretrain"] == "4"
+                counts["finetune_sweep"] == "12" and counts["finetune"] == "18" and counts["pretrain"] == "4"
             )
         elif "heldout" in extra[0]:
             assert counts["pretrain"] == "2"
         else:
-            assert counts["pretrain"] == "6" and counts["finetune"] == "42"  # 3 sizes x 2 methods
+            assert counts["pretrain"] == "3" and counts["finetune"] == "24"  # RS3L at 3 sizes
 
 
 def test_heldout_class_accuracy_is_the_accuracy_on_those_classes_jets(tmp_path: Path) -> None:
