@@ -5,6 +5,7 @@ class, mask tokens ordered among the hidden particles only, every head's skill o
 
 from __future__ import annotations
 
+import csv
 import json
 from pathlib import Path
 
@@ -102,6 +103,11 @@ def test_mpm_reports_every_heads_skill_over_its_marginal_baseline(
     # the fixture's kinematics are learnable from the visible particles; its ID and track features are noise
     assert summary["val_skill_kinematics"] > 0.0
     assert summary["objective"]["loss"] == "l1" and summary["objective"]["mask_order"] == "among-hidden"
+    with open(tmp_path / "history.csv") as fh:  # the heads' validation columns (set at build) reach the CSV
+        rows = [r for r in csv.DictReader(fh) if r["val_loss"]]
+    assert rows and float(rows[-1]["val_skill_kinematics"]) == pytest.approx(
+        summary["val_skill_kinematics"], abs=1e-6
+    )
     print({k: round(v, 3) for k, v in result["val"].items() if "skill" in k})
 
 

@@ -98,7 +98,6 @@ def train(
     loss.png and the objective's outputs (supervised: metrics.json, ROC, confusion) to out_dir."""
     t_start = time.time()
     objective = objective or Supervised(cfg.label_smoothing)
-    columns = history_columns(objective)
     out = Path(out_dir)
     ckpt_path = out / "checkpoint.pt"
     env, device = ddp.setup(cfg.device)
@@ -120,6 +119,7 @@ def train(
     # val/test shards agree with train (features, names, classes) before any work, else the file is named
     read_meta([train_files[0], *val_files, *(test_files or [])])
     model = objective.build(cfg, meta)
+    columns = history_columns(objective)  # after build: MPM's heads come from the shards' features
     objective.prepare(model, train_files, cfg)
     model.to(device)
     optimizer = make_optimizer(model, cfg, objective.param_groups(model, cfg))
