@@ -26,13 +26,14 @@ trains and checkpoints it. Bit widths are per tensor; integer bits of activation
 from __future__ import annotations
 
 import os
-import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
+
+from jetfm.fpga.particles import leading_particles
 
 os.environ.setdefault("KERAS_BACKEND", "torch")
 
@@ -108,12 +109,7 @@ class AttentionStudent(nn.Module):
         jet_features: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """(B, particles, F + 1): leading particles' features and a 1 for real ones, zeros for padding."""
-        n = self.particles
-        x, m = part_features[:, :n], part_mask[:, :n].unsqueeze(-1).to(part_features.dtype)
-        x = torch.cat([x * m, m], dim=-1)
-        if x.shape[1] < n:  # the loader trims batches to their longest jet
-            x = torch.nn.functional.pad(x, (0, 0, 0, n - x.shape[1]))
-        return x
+        return leading_particles(part_features, part_mask, self.particles)
 
     def forward(self, part_features, part_vectors, part_mask, jet_features=None):  # type: ignore[no-untyped-def]
         x = self.features(part_features, part_vectors, part_mask, jet_features)
@@ -172,6 +168,8 @@ def convert_attention(
     out_dir and (unless not `compile`) compiled; returns (model, compile seconds)."""
     from hls4ml.converters import convert_from_keras_model
 
+    from jetfm.fpga.convert import compile_or_write
+
     if io_type != "io_parallel":
         raise ValueError(f"the attention student converts with io_parallel only (HGQ2 einsum), not {io_type}")
     register_mha_handler()
@@ -181,9 +179,4 @@ def convert_attention(
         student.keras_model, output_dir=str(out_dir), backend=backend, part=part, clock_period=clock_period,
         io_type=io_type, hls_config=config,
     )  # fmt: skip
-    t0 = time.perf_counter()
-    if compile:
-        model.compile()
-    else:
-        model.write()
-    return model, time.perf_counter() - t0
+    return compile_or_write(model, compile)

@@ -14,7 +14,6 @@
 
 from __future__ import annotations
 
-import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -73,7 +72,7 @@ def run_attention_rtl(
 ) -> tuple[dict[str, Any], np.ndarray | None]:  # fmt: skip
     """`rtl.run_rtl` for the HGQ2 student: Verilog of its da4ml trace and, given unquantised inputs
     `simulate` and Verilator, its RTL simulation. Returns (summary, outputs or None)."""
-    from jetfm.fpga.rtl import RTLStudent, tool_version
+    from jetfm.fpga.rtl import write_and_simulate
 
     t0 = time.perf_counter()
     try:
@@ -83,38 +82,12 @@ def run_attention_rtl(
         return {"status": "skipped", "reason": "da4ml is not installed (pip install 'hls4ml[da]')"}, None
     x = FixedVariableArrayInput(student.input_shape).quantize(*student.input_kif())
     x, y = trace_model(student.keras_model, inputs=(x,))
-    comb = comb_trace(x, y)
-    rtl = RTLStudent(comb, out_dir, clock_period, adders_per_stage, part)
-    sources = rtl.write()
-    in_bits, out_bits = rtl.io_bits
-    summary: dict[str, Any] = {
-        "status": "written",
-        "route": "da4ml trace of the HGQ2 model -> pipelined Verilog (constant products as adder graphs)",
-        "verilog": [str(p) for p in sources],
-        "pipeline_stages": rtl.stages,
-        "latency_cycles": rtl.stages,
-        "latency_ns": round(rtl.stages * clock_period, 3),
-        "interval_cycles": 1,
-        "adders_per_stage": adders_per_stage,
-        "da4ml_cost_estimate_luts": round(float(comb.cost)),
-        "word_bits": {"input": in_bits, "output": out_bits},
-        "trace_s": round(time.perf_counter() - t0, 3),
-    }
-    if simulate is None:
-        return summary, None
-    if shutil.which("verilator") is None:
-        reason = "verilator is not on PATH (envs/fpga-tools.sh)"
-        return {**summary, "simulation": "skipped", "reason": reason}, None
-    if max(in_bits, out_bits) > 32:
-        reason = f"input {in_bits} / output {out_bits} bits: da4ml's emulator passes int32 words"
-        return {**summary, "simulation": "skipped", "reason": reason}, None
-    summary["verilator"] = tool_version("verilator")
-    summary["compile_s"] = round(rtl.compile(), 3)
-    t1 = time.perf_counter()
-    out = rtl.predict(student.quantise_input(simulate).reshape(len(simulate), -1))
-    summary["simulation"] = "done"
-    summary["rtl_jets_per_s"] = round(len(simulate) / max(time.perf_counter() - t1, 1e-9), 1)
-    return summary, out
+    route = "da4ml trace of the HGQ2 model -> pipelined Verilog (constant products as adder graphs)"
+    # the input port carries the features as the embedding's input quantiser stores them
+    words = None if simulate is None else student.quantise_input(simulate).reshape(len(simulate), -1)
+    return write_and_simulate(
+        comb_trace(x, y), route, t0, out_dir, clock_period, adders_per_stage, part, words
+    )
 
 
 def is_hgq(student: str) -> bool:

@@ -170,6 +170,11 @@ def convert(
         plain, output_dir=str(out_dir), backend=hls.backend, hls_config=config, part=hls.part,
         clock_period=hls.clock_period, io_type=hls.io_type,
     )  # fmt: skip
+    return compile_or_write(model, compile)
+
+
+def compile_or_write(model: Any, compile: bool) -> tuple[Any, float]:
+    """hls4ml's C++ emulation library (`compile`) or only the project files; returns the seconds it took."""
     t0 = time.perf_counter()
     if compile:
         model.compile()

@@ -221,12 +221,23 @@ def run_rtl(
         comb = trace_core(core, input_shape, spec)
     except ImportError:
         return {"status": "skipped", "reason": "da4ml is not installed (pip install 'hls4ml[da]')"}, None
+    route = "da4ml trace -> pipelined Verilog (distributed arithmetic, no multipliers)"
+    return write_and_simulate(comb, route, t0, out_dir, clock_period, adders_per_stage, part, simulate)
+
+
+def write_and_simulate(
+    comb: Any, route: str, t0: float, out_dir: str | Path, clock_period: float, adders_per_stage: float,
+    part: str, simulate: np.ndarray | None = None,
+) -> tuple[dict[str, Any], np.ndarray | None]:  # fmt: skip
+    """The steps after a da4ml trace `comb` (started at `t0`), whatever the student: pipelined Verilog under
+    out_dir, and the RTL simulation of `simulate` (firmware inputs in the input type) when Verilator exists
+    and the words fit da4ml's int32 emulator."""
     rtl = RTLStudent(comb, out_dir, clock_period, adders_per_stage, part)
     sources = rtl.write()
     in_bits, out_bits = rtl.io_bits
     summary: dict[str, Any] = {
         "status": "written",
-        "route": "da4ml trace -> pipelined Verilog (distributed arithmetic, no multipliers)",
+        "route": route,
         "verilog": [str(p) for p in sources],
         "pipeline_stages": rtl.stages,
         "latency_cycles": rtl.stages,
@@ -240,11 +251,8 @@ def run_rtl(
     if simulate is None:
         return summary, None
     if shutil.which("verilator") is None:
-        return {
-            **summary,
-            "simulation": "skipped",
-            "reason": "verilator is not on PATH (envs/fpga-tools.sh)",
-        }, None
+        reason = "verilator is not on PATH (envs/fpga-tools.sh)"
+        return {**summary, "simulation": "skipped", "reason": reason}, None
     if max(in_bits, out_bits) > 32:
         reason = f"input {in_bits} / output {out_bits} bits: da4ml's emulator passes int32 words"
         return {**summary, "simulation": "skipped", "reason": reason}, None

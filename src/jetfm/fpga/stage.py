@@ -266,8 +266,6 @@ def convert_student(
     size = fpga["sizes"].get(student, {})
     cfg = _phase_config(config, student, "qat", None)
     qat = load_student(student, out / "qat" / "checkpoint.pt", test_files, size, spec)
-    float_student = load_student(student, out / "float" / "checkpoint.pt", test_files, size, None)
-    teacher_model, teacher_info = load_teacher(teacher or teacher_path(config))
 
     batches = _test_batches(test_files, cfg)
     labels = torch.cat([b["label"] for b in batches]).numpy()
@@ -283,8 +281,7 @@ def convert_student(
     rtl, rtl_out = _rtl_step(qat, spec, hls, flow, out, x, emulated, qat_logits)
 
     return write_emulation(
-        config, student, test_files, out, cfg, t_start,
-        models={"teacher": (teacher_model, teacher_info), "float_student": float_student},
+        config, student, test_files, out, cfg, t_start, teacher or teacher_path(config),
         outputs={"labels": labels, "quantised": qat_logits, "emulated": emulated, "rtl": (rtl, rtl_out)},
         timing={"compile_s": compile_s, "emulation_jets_per_s": jets_per_s},
         extras={
@@ -313,8 +310,6 @@ def _convert_hgq_student(
     cfg = _phase_config(config, student, "qat", None)
     qat = load_student(student, out / "qat" / "checkpoint.pt", test_files, size, None)
     calibration_jets = attention_stage.load_calibrated(qat, out / "qat")
-    float_student = load_student(student, out / "float" / "checkpoint.pt", test_files, size, None)
-    teacher_model, teacher_info = load_teacher(teacher_file)
 
     batches = _test_batches(test_files, cfg)
     labels = torch.cat([b["label"] for b in batches]).numpy()
@@ -327,8 +322,7 @@ def _convert_hgq_student(
     flow = OpenFlowSettings.from_dict(fpga.get("open_flow", {}))
     rtl, rtl_out = _rtl_step(qat, None, hls, flow, out, raw, emulated, reference)
     return write_emulation(
-        config, student, test_files, out, cfg, t_start,
-        models={"teacher": (teacher_model, teacher_info), "float_student": float_student},
+        config, student, test_files, out, cfg, t_start, teacher_file,
         outputs={"labels": labels, "quantised": reference, "emulated": emulated, "rtl": (rtl, rtl_out)},
         timing={"compile_s": compile_s, "emulation_jets_per_s": jets_per_s},
         extras={
@@ -343,21 +337,24 @@ def _convert_hgq_student(
 
 def write_emulation(
     config: dict[str, Any], student: str, test_files: list[str], out: Path, cfg: TrainConfig, t_start: float,
-    models: dict[str, Any], outputs: dict[str, Any], timing: dict[str, float], extras: dict[str, Any],
+    teacher_file: str, outputs: dict[str, Any], timing: dict[str, float], extras: dict[str, Any],
 ) -> dict[str, Any]:  # fmt: skip
     """The scoring every student shares: teacher / float / quantised / emulation (/ RTL) metrics on the test
-    split, bit-exactness of the emulation against the quantised model, trigger operating points, provenance;
-    `extras` adds what only one route knows. Writes `<out>/emulation.json`."""
+    split (the teacher and the float phase's student loaded here), bit-exactness of the emulation against the
+    quantised model, trigger operating points, provenance; `extras` adds what only one route knows. Writes
+    `<out>/emulation.json`."""
     labels, quantised, emulated = outputs["labels"], outputs["quantised"], outputs["emulated"]
     rtl, rtl_out = outputs["rtl"]
-    teacher_model, teacher_info = models["teacher"]
+    size = config["fpga"]["sizes"].get(student, {})
+    float_student = load_student(student, out / "float" / "checkpoint.pt", test_files, size, None)
+    teacher_model, teacher_info = load_teacher(teacher_file)
     agree = emulated.argmax(1) == quantised.argmax(1)
     diff = np.abs(emulated - quantised)
     classes = list(read_meta(test_files).classes)
     device = torch.device("cpu")
     probs = {
         "float_teacher": predict(teacher_model, test_files, cfg, device)[0],
-        "float_student": predict(models["float_student"], test_files, cfg, device)[0],
+        "float_student": predict(float_student, test_files, cfg, device)[0],
         "quantised_student": _softmax(quantised),
         "emulation": _softmax(emulated),
     }
@@ -532,9 +529,10 @@ def write_tables(
     synthesis.csv: latency, II and resources per student (or the skip reason); headline_out: the report
     front page's line per student; trigger_out: per student, signal class and background rate, the
     firmware threshold and the signal efficiency (`fpga.trigger`)."""
+    emulations = [json.loads(Path(p).read_text()) for p in emulation_files]  # each file read once
+    syntheses = [json.loads(Path(p).read_text()) for p in synthesis_files]
     rows = []
-    for path in emulation_files:
-        e = json.loads(Path(path).read_text())
+    for e in emulations:
         teacher_acc = e["summary"]["float_teacher"]["accuracy"]
         for name in ACCURACY_ROWS:
             s = e["summary"][name]
@@ -548,16 +546,13 @@ def write_tables(
                 "nonzero_weights": e["operations"]["totals"].get("nonzero_weights", 0),
             })  # fmt: skip
     write_text_atomic(accuracy_out, _csv(rows))
-    srows = [_synthesis_row(json.loads(Path(path).read_text())) for path in synthesis_files]
+    srows = [_synthesis_row(s) for s in syntheses]
     keys = list(dict.fromkeys(k for r in srows for k in r))
     write_text_atomic(synthesis_out, _csv([{k: r.get(k, "") for k in keys} for r in srows]))
     if trigger_out:
-        trows = [r for p in emulation_files for e in [json.loads(Path(p).read_text())]
-                 for r in table_rows(e["student"], e.get("trigger") or {})]  # fmt: skip
+        trows = [r for e in emulations for r in table_rows(e["student"], e.get("trigger") or {})]
         write_text_atomic(trigger_out, _csv(trows))
     if headline_out:
-        emulations = [json.loads(Path(p).read_text()) for p in emulation_files]
-        syntheses = [json.loads(Path(p).read_text()) for p in synthesis_files]
         write_text_atomic(headline_out, headline_rst(emulations, syntheses))
 
 

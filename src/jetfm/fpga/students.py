@@ -21,6 +21,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from jetfm.fpga.particles import leading_particles
 from jetfm.models.baselines import JetMLP, JetMLPSize, mlp
 
 
@@ -70,12 +71,7 @@ class DeepSetsStudent(nn.Module):
         jet_features: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """(B, F + 1, particles): leading particles' features and a 1 for real ones, zeros for padding."""
-        n = self.particles
-        x, m = part_features[:, :n], part_mask[:, :n].unsqueeze(-1).to(part_features.dtype)
-        x = torch.cat([x * m, m], dim=-1)
-        if x.shape[1] < n:  # the loader trims batches to their longest jet
-            x = torch.nn.functional.pad(x, (0, 0, 0, n - x.shape[1]))
-        return x.transpose(1, 2)
+        return leading_particles(part_features, part_mask, self.particles).transpose(1, 2)
 
     def forward(self, part_features, part_vectors, part_mask, jet_features=None):  # type: ignore[no-untyped-def]
         x = self.features(part_features, part_vectors, part_mask, jet_features)
