@@ -1,4 +1,5 @@
-"""Snakemake `script:` entry of rule `fpga_tables`: accuracy, synthesis and trigger tables of all students."""
+"""Snakemake `script:` entry of rule `fpga_tables`: accuracy, synthesis, trigger and Pareto tables
+of all students, and the Pareto figure."""
 
 from jetfm.fpga.stage import write_tables
 from jetfm.logs import redirect_to_log
@@ -11,4 +12,6 @@ with redirect_to_log(snakemake.log[0]):
         snakemake.output.synthesis,
         snakemake.output.headline,
         snakemake.output.trigger,
+        snakemake.output.pareto,
+        snakemake.output.pareto_plot,
     )

@@ -17,6 +17,8 @@ from typing import Any
 import jsonschema
 import yaml
 
+from jetfm.fpga.kinds import check_students
+
 SCHEMA_PATH = Path(__file__).with_name("config.schema.yaml")
 
 
@@ -61,6 +63,10 @@ def validate_config(
     # A second pass validates the filled-in defaults themselves.
     jsonschema.Draft202012Validator(_schema()).validate(config)
     _check_inputs(config, source)
+    try:
+        check_students(config["fpga"])
+    except ValueError as exc:
+        raise ValueError(f"invalid config: {source}: {exc}") from None
     return config
 
 

@@ -27,7 +27,7 @@ pytestmark = [
 
 from jetfm.config import load_config  # noqa: E402
 from jetfm.fpga import stage  # noqa: E402
-from jetfm.fpga.attention import convert_attention  # noqa: E402
+from jetfm.fpga.hgq import convert_hgq  # noqa: E402
 from jetfm.fpga.students import build_student  # noqa: E402
 from jetfm.train.run import run_training  # noqa: E402
 
@@ -66,7 +66,7 @@ def test_attention_student_emulates_bit_exactly_and_padding_is_inert(tmp_path: P
     reference = student.logits(x)
     assert np.array_equal(again.eval().logits(x), reference)
 
-    model, compile_s = convert_attention(student, "Vivado", "xcvu13p-flga2577-2-e", 5.0, 1, "Latency",
+    model, compile_s = convert_hgq(student, "Vivado", "xcvu13p-flga2577-2-e", 5.0, 1, "Latency",
                                          "io_parallel", tmp_path / "hls")  # fmt: skip
     emulated = np.asarray(model.predict(x.astype(np.float64))).reshape(reference.shape)
     assert np.array_equal(emulated, reference), f"{int((emulated != reference).any(1).sum())} of 600 differ"

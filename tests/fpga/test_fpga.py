@@ -22,10 +22,16 @@ from torch import nn
 from jetfm.config import load_config
 from jetfm.fpga import stage
 from jetfm.fpga.compress import CompressSpec, FixedType, Quantize, QuantReLU, apply_compression, prune_to
-from jetfm.fpga.convert import HLSSettings, convert, emulate, first_disagreement, quantised_logits
+from jetfm.fpga.convert import (
+    HLSSettings,
+    convert,
+    emulate,
+    first_disagreement,
+    qat_forward,
+    quantised_logits,
+)
 from jetfm.fpga.hccs import HCCSSoftmax, calibrate, hccs, kl_to_softmax
 from jetfm.fpga.opcount import operation_counts
-from jetfm.fpga.stage import qat_forward
 from jetfm.fpga.students import build_student
 from jetfm.fpga.synth import parse_csynth_xml, synthesise
 from jetfm.train.run import run_training

@@ -23,9 +23,8 @@ from jetfm.fpga.compress import (
     export_plain,
     prune_to,
 )
-from jetfm.fpga.convert import HLSSettings, convert, emulate, exact_types, quantised_logits
+from jetfm.fpga.convert import HLSSettings, convert, emulate, exact_types, qat_forward, quantised_logits
 from jetfm.fpga.rtl import run_rtl
-from jetfm.fpga.stage import qat_forward
 from jetfm.fpga.students import build_student
 from jetfm.fpga.yosys import count_cells, family_of, parse_ltp, synthesise_verilog
 

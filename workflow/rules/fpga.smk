@@ -8,6 +8,7 @@ from jetfm.train.stage_layout import layout_config
 
 FPGA = config["fpga"]
 FPGA_STUDENTS = FPGA["students"]
+FPGA_STUDENT_NAMES = fpga_rules.student_pattern(FPGA_STUDENTS)  # any configured name (its kind is validated)
 # Default teacher: the supervised ParT of this dataset (fpga.teacher names any other training checkpoint).
 FPGA_TEACHER = FPGA["teacher"] or f"{paths.model_dir(DATASET, 'part')}/checkpoint.pt"
 FPGA_STUDENT = fpga_rules.STUDENT
@@ -53,7 +54,7 @@ rule fpga_train:
     log:
         paths.log_file("fpga", f"{FPGA_STUDENT}_train"),
     wildcard_constraints:
-        student="jet_mlp|deepsets|attention",
+        student=FPGA_STUDENT_NAMES,
     # One thread per rank: the students' ops are too small for intra-op parallelism; two students train side
     # by side. Ranks: fpga.train.gpus x nodes (jetfm.train.launch via stage_layout), Slurm tasks and the stop
     # signal in the resources.
@@ -82,7 +83,7 @@ rule fpga_convert:
     log:
         paths.log_file("fpga", f"{FPGA_STUDENT}_convert"),
     wildcard_constraints:
-        student="jet_mlp|deepsets|attention",
+        student=FPGA_STUDENT_NAMES,
     threads: 1
     resources:
         mem_mb=4000,
@@ -104,7 +105,7 @@ rule fpga_synth:
     log:
         paths.log_file("fpga", f"{FPGA_STUDENT}_synth"),
     wildcard_constraints:
-        student="jet_mlp|deepsets|attention",
+        student=FPGA_STUDENT_NAMES,
     threads: 1
     resources:
         mem_mb=16000,
@@ -131,6 +132,12 @@ rule fpga_tables:
         ),
         trigger=report(
             f"{paths.fpga_dir()}/trigger.csv", caption="../report/fpga_trigger.rst", category="FPGA"
+        ),
+        pareto=report(
+            f"{paths.fpga_dir()}/pareto.csv", caption="../report/fpga_pareto.rst", category="FPGA"
+        ),
+        pareto_plot=report(
+            f"{paths.fpga_dir()}/pareto.png", caption="../report/fpga_pareto.rst", category="FPGA"
         ),
     log:
         paths.log_file("fpga", "tables"),

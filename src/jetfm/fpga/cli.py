@@ -15,7 +15,7 @@ from pathlib import Path
 
 from jetfm import paths
 from jetfm.config import load_config, parse_overrides
-from jetfm.fpga.students import STUDENTS
+from jetfm.fpga.kinds import kind_of
 from jetfm.options import add_config_arguments, add_shard_options, resolve_shards
 
 STEPS = ("train", "convert", "synth", "all")
@@ -24,7 +24,7 @@ STEPS = ("train", "convert", "synth", "all")
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     add_config_arguments(parser)
     parser.add_argument("step", choices=STEPS, help="train | convert | synth | all (every student + tables)")
-    parser.add_argument("--student", choices=STUDENTS, help="the student (every step but `all`)")
+    parser.add_argument("--student", help="the student: a name in fpga.students (every step but `all`)")
     parser.add_argument(
         "--teacher", help="teacher checkpoint (default: fpga.teacher, else the supervised ParT)"
     )
@@ -40,6 +40,8 @@ def run(args: argparse.Namespace) -> int:
     if args.step != "all" and not args.student:
         raise SystemExit(f"jetfm fpga {args.step}: --student is required")
     students = config["fpga"]["students"] if args.step == "all" else [args.student]
+    for student in students:  # its kind is known (the config's own students are validated already)
+        kind_of(student, config["fpga"]["sizes"].get(student))
     for student in students:
         out = Path(args.out or paths.fpga_dir(student))
         if args.step in ("train", "all"):
@@ -56,5 +58,7 @@ def run(args: argparse.Namespace) -> int:
             str(root / "accuracy.csv"),
             str(root / "synthesis.csv"),
             trigger_out=str(root / "trigger.csv"),
+            pareto_out=str(root / "pareto.csv"),
+            pareto_plot=str(root / "pareto.png"),
         )
     return 0

@@ -10,6 +10,7 @@ reported with the first differing layer from hls4ml's `trace()`).
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import math
 import time
@@ -230,3 +231,22 @@ def first_disagreement(model: Any, core: nn.Sequential, x: np.ndarray) -> dict[s
         if diff > 0:
             return {"layer": name, "module": type(core[i]).__name__, "max_abs_diff": diff, "jets": len(x)}
     return None
+
+
+def agreement(got: np.ndarray, ref: np.ndarray) -> dict[str, Any]:
+    """How far two models' logits on the same jets agree: argmax, largest difference, bit-exact."""
+    diff = np.abs(got - ref)
+    return {
+        "jets": len(ref),
+        "argmax_agreement": float((got.argmax(1) == ref.argmax(1)).mean()),
+        "max_abs_output_diff": float(diff.max()),
+        "bit_exact": bool(diff.max() == 0),
+    }
+
+
+def qat_forward(qat: nn.Module, raw: np.ndarray) -> np.ndarray:
+    """The QAT model's own forward (its input quantiser, parametrised weights, QuantReLUs) in float64 on the
+    unquantised firmware inputs: the model that was trained, not a re-export of it."""
+    model = copy.deepcopy(qat).double().eval()
+    with torch.no_grad():
+        return model.core(model.input_quant(torch.from_numpy(raw))).numpy()

@@ -15,7 +15,6 @@
 
 from __future__ import annotations
 
-import copy
 import csv
 import io
 import json
@@ -29,20 +28,13 @@ import torch
 
 from jetfm import paths
 from jetfm.atomic import write_json_atomic, write_text_atomic
-from jetfm.fpga import attention_stage
-from jetfm.fpga.compress import CompressSpec, Quantize, apply_compression, export_plain, sparsity
-from jetfm.fpga.convert import (
-    HLSSettings,
-    convert,
-    emulate,
-    exact_types,
-    firmware_inputs,
-    first_disagreement,
-    quantised_logits,
-)
+from jetfm.fpga.compress import CompressSpec
+from jetfm.fpga.convert import HLSSettings, agreement, firmware_inputs
 from jetfm.fpga.distill import Distill, load_teacher
-from jetfm.fpga.opcount import operation_counts
-from jetfm.fpga.rtl import OpenFlowSettings, run_rtl, tool_version
+from jetfm.fpga.kinds import kind_of
+from jetfm.fpga.pareto import pareto_rows, plot_pareto
+from jetfm.fpga.routes import Route, route_of
+from jetfm.fpga.rtl import OpenFlowSettings, tool_version
 from jetfm.fpga.students import build_student
 from jetfm.fpga.synth import synthesise
 from jetfm.fpga.trigger import DEFAULT_RATES, operating_points, table_rows
@@ -79,8 +71,8 @@ def train_student(
     chosen = choose_distillation(config, student, files, out, teacher, overrides)
     common = {"size": fpga["sizes"].get(student, {}), **loss, **chosen}
     results = {}
-    # HGQ2 quantises itself from step 0: its second phase continues training, with no torch compression
-    spec = None if attention_stage.is_hgq(student) else CompressSpec.from_dict(fpga["compress"])
+    route = route_of(student, common["size"])
+    spec = route.compression(CompressSpec.from_dict(fpga["compress"]))
     for phase, compress, init in (("train", None, None), ("qat", spec, out / "float" / "checkpoint.pt")):
         objective = Distill(student, teacher, compress=compress, init_from=init, **common)
         cfg = _phase_config(config, student, phase, overrides)
@@ -92,16 +84,18 @@ def train_student(
             _barrier()
             results[phase] = json.loads((run_dir / "metrics.json").read_text())
             continue
-        second = "HGQ2 QAT continued (no pruning)" if attention_stage.is_hgq(student) else "pruning + QAT"
-        print(f"{student}: {'distillation' if phase == 'train' else second} -> {run_dir}", flush=True)
+        print(
+            f"{student}: {'distillation' if phase == 'train' else route.second_phase} -> {run_dir}",
+            flush=True,
+        )
         res = _train(cfg, files, run_dir, config, objective)
         results[phase] = res.get("metrics")
-    if attention_stage.is_hgq(student):  # integer bits of HGQ2's wrapping quantisers from the training jets
-        qat = load_student(student, out / "qat" / "checkpoint.pt", files["test"], common["size"], None)
-        calibrated = out / "qat" / attention_stage.CALIBRATED
-        cfg = _phase_config(config, student, "qat", overrides)
-        n = attention_stage.calibrate_student(qat, files["train"], cfg, calibrated)
-        print(f"{student}: calibrated on {n} training jets -> {calibrated}", flush=True)
+    note = route.finish_training(
+        lambda: load_student(student, out / "qat" / "checkpoint.pt", files["test"], common["size"], None),
+        files["train"], _phase_config(config, student, "qat", overrides), out / "qat",
+    )  # fmt: skip
+    if note:
+        print(f"{student}: {note}", flush=True)
     return results
 
 
@@ -178,11 +172,18 @@ def load_student(
     """A student as a run saved it (with its quantisers and masks when `compress`)."""
     meta = read_meta(test_files)
     model = build_student(student, meta.num_features, meta.num_jet_features, len(meta.classes), size)
-    if compress is not None and not attention_stage.is_hgq(student):  # HGQ2 quantises itself
-        apply_compression(model.core, compress)
-        model.input_quant = Quantize(compress.types()["input"])
+    route_of(student, size).prepare(model, compress)
     model.load_state_dict(load_checkpoint(checkpoint)["model"])
     return model.eval()
+
+
+def load_firmware_student(
+    student: str, out: Path, test_files: list[str], size: dict[str, Any], spec: CompressSpec
+) -> tuple[torch.nn.Module, dict[str, Any]]:
+    """The trained student as its firmware is made from it (the QAT checkpoint and what its route restores
+    beyond it); the emulation.json keys that restoring adds."""
+    qat = load_student(student, out / "qat" / "checkpoint.pt", test_files, size, spec)
+    return qat, route_of(student, size).restore(qat, out / "qat")
 
 
 def _test_batches(test_files: list[str], cfg: TrainConfig) -> list[dict[str, torch.Tensor]]:
@@ -198,51 +199,21 @@ def _softmax(logits: np.ndarray) -> np.ndarray:
 SUMMARY_KEYS = ("accuracy", "macro_auc", "macro_f1", "n")
 
 
-def qat_forward(qat: torch.nn.Module, raw: np.ndarray) -> np.ndarray:
-    """The QAT model's own forward (its input quantiser, parametrised weights, QuantReLUs) in float64 on the
-    unquantised firmware inputs: the model that was trained, not a re-export of it."""
-    model = copy.deepcopy(qat).double().eval()
-    with torch.no_grad():
-        return model.core(model.input_quant(torch.from_numpy(raw))).numpy()
-
-
-def _agreement(got: np.ndarray, ref: np.ndarray) -> dict[str, Any]:
-    diff = np.abs(got - ref)
-    return {
-        "jets": len(ref),
-        "argmax_agreement": float((got.argmax(1) == ref.argmax(1)).mean()),
-        "max_abs_output_diff": float(diff.max()),
-        "bit_exact": bool(diff.max() == 0),
-    }
-
-
-def _run_rtl(
-    qat: torch.nn.Module, spec: CompressSpec, hls: HLSSettings, flow: OpenFlowSettings, out: Path,
-    simulate: np.ndarray | None = None,
-) -> tuple[dict[str, Any], np.ndarray | None]:  # fmt: skip
-    """`rtl.run_rtl` of a torch core; the HGQ2 student's Verilog comes from da4ml's Keras tracer instead."""
-    if attention_stage.is_hgq_model(qat):
-        return attention_stage.run_attention_rtl(qat, out, hls.clock_period, flow.adders_per_stage, hls.part,
-                                                 simulate)  # fmt: skip
-    return run_rtl(qat.core, qat.input_shape, spec, out, hls.clock_period, flow.adders_per_stage, hls.part,
-                   simulate=simulate)  # fmt: skip
-
-
 def _rtl_step(
-    qat: torch.nn.Module, spec: CompressSpec, hls: HLSSettings, flow: OpenFlowSettings, out: Path,
-    x: np.ndarray, emulated: np.ndarray, reference: np.ndarray,
+    route: Route, qat: torch.nn.Module, spec: CompressSpec, hls: HLSSettings, flow: OpenFlowSettings,
+    out: Path, x: np.ndarray, emulated: np.ndarray, reference: np.ndarray,
 ) -> tuple[dict[str, Any], np.ndarray | None]:  # fmt: skip
     """Verilog + Verilator on the first `rtl_jets` jets; agreement with the emulation and PyTorch."""
     if not flow.enabled:
         return {"status": "skipped", "reason": "fpga.open_flow.enabled is false"}, None
     n = len(x) if flow.rtl_jets == 0 else min(flow.rtl_jets, len(x))
     try:
-        summary, rtl_out = _run_rtl(qat, spec, hls, flow, out / "rtl", simulate=x[:n])
+        summary, rtl_out = route.rtl(qat, spec, hls, flow, out / "rtl", simulate=x[:n])
     except ValueError as exc:  # a layer or rounding the RTL route does not translate: say which
         return {"status": "skipped", "reason": str(exc)}, None
     if rtl_out is not None:
-        summary["vs_emulation"] = _agreement(rtl_out, emulated[:n])
-        summary["vs_quantised_pytorch"] = _agreement(rtl_out, reference[:n])
+        summary["vs_emulation"] = agreement(rtl_out, emulated[:n])
+        summary["vs_quantised_pytorch"] = agreement(rtl_out, reference[:n])
     return summary, rtl_out
 
 
@@ -254,84 +225,29 @@ def convert_student(
     teacher: str | None = None,
 ) -> dict[str, Any]:
     """hls4ml conversion + compile + emulation of the whole test split, RTL simulation of its first
-    `fpga.open_flow.rtl_jets`; writes `<out>/emulation.json`."""
-    if attention_stage.is_hgq(student):
-        return _convert_hgq_student(
-            config, student, test_files, Path(out_dir), teacher or teacher_path(config)
-        )
+    `fpga.open_flow.rtl_jets`, by the student's route; writes `<out>/emulation.json`."""
     t_start = time.time()
     fpga, out = config["fpga"], Path(out_dir)
     spec, hls = CompressSpec.from_dict(fpga["compress"]), HLSSettings.from_dict(fpga["hls"])
     flow = OpenFlowSettings.from_dict(fpga.get("open_flow", {}))
     size = fpga["sizes"].get(student, {})
+    route = route_of(student, size)
     cfg = _phase_config(config, student, "qat", None)
-    qat = load_student(student, out / "qat" / "checkpoint.pt", test_files, size, spec)
+    qat, restored = load_firmware_student(student, out, test_files, size, spec)
 
     batches = _test_batches(test_files, cfg)
     labels = torch.cat([b["label"] for b in batches]).numpy()
     raw = firmware_inputs(qat, batches)  # unquantised: the emulation rounds them itself
-    x = qat.input_quant.t.quantize(torch.from_numpy(raw)).numpy()
-    reference = quantised_logits(qat.core, x)
-    qat_logits = qat_forward(qat, raw)
-    print(f"{student}: converting with hls4ml ({hls.backend}, {hls.part}) and compiling", flush=True)
-    model, compile_s = convert(qat.core, qat.input_shape, spec, hls, out / "hls")
-    emulated, jets_per_s = emulate(model, raw)
-    disagree = np.flatnonzero(np.abs(emulated - qat_logits).max(1) > 0)  # any output bit, argmax or not
-    first = first_disagreement(model, qat.core, x[disagree[:16]]) if disagree.size else None
-    rtl, rtl_out = _rtl_step(qat, spec, hls, flow, out, x, emulated, qat_logits)
-
+    print(f"{student}: hls4ml ({route.frontend} frontend, {hls.backend}, {hls.part}): converting, compiling",
+          flush=True)  # fmt: skip
+    conv = route.convert(qat, raw, spec, hls, out / "hls")
+    rtl = _rtl_step(route, qat, spec, hls, flow, out, conv.rtl_inputs, conv.emulated, conv.reference)
     return write_emulation(
         config, student, test_files, out, cfg, t_start, teacher or teacher_path(config),
-        outputs={"labels": labels, "quantised": qat_logits, "emulated": emulated, "rtl": (rtl, rtl_out)},
-        timing={"compile_s": compile_s, "emulation_jets_per_s": jets_per_s},
-        extras={
-            "reference": "the QAT model's own forward, float64, on the unquantised inputs of the emulation",
-            "exported_model_vs_qat": _agreement(reference, qat_logits),
-            "first_disagreeing_layer": first,
-            "sparsity": sparsity(qat.core),
-            "operations": operation_counts(model),
-            "layer_types": {str(k): v for k, v in exact_types(export_plain(qat.core), spec).items()},
-            "precisions": {k: v.hls() for k, v in spec.types().items()},
-        },
-    )  # fmt: skip
-
-
-def _convert_hgq_student(
-    config: dict[str, Any], student: str, test_files: list[str], out: Path, teacher_file: str,
-) -> dict[str, Any]:  # fmt: skip
-    """`<out>/emulation.json` for the attention student (same keys as the other students' where they mean
-    the same)."""
-    from jetfm.fpga.attention import convert_attention
-
-    t_start = time.time()
-    fpga = config["fpga"]
-    hls = HLSSettings.from_dict(fpga["hls"])
-    size = fpga["sizes"].get(student, {})
-    cfg = _phase_config(config, student, "qat", None)
-    qat = load_student(student, out / "qat" / "checkpoint.pt", test_files, size, None)
-    calibration_jets = attention_stage.load_calibrated(qat, out / "qat")
-
-    batches = _test_batches(test_files, cfg)
-    labels = torch.cat([b["label"] for b in batches]).numpy()
-    raw = firmware_inputs(qat, batches)  # float32 values: the features are float32
-    reference = qat.logits(raw)
-    print(f"{student}: hls4ml (Keras-3/HGQ2 frontend, {hls.backend}): converting, compiling", flush=True)
-    model, compile_s = convert_attention(qat, hls.backend, hls.part, hls.clock_period, hls.reuse_factor,
-                                         hls.strategy, hls.io_type, out / "hls")  # fmt: skip
-    emulated, jets_per_s = emulate(model, raw)
-    flow = OpenFlowSettings.from_dict(fpga.get("open_flow", {}))
-    rtl, rtl_out = _rtl_step(qat, None, hls, flow, out, raw, emulated, reference)
-    return write_emulation(
-        config, student, test_files, out, cfg, t_start, teacher_file,
-        outputs={"labels": labels, "quantised": reference, "emulated": emulated, "rtl": (rtl, rtl_out)},
-        timing={"compile_s": compile_s, "emulation_jets_per_s": jets_per_s},
-        extras={
-            **attention_stage.NOTES,
-            "calibration_jets": calibration_jets,
-            "first_disagreeing_layer": None,
-            "sparsity": {},
-            "operations": {**operation_counts(model), "counted": attention_stage.COUNTED},
-        },
+        outputs={"labels": labels, "quantised": conv.reference, "emulated": conv.emulated, "rtl": rtl},
+        timing={"compile_s": conv.compile_s, "emulation_jets_per_s": conv.jets_per_s},
+        extras={"kind": kind_of(student, size), "route": route.name, "quantiser": route.quantiser,
+                **conv.extras, **restored},
     )  # fmt: skip
 
 
@@ -404,14 +320,19 @@ def write_emulation(
 
 
 def open_source_estimate(
-    qat: torch.nn.Module, spec: CompressSpec, hls: HLSSettings, flow: OpenFlowSettings, out: Path
+    route: Route,
+    qat: torch.nn.Module,
+    spec: CompressSpec,
+    hls: HLSSettings,
+    flow: OpenFlowSettings,
+    out: Path,
 ) -> dict[str, Any]:
     """Verilog of the student, yosys synth_xilinx of it; labelled as an open-source estimate."""
     label = "open-source estimate (da4ml Verilog + yosys synth_xilinx; no place and route)"
     if not flow.enabled:
         return {"status": "skipped", "label": label, "reason": "fpga.open_flow.enabled is false"}
     try:
-        summary, _ = _run_rtl(qat, spec, hls, flow, out)
+        summary, _ = route.rtl(qat, spec, hls, flow, out)
     except ValueError as exc:
         return {"status": "skipped", "label": label, "reason": str(exc)}
     if summary["status"] == "skipped":
@@ -461,25 +382,16 @@ def synthesise_student(
     flow = OpenFlowSettings.from_dict(fpga.get("open_flow", {}))
     synthesis = fpga["synthesis"]
     size = fpga["sizes"].get(student, {})
-    hgq = attention_stage.is_hgq(student)
-    if hgq:
-        qat = load_student(student, out / "qat" / "checkpoint.pt", test_files, size, None)
-        attention_stage.load_calibrated(qat, out / "qat")
-    else:
-        qat = load_student(student, out / "qat" / "checkpoint.pt", test_files, size, spec)
+    route = route_of(student, size)
+    qat, _ = load_firmware_student(student, out, test_files, size, spec)
 
     def make_model() -> Any:
-        if hgq:
-            from jetfm.fpga.attention import convert_attention
-
-            return convert_attention(qat, hls.backend, hls.part, hls.clock_period, hls.reuse_factor,
-                                     hls.strategy, hls.io_type, out / "synth", compile=False)[0]  # fmt: skip
-        return convert(qat.core, qat.input_shape, spec, hls, out / "synth", compile=False)[0]
+        return route.hls_model(qat, spec, hls, out / "synth", compile=False)[0]
 
     vendor = synthesise(make_model, hls.backend, bool(synthesis.get("vendor", False)),
                         bool(synthesis["required"]), bool(synthesis.get("vsynth", False)))  # fmt: skip
     print(f"{student}: open-source flow (Verilog, yosys) -> {out / 'synth' / 'rtl'}", flush=True)
-    open_source = open_source_estimate(qat, spec, hls, flow, out / "synth" / "rtl")
+    open_source = open_source_estimate(route, qat, spec, hls, flow, out / "synth" / "rtl")
     result = {
         "student": student,
         "vendor": vendor,
@@ -524,11 +436,14 @@ def write_tables(
     synthesis_out: str,
     headline_out: str | None = None,
     trigger_out: str | None = None,
+    pareto_out: str | None = None,
+    pareto_plot: str | None = None,
 ) -> None:
     """accuracy.csv: per student, the four models' accuracy / AUC, agreement, operations;
     synthesis.csv: latency, II and resources per student (or the skip reason); headline_out: the report
     front page's line per student; trigger_out: per student, signal class and background rate, the
-    firmware threshold and the signal efficiency (`fpga.trigger`)."""
+    firmware threshold and the signal efficiency (`fpga.trigger`); pareto_out / pareto_plot: firmware
+    accuracy against LUTs per student and the front (`pareto.py`)."""
     emulations = [json.loads(Path(p).read_text()) for p in emulation_files]  # each file read once
     syntheses = [json.loads(Path(p).read_text()) for p in synthesis_files]
     rows = []
@@ -554,6 +469,12 @@ def write_tables(
         write_text_atomic(trigger_out, _csv(trows))
     if headline_out:
         write_text_atomic(headline_out, headline_rst(emulations, syntheses))
+    if pareto_out or pareto_plot:
+        prows = pareto_rows(emulations, syntheses)
+        if pareto_out:
+            write_text_atomic(pareto_out, _csv(prows))
+        if pareto_plot:
+            plot_pareto(prows, pareto_plot)
 
 
 def headline_rst(emulations: list[dict[str, Any]], syntheses: list[dict[str, Any]]) -> str:

@@ -21,6 +21,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from jetfm.fpga.kinds import KINDS, split_kind
 from jetfm.fpga.particles import leading_particles
 from jetfm.models.baselines import JetMLP, JetMLPSize, mlp
 
@@ -78,22 +79,28 @@ class DeepSetsStudent(nn.Module):
         return self.core(self.input_quant(x.to(self.dtype_probe.dtype)))
 
 
-STUDENTS = ("jet_mlp", "deepsets", "attention")
+STUDENTS = tuple(KINDS)  # the student kinds; any name with `fpga.sizes.<name>.kind` is a student too
 
 
 def build_student(
     name: str, num_features: int, num_jet_features: int, num_classes: int, size: dict[str, Any] | None = None
 ) -> nn.Module:
-    size = {k: tuple(v) if isinstance(v, list) else v for k, v in (size or {}).items()}
+    """The student `name` of its kind (`kinds.kind_of`), sized by `size` without its `kind` key."""
+    kind, size = split_kind(name, size)
+    size = {k: tuple(v) if isinstance(v, list) else v for k, v in size.items()}
     try:
-        if name == "jet_mlp":
+        if kind == "jet_mlp":
             return JetMLPStudent(num_jet_features, num_classes, **size)
-        if name == "deepsets":
+        if kind == "deepsets":
             return DeepSetsStudent(num_features, num_classes, **size)
-        if name == "attention":
+        if kind == "attention":
             from jetfm.fpga.attention import AttentionStudent  # imports Keras (torch backend) and HGQ2
 
             return AttentionStudent(num_features, num_classes, **size)
+        if kind == "hgq_mlp":
+            from jetfm.fpga.hgq_mlp import HGQMLPStudent  # imports Keras (torch backend) and HGQ2
+
+            return HGQMLPStudent(num_jet_features, num_classes, **size)
     except TypeError as exc:
         raise ValueError(f"fpga.sizes.{name}: {exc}") from exc
-    raise ValueError(f"unknown student {name!r}; known: {list(STUDENTS)}")
+    raise AssertionError(f"kind {kind!r} is in kinds.KINDS but has no class here")

@@ -63,16 +63,14 @@ class JetMLPSize:
     dims: tuple[int, ...] = (64, 64, 64)
 
 
-class JetMLP(nn.Module):
-    """MLP on the jet-level features, standardised by buffers fitted on the training set (`fit_input`)."""
+class JetStandardisation(nn.Module):
+    """Jet-level features standardised by buffers fitted on the training set (`fit_input`): the input of the
+    jet MLP and of the FPGA stage's jet-level students."""
 
-    def __init__(self, num_jet_features: int, num_classes: int, size: JetMLPSize | None = None) -> None:
+    def __init__(self, num_jet_features: int) -> None:
         super().__init__()
-        size = size or JetMLPSize()
-        self.size = size
         self.register_buffer("shift", torch.zeros(num_jet_features))
         self.register_buffer("scale", torch.ones(num_jet_features))
-        self.net = mlp(num_jet_features, tuple(size.dims), num_classes)
 
     @torch.no_grad()
     def fit_input(self, jet_features: torch.Tensor) -> None:
@@ -90,6 +88,16 @@ class JetMLP(nn.Module):
     ) -> torch.Tensor:
         """The MLP's input: jet features in units of their training-set spread, clamped to +-10."""
         return ((torch.nan_to_num(jet_features) - self.shift) * self.scale).clamp(-10, 10)
+
+
+class JetMLP(JetStandardisation):
+    """MLP on the jet-level features, standardised by buffers fitted on the training set (`fit_input`)."""
+
+    def __init__(self, num_jet_features: int, num_classes: int, size: JetMLPSize | None = None) -> None:
+        super().__init__(num_jet_features)
+        size = size or JetMLPSize()
+        self.size = size
+        self.net = mlp(num_jet_features, tuple(size.dims), num_classes)
 
     def forward(self, part_features, part_vectors, part_mask, jet_features):  # type: ignore[no-untyped-def]
         return self.net(self.features(part_features, part_vectors, part_mask, jet_features))

@@ -1,0 +1,40 @@
+"""Student names and kinds: a student's kind is `fpga.sizes.<name>.kind` if given, else its name, so one kind
+can be configured several times under different names (`hgq_mlp_b0: {kind: hgq_mlp, ebops_beta: 0}`). The
+kind picks the model class (`students.build_student`) and the route (`routes.route_of`).
+
+Import-light on purpose: the config validation checks the students' kinds without importing torch.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+# kind -> route (`routes.ROUTES`): hand-written quantisers + PyTorch frontend, or HGQ2 + Keras-3 frontend
+KINDS = {"jet_mlp": "torch_core", "deepsets": "torch_core", "attention": "hgq", "hgq_mlp": "hgq"}
+
+
+def kind_of(name: str, size: dict[str, Any] | None = None) -> str:
+    """The student's kind (`size` is its `fpga.sizes` entry); ValueError in one line when unknown."""
+    kind = (size or {}).get("kind", name)
+    if kind not in KINDS:
+        field = f"fpga.sizes.{name}.kind" if "kind" in (size or {}) else f"fpga.students entry {name!r}"
+        hint = "" if "kind" in (size or {}) else f", or set fpga.sizes.{name}.kind to one"
+        raise ValueError(
+            f"{field} is {kind!r}, not a student kind (expected one of {', '.join(KINDS)}{hint})"
+        )
+    return kind
+
+
+def split_kind(name: str, size: dict[str, Any] | None) -> tuple[str, dict[str, Any]]:
+    """(kind, the size without `kind`): what the model constructor gets."""
+    size = dict(size or {})
+    kind = kind_of(name, size)
+    size.pop("kind", None)
+    return kind, size
+
+
+def check_students(fpga: dict[str, Any]) -> None:
+    """Every configured student (and every `fpga.sizes` entry) has a known kind."""
+    sizes = fpga.get("sizes") or {}
+    for name in dict.fromkeys([*fpga.get("students", []), *sizes]):
+        kind_of(name, sizes.get(name))
