@@ -1,8 +1,9 @@
-"""The attention student (HGQ2 Keras model in a torch wrapper): trained by the one loop with `Distill`,
-converted by hls4ml's Keras-3 frontend, and emulated bit for bit; padding handled as docs/fpga.md says.
+"""The HGQ2 students (Keras models in a torch wrapper, the `hgq` route): trained by the one loop with
+`Distill`, converted by hls4ml's Keras-3 frontend, and emulated bit for bit; the attention student's padding
+handled as docs/fpga.md says; an `hgq_mlp` under its own name (`kind: hgq_mlp`) through the whole stage.
 
-Skips without hgq2 (the `fpga` extra) or g++; the RTL checks need da4ml and Verilator. ~1.5 min on one free
-core: two hls4ml builds of ~10 s each and one Verilator build of ~50 s (the 4-particle student).
+Skips without hgq2 (the `fpga` extra) or g++; the RTL checks need da4ml and Verilator. ~2 min on one free
+core: three hls4ml builds of ~10 s each and two Verilator builds (~50 s for the 4-particle attention).
 """
 
 from __future__ import annotations
@@ -95,7 +96,7 @@ def teacher_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, dict[st
     run_training(config, "pfn", files, root / "teacher", overrides={"lr": 0.003})
     config["fpga"].update(
         teacher=str(root / "teacher" / "checkpoint.pt"),
-        sizes={"attention": TINY},
+        sizes={"attention": TINY, "hgq_mlp_t": {"kind": "hgq_mlp", "dims": [4], "ebops_beta": 1e-6}},
         train={"max_steps": 12, "eval_every": 12, "checkpoint_every": 12, "warmup_steps": 2},
         qat={"max_steps": 8, "eval_every": 8, "checkpoint_every": 8, "warmup_steps": 2},
     )
@@ -133,3 +134,29 @@ def test_attention_student_through_the_stage(teacher_run) -> None:  # type: igno
     headline = (root / "headline.rst").read_text()
     assert "``attention``" in headline and "emulation bit-exact" in headline
     assert ("RTL bit-exact" in headline) == RTL_TOOLS
+
+
+def test_hgq_mlp_under_its_own_name_through_the_stage(teacher_run) -> None:  # type: ignore[no-untyped-def]
+    config, files, root = teacher_run
+    out = root / "hgq_mlp_t"
+    results = stage.train_student(config, "hgq_mlp_t", files, out)
+    assert "sparsity" not in results["qat"] and (out / "qat" / "calibrated.pt").is_file()
+    e = stage.convert_student(config, "hgq_mlp_t", files["test"], out)
+    assert (e["kind"], e["route"], e["quantiser"]) == ("hgq_mlp", "hgq", "HGQ2")
+    assert e["n_test"] == 200 and e["bit_exact"] and e["ebops"] > 0  # emulation == HGQ2's own inference
+    assert e["operations"]["counted"] == "every layer" and "padding" not in e["notes"]
+    rtl = e["rtl"]
+    if RTL_TOOLS:
+        assert rtl["vs_emulation"]["jets"] == 120 and rtl["vs_emulation"]["bit_exact"]
+        assert rtl["vs_quantised_pytorch"]["bit_exact"] and rtl["interval_cycles"] == 1
+    s = stage.synthesise_student(config, "hgq_mlp_t", files["test"], out)
+    if RTL_TOOLS:
+        assert s["open_source"]["da4ml_cost_estimate_luts"] > 1
+    tables = [str(root / f"mlp_{name}") for name in ("accuracy.csv", "synthesis.csv", "headline.rst")]
+    stage.write_tables([str(out / "emulation.json")], [str(out / "synthesis.json")], *tables,
+                       pareto_out=str(root / "pareto.csv"), pareto_plot=str(root / "pareto.png"))  # fmt: skip
+    pareto = (root / "pareto.csv").read_text().splitlines()
+    assert pareto[0].startswith("student,kind,route,quantiser,accuracy") and len(pareto) == 2
+    assert pareto[1].startswith("hgq_mlp_t,hgq_mlp,hgq,HGQ2,")
+    assert pareto[1].endswith(",True") == RTL_TOOLS  # on the front when it has LUTs (alone: undominated)
+    assert (root / "pareto.png").stat().st_size > 0

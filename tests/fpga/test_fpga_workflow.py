@@ -1,5 +1,6 @@
 """The FPGA rules in a dry run: fpga_synth asks for the licensed Slurm partition only when vendor synthesis is
-enabled (issue 26 item 4), and the FPGA rules' paths are those of jetfm.paths."""
+enabled (issue 26 item 4), any configured student name is planned (issue 25), and the FPGA rules' paths are
+those of jetfm.paths."""
 
 from __future__ import annotations
 
@@ -50,9 +51,14 @@ def test_fpga_synth_partition_follows_vendor_synthesis(tmp_path: Path) -> None:
         shutil.copytree(src, tmp_path / part) if src.is_dir() else shutil.copy(src, tmp_path / part)
     shutil.copytree(REPO / "config", tmp_path / "config")
     config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
-    open_only = _synth_jobs(_dry_run(tmp_path, config))
+    # a student under a name of its own (its kind from fpga.sizes) is planned like the others
+    config["fpga"]["students"] = [*config["fpga"]["students"], "mlp_b1"]
+    config["fpga"].setdefault("sizes", {})["mlp_b1"] = {"kind": "hgq_mlp", "ebops_beta": 1e-6}
+    out = _dry_run(tmp_path, config)
+    open_only = _synth_jobs(out)
     expected = sorted(f"{paths.fpga_dir(s)}/synthesis.json" for s in config["fpga"]["students"])
     assert sorted(o for o, _ in open_only) == expected
+    assert f"{paths.fpga_dir()}/pareto.csv" in out and f"{paths.fpga_dir()}/pareto.png" in out
     assert {p for _, p in open_only} == {"cpu"}
     config["fpga"]["synthesis"] = {"vendor": True}
     assert {p for _, p in _synth_jobs(_dry_run(tmp_path, config))} == {"fpga"}

@@ -16,13 +16,17 @@ KINDS = {"jet_mlp": "torch_core", "deepsets": "torch_core", "attention": "hgq", 
 def kind_of(name: str, size: dict[str, Any] | None = None) -> str:
     """The student's kind (`size` is its `fpga.sizes` entry); ValueError in one line when unknown."""
     kind = (size or {}).get("kind", name)
-    if kind not in KINDS:
-        field = f"fpga.sizes.{name}.kind" if "kind" in (size or {}) else f"fpga.students entry {name!r}"
-        hint = "" if "kind" in (size or {}) else f", or set fpga.sizes.{name}.kind to one"
+    if kind in KINDS:
+        return kind
+    expected = ", ".join(KINDS)
+    if "kind" in (size or {}):
         raise ValueError(
-            f"{field} is {kind!r}, not a student kind (expected one of {', '.join(KINDS)}{hint})"
+            f"fpga.sizes.{name}.kind is {kind!r}, not a student kind (expected one of {expected})"
         )
-    return kind
+    raise ValueError(
+        f"student {name!r} is not a student kind and has no fpga.sizes.{name}.kind (expected one of "
+        f"{expected}, or fpga.sizes.{name}.kind naming one)"
+    )
 
 
 def split_kind(name: str, size: dict[str, Any] | None) -> tuple[str, dict[str, Any]]:
