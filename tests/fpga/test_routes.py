@@ -63,13 +63,22 @@ def test_pareto_flags_the_undominated_students() -> None:
     assert pareto_optimal(points) == [True, True, False, False, True, False, True]
 
 
+OPERATIONS = {  # emulation.json's `operations` of a pruned torch core (hls4ml's precision strings)
+    "layers": [
+        {"nonzero_weights": 40, "positions": 1, "input_type": "fixed<16,6>", "weight_type": "fixed<8,1>"},
+        {"nonzero_weights": 10, "positions": 1, "input_type": "ufixed<8,3,RND_CONV,SAT>",
+         "weight_type": "fixed<6,1>"},
+    ]
+}  # fmt: skip
+
+
 def test_pareto_rows_and_figure_from_the_stage_outputs(tmp_path: Path) -> None:
     def emulation(student: str, acc: float, **keys: object) -> dict:
         summary = {"emulation": {"accuracy": acc}, "float_teacher": {"accuracy": 0.8}}
         return {"student": student, "summary": summary, **keys}
 
     emulations = [
-        emulation("jet_mlp", 0.6),  # an emulation.json from before the routes: kind from the name
+        emulation("jet_mlp", 0.6, operations=OPERATIONS),  # from before the routes: kind from the name
         emulation("b0", 0.64, kind="hgq_mlp", route="hgq", ebops=5000),
         emulation("b1", 0.62, kind="hgq_mlp", route="hgq", ebops=900),
     ]
@@ -87,10 +96,8 @@ def test_pareto_rows_and_figure_from_the_stage_outputs(tmp_path: Path) -> None:
         ("HGQ2", 1200, "da4ml estimate", True),
         ("HGQ2", "", "", False),
     ]
-    assert (
-        rows[0]["ebops"] == ""
-        and rows[1]["ebops"] == 5000
-        and rows[1]["accuracy_over_teacher"] == pytest.approx(0.8)
-    )
+    assert rows[0]["ebops"] == 40 * 16 * 8 + 10 * 8 * 6 and rows[0]["ebops_source"].startswith("non-zero")
+    assert rows[1]["ebops"] == 5000 and rows[1]["ebops_source"].startswith("HGQ2") and rows[2]["ebops"] == 900
+    assert rows[1]["accuracy_over_teacher"] == pytest.approx(0.8)
     plot_pareto(rows, tmp_path / "pareto.png")
     assert (tmp_path / "pareto.png").stat().st_size > 0

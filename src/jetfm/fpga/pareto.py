@@ -4,11 +4,14 @@ accuracy, fewer LUTs).
 
 LUTs: yosys `synth_xilinx` of the Verilog when it ran, else da4ml's own cost estimate (the `luts_source`
 column says which; they are not the same count, so a front across both is indicative). EBOPs: HGQ2's
-effective bit operations at the calibrated widths (empty for the torch-core students).
+effective bit operations at the calibrated widths; for the torch-core students the same sum at their type
+widths (non-zero weights x input width x weight width, from `operations`), an upper bound of HGQ2's count,
+which takes each weight's own effective width (`ebops_source` says which).
 """
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +28,30 @@ def luts_of(synthesis: dict[str, Any]) -> tuple[int | None, str]:
     if o.get("da4ml_cost_estimate_luts"):
         return int(o["da4ml_cost_estimate_luts"]), "da4ml estimate"
     return None, ""
+
+
+def _width(hls_type: str) -> int:
+    """Total bits of an hls4ml precision string (`fixed<8,3,...>`, `ap_ufixed<6,0>`)."""
+    return int(re.search(r"<\s*(\d+)", hls_type)[1])  # type: ignore[index]
+
+
+def type_bit_operations(operations: dict[str, Any]) -> int:
+    """Σ over weight layers of non-zero weights x positions x input width x weight width."""
+    return sum(
+        layer["nonzero_weights"]
+        * layer["positions"]
+        * _width(layer["input_type"])
+        * _width(layer["weight_type"])
+        for layer in operations.get("layers", [])
+    )
+
+
+def _ebops(e: dict[str, Any]) -> tuple[int | str, str]:
+    if e.get("ebops") is not None:
+        return e["ebops"], "HGQ2 (calibrated widths)"
+    if e.get("route", "torch_core") == "torch_core" and (e.get("operations") or {}).get("layers"):
+        return type_bit_operations(e["operations"]), "non-zero weights x type widths"
+    return "", ""
 
 
 def pareto_optimal(points: list[tuple[float, int | None]]) -> list[bool]:
@@ -52,7 +79,7 @@ def pareto_rows(emulations: list[dict[str, Any]], syntheses: list[dict[str, Any]
         rows.append({
             "student": e["student"], "kind": kind, "route": route.name, "quantiser": route.quantiser,
             "accuracy": acc, "accuracy_over_teacher": acc / teacher if teacher else "",
-            "ebops": e.get("ebops") if e.get("ebops") is not None else "",
+            **dict(zip(("ebops", "ebops_source"), _ebops(e), strict=True)),
             "luts": luts if luts is not None else "", "luts_source": source, "latency_ns": latency,
         })  # fmt: skip
     flags = pareto_optimal([(r["accuracy"], r["luts"] if r["luts"] != "" else None) for r in rows])
