@@ -41,13 +41,17 @@ def test_an_unknown_kind_fails_in_one_line_naming_field_value_and_expectation() 
     for overrides, field in (
         ({"fpga.students": ["jet_mlp", "foo"]}, "student 'foo' is not a student kind"),
         ({"fpga.sizes.b0": {"kind": "hgqmlp"}}, "fpga.sizes.b0.kind is 'hgqmlp'"),
+        ({"fpga.overrides.jet_mpl": {"qat": {"lr": 0.1}}}, "student 'jet_mpl' is not a student kind"),
     ):
         with pytest.raises(ValueError) as err:
             load_config(CONFIG, overrides)
         message = str(err.value)
         assert "\n" not in message and field in message and "hgq_mlp" in message, message
-    config = load_config(CONFIG, {"fpga.students": ["jet_mlp", "b0"], "fpga.sizes.b0": {"kind": "hgq_mlp"}})
+    given = {"fpga.students": ["jet_mlp", "b0"], "fpga.sizes.b0": {"kind": "hgq_mlp"},
+             "fpga.overrides.b0": {"qat": {"lr": 0.002}}}  # fmt: skip
+    config = load_config(CONFIG, given)
     assert config["fpga"]["sizes"]["b0"] == {"kind": "hgq_mlp"}
+    assert config["fpga"]["overrides"]["b0"] == {"qat": {"lr": 0.002}}
 
 
 def test_the_rules_accept_exactly_the_configured_names() -> None:

@@ -38,7 +38,7 @@ def split_kind(name: str, size: dict[str, Any] | None) -> tuple[str, dict[str, A
 
 
 def check_students(fpga: dict[str, Any]) -> None:
-    """Every configured student (and every `fpga.sizes` entry) has a known kind."""
+    """Every configured student (and every `fpga.sizes` and `fpga.overrides` entry) has a known kind."""
     sizes = fpga.get("sizes") or {}
-    for name in dict.fromkeys([*fpga.get("students", []), *sizes]):
+    for name in dict.fromkeys([*fpga.get("students", []), *sizes, *(fpga.get("overrides") or {})]):
         kind_of(name, sizes.get(name))
