@@ -135,12 +135,19 @@ def test_jet_observables_reach_phi_on_real_particles_only() -> None:
 def test_deepsets_with_jet_observables_on_the_transfer_set_is_bit_exact_in_firmware(views_run) -> None:  # type: ignore[no-untyped-def]
     config, files, root = views_run
     out = root / "deepsets"
+    choose = {"temperature": 4.0, "alpha": 0.7, "choose": {"alpha": [0.5, 0.9]}}
+    config = {**config, "fpga": {**config["fpga"], "distill": choose}}
     results = stage.train_student(config, "deepsets", files, out)
     nominal, view_rows = _rows(files["train"])
-    for phase in ("train", "qat"):  # both phases saw the views; the test split stays nominal
-        seen = results[phase]["training_set"]
+    sweep = [json.loads(p.read_text()) for p in sorted((out / "distill_sweep").glob("*/metrics.json"))]
+    assert len(sweep) == 2  # the T / alpha choice, both phases: all saw the views; test stays nominal
+    for seen, n in [(m["training_set"], m["n"]) for m in sweep] + [
+        (results[p]["training_set"], results[p]["n"]) for p in ("train", "qat")
+    ]:
         assert seen["view_jets"] == view_rows and seen["jets"] == nominal + view_rows
-        assert results[phase]["n"] == _rows(files["test"])[0]
+        assert n == _rows(files["test"])[0]
+    choice = json.loads((out / "distill_choice.json").read_text())
+    assert all(p["n_val"] == _rows(files["val"])[0] for p in choice["points"])  # validation: nominal
     metrics = json.loads((out / "qat" / "metrics.json").read_text())
     assert metrics["provenance"]["counts"]["train_rows"] == nominal + view_rows
     e = stage.convert_student(config, "deepsets", files["test"], out)
