@@ -4,6 +4,7 @@
 # (same as `jetfm fpga`); every path from jetfm.paths.
 from jetfm import paths
 from jetfm.fpga import rules as fpga_rules
+from jetfm.fpga import transfer as fpga_transfer
 from jetfm.train.stage_layout import layout_config
 
 FPGA = config["fpga"]
@@ -12,6 +13,12 @@ FPGA_STUDENT_NAMES = fpga_rules.student_pattern(FPGA_STUDENTS)  # any configured
 # Default teacher: the supervised ParT of this dataset (fpga.teacher names any other training checkpoint).
 FPGA_TEACHER = FPGA["teacher"] or f"{paths.model_dir(DATASET, 'part')}/checkpoint.pt"
 FPGA_STUDENT = fpga_rules.STUDENT
+# The distillation's transfer set (fpga.transfer): the training shards holding re-simulation views, [] when
+# off; asking for views the workflow does not produce stops the planning here, in one line.
+try:
+    FPGA_TRANSFER = fpga_transfer.view_shards(config, PREPROCESS_GROUPS)
+except ValueError as exc:
+    raise WorkflowError(str(exc)) from None
 fpga_out = fpga_rules.student_out
 
 
@@ -35,6 +42,7 @@ rule fpga_train:
     input:
         teacher=FPGA_TEACHER,
         train=TRAIN_H5["train"],
+        transfer=FPGA_TRANSFER,
         val=TRAIN_H5["val"],
         test=TRAIN_H5["test"],
     output:

@@ -5,10 +5,17 @@ loss = α · T² · KL(softmax(teacher / T) ‖ softmax(student / T)) + (1 − �
 frozen registry model read from a training checkpoint and run under no_grad. With a `CompressSpec` the same
 objective does the quantisation-aware, pruned second phase: the student starts from the float student's
 checkpoint, carries the fixed-point quantisers, and its pruning masks follow the spec's staircase schedule.
+With a `TransferSet` of views the training stream also reads the re-simulation views (`fpga/transfer.py`).
+
+Teacher logits: computed once per training jet and kept in memory while the training set has at most
+`TEACHER_CACHE_JETS` jets (one teacher pass instead of one per step: the teacher's forward would dominate the
+student's training time); above that (a large transfer set) the teacher runs on each batch instead, so
+memory stays bounded (~200 B per cached jet).
 """
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 from typing import Any
 
@@ -19,11 +26,14 @@ from torch import nn
 
 from jetfm.fpga.compress import CompressSpec, Quantize, apply_compression, prune_to, sparsity
 from jetfm.fpga.students import build_student
+from jetfm.fpga.transfer import TransferSet, count_jets
 from jetfm.models import build_model, count_parameters
 from jetfm.train.checkpoint import load_checkpoint
 from jetfm.train.config import TrainConfig
 from jetfm.train.data import H5JetStream, ShardMeta, make_loader
 from jetfm.train.objectives import Supervised, classify
+
+TEACHER_CACHE_JETS = 1_000_000  # at most this many training jets' teacher logits kept in memory
 
 
 def load_teacher(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
@@ -61,6 +71,7 @@ class Distill(Supervised):
         alpha: float = 0.7,
         compress: CompressSpec | None = None,
         init_from: str | Path | None = None,
+        transfer: TransferSet | None = None,
     ) -> None:
         super().__init__()
         if temperature <= 0 or not 0 <= alpha <= 1:
@@ -70,9 +81,13 @@ class Distill(Supervised):
         self.student, self.size = student, dict(size or {})
         self.temperature, self.alpha = float(temperature), float(alpha)
         self.compress, self.init_from = compress, init_from
+        self.transfer = transfer or TransferSet()
         self.teacher, self.teacher_info = load_teacher(teacher_path)
         self._calls = 0
-        self._teacher_logits: dict[bytes, torch.Tensor] = {}
+        self.cache_limit = TEACHER_CACHE_JETS
+        self._teacher_logits: dict[bytes, int] = {}  # jet key -> row of _logit_table
+        self._logit_table = torch.zeros(0)
+        self.training_set: dict[str, Any] = {}
         self._cfg: TrainConfig | None = None
         self._module: nn.Module | None = None
 
@@ -97,30 +112,68 @@ class Distill(Supervised):
             apply_compression(module.core, self.compress)
             module.input_quant = Quantize(self.compress.types()["input"])
 
+    def _nominal_only(self, cfg: TrainConfig) -> bool:
+        """Training rows: the nominal jets, plus the views when the transfer set asks for them."""
+        return cfg.nominal_only and self.transfer.nominal_only
+
+    def stream(self, files: list[str], cfg: TrainConfig, rank: int, world_size: int) -> H5JetStream:
+        """The supervised stream over the transfer set; records what it holds (`training_set`) for the
+        metrics, and refuses a transfer set of views whose shards hold none."""
+        nominal_only = self._nominal_only(cfg)
+        stream = H5JetStream(
+            files, cfg.batch_size, seed=cfg.seed, block_size=cfg.block_size,
+            shuffle_buffer=cfg.shuffle_buffer, bucket_by_length=cfg.bucket_by_length,
+            nominal_only=nominal_only, rank=rank, world_size=world_size,
+        )  # fmt: skip
+        jets = count_jets(files)
+        if self.transfer.views and jets["views"] == 0:
+            raise ValueError(
+                f"fpga.transfer.views is true but the training shards {files} hold no re-simulation view "
+                "rows (view >= 0): expected shards preprocessed with resimulate.enabled: true"
+            )
+        self.training_set = {"files": list(files), "jets": stream.rows, "nominal_jets": jets["nominal"],
+                             "view_jets": 0 if nominal_only else jets["views"],
+                             "transfer": vars(self.transfer)}  # fmt: skip
+        return stream
+
     @staticmethod
     def _keys(batch: dict[str, torch.Tensor]) -> list[bytes]:
-        """A jet's identity in the stream (batches carry no ids): its jet features and leading particle."""
-        jets, lead = batch["jet_features"].numpy(), batch["part_features"][:, 0].numpy()
-        return [j.tobytes() + p.tobytes() for j, p in zip(jets, lead, strict=True)]
+        """A jet's identity in the stream (batches carry no ids): a digest of everything the teacher reads
+        of it (jet features, real particles' features and vectors; the padding varies with the batch), so
+        two jets share a key only if the teacher's input is the same, views of one event included."""
+        jets, feats = batch["jet_features"].numpy(), batch["part_features"].numpy()
+        vecs, mask = batch["part_vectors"].numpy(), batch["part_mask"].numpy()
+        return [
+            hashlib.blake2b(j.tobytes() + f[m].tobytes() + v[m].tobytes(), digest_size=16).digest()
+            for j, f, v, m in zip(jets, feats, vecs, mask, strict=True)
+        ]
 
     @torch.no_grad()
     def _cache_teacher(self, train_files: list[str], cfg: TrainConfig) -> None:
-        """Teacher logits of every training jet, computed once (one inference pass instead of one per step:
-        the frozen teacher's forward would otherwise dominate the student's training time)."""
+        """Teacher logits of every training jet, computed once, when there are at most `cache_limit`."""
         stream = H5JetStream(train_files, cfg.eval_batch_size, shuffle=False, block_size=cfg.block_size,
-                             nominal_only=cfg.nominal_only, drop_last=False)  # fmt: skip
-        self._teacher_logits = {}
+                             nominal_only=self._nominal_only(cfg), drop_last=False)  # fmt: skip
+        self._teacher_logits, tables = {}, []
+        if stream.rows > self.cache_limit:
+            print(f"teacher logits: {stream.rows} training jets > {self.cache_limit}, computed per batch")
+            return
         for batch in make_loader(stream):
             logits = classify(self.teacher, batch, torch.device("cpu")).float()
-            self._teacher_logits.update(zip(self._keys(batch), logits, strict=True))
+            fresh = []
+            for i, key in enumerate(self._keys(batch)):
+                if key not in self._teacher_logits:  # a jet twice in the shards: the same input, one row
+                    self._teacher_logits[key] = len(self._teacher_logits)
+                    fresh.append(i)
+            tables.append(logits[fresh])
+        self._logit_table = torch.cat(tables) if tables else torch.zeros(0)
 
     def teacher_logits(self, batch: dict[str, torch.Tensor], device: torch.device) -> torch.Tensor:
-        cached = [self._teacher_logits.get(k) for k in self._keys(batch)]
-        if any(c is None for c in cached):  # a jet not seen in prepare (another stream): run the teacher
+        cached = [self._teacher_logits.get(k) for k in self._keys(batch)] if self._teacher_logits else [None]
+        if None in cached:  # a jet not cached (another stream, or no cache): run the teacher
             self.teacher.to(device)
             with torch.no_grad():
                 return classify(self.teacher, batch, device).float()
-        return torch.stack(cached).to(device)
+        return self._logit_table[torch.tensor(cached)].to(device)
 
     def loss(self, model: nn.Module, batch: dict[str, torch.Tensor], device: torch.device) -> torch.Tensor:
         if self.compress is not None and self._cfg is not None and self._module is not None:
@@ -146,7 +199,7 @@ class Distill(Supervised):
         """The student, its teacher and, when compressed, its per-layer sparsity (no FLOP count: the fpga
         stage counts the firmware's operations)."""
         fields = {"model": self.student, "objective": self.name, "parameters": count_parameters(module),
-                  "teacher": self.teacher_info}  # fmt: skip
+                  "teacher": self.teacher_info, "training_set": self.training_set}  # fmt: skip
         if self.compress is not None:
             fields["sparsity"] = sparsity(module.core)
         return fields
@@ -163,4 +216,5 @@ class Distill(Supervised):
             "alpha": self.alpha, "teacher": self.teacher_info["path"],
             "compress": None if self.compress is None else vars(self.compress),
             "init_from": None if self.init_from is None else str(self.init_from),
+            "transfer": vars(self.transfer),
         }  # fmt: skip

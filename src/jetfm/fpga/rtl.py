@@ -22,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 import shutil
 import subprocess
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -205,9 +206,35 @@ class RTLStudent:
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         """RTL simulation outputs (float64, exact) of firmware inputs `x` already in the input type."""
-        return np.asarray(
-            self.model.predict(np.ascontiguousarray(rtl_inputs(x), dtype=np.float64)), np.float64
-        )
+        words = np.ascontiguousarray(rtl_inputs(x), dtype=np.float64)
+        return np.asarray(on_large_stack(lambda: self.model.predict(words, n_threads=1)), np.float64)
+
+
+SIMULATION_STACK_BYTES = 1 << 30
+
+
+def on_large_stack(fn: Any) -> Any:
+    """fn() in a thread with a 1 GiB stack (reserved, touched only as used). Verilator's eval() of a large
+    fully parallel design keeps big frames on the stack: the 32-particle Deep Sets overflows Linux's default
+    8 MiB main-thread stack and the process dies with SIGSEGV (measured 2026-12-03)."""
+    result: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            result["value"] = fn()
+        except BaseException as exc:  # re-raised in the caller's thread
+            result["error"] = exc
+
+    previous = threading.stack_size(SIMULATION_STACK_BYTES)
+    try:
+        worker = threading.Thread(target=run, name="rtl-simulation")
+        worker.start()
+    finally:
+        threading.stack_size(previous)
+    worker.join()
+    if "error" in result:
+        raise result["error"]
+    return result["value"]
 
 
 def run_rtl(

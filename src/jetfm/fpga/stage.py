@@ -37,6 +37,7 @@ from jetfm.fpga.routes import Route, route_of
 from jetfm.fpga.rtl import OpenFlowSettings, tool_version
 from jetfm.fpga.students import build_student
 from jetfm.fpga.synth import synthesise
+from jetfm.fpga.transfer import TransferSet
 from jetfm.fpga.trigger import DEFAULT_RATES, operating_points, table_rows
 from jetfm.fpga.yosys import family_of, synthesise_verilog
 from jetfm.provenance import make_provenance
@@ -70,6 +71,7 @@ def train_student(
     loss = {k: v for k, v in fpga["distill"].items() if k != "choose"}
     chosen = choose_distillation(config, student, files, out, teacher, overrides)
     common = {"size": fpga["sizes"].get(student, {}), **loss, **chosen}
+    common["transfer"] = TransferSet.from_config(config)  # the distillation's training jets (fpga.transfer)
     results = {}
     route = route_of(student, common["size"])
     spec = route.compression(CompressSpec.from_dict(fpga["compress"]))
@@ -138,7 +140,8 @@ def choose_distillation(
             f"{student}: distillation T={point['temperature']:g}, alpha={point['alpha']:g} -> {run_dir}",
             flush=True,
         )
-        _train(cfg, files, run_dir, config, Distill(student, teacher, size=size, **point))
+        objective = Distill(student, teacher, size=size, transfer=TransferSet.from_config(config), **point)
+        _train(cfg, files, run_dir, config, objective)
         model = load_student(student, run_dir / "checkpoint.pt", files["val"], size, None)
         probs, labels = predict(model, files["val"], cfg, torch.device("cpu"))
         points.append(

@@ -9,7 +9,8 @@ the trigger hardware would receive (computed upstream of the firmware); `core` i
 - `deepsets`: Deep Sets on the leading `particles` particles (pT-ordered, zero-padded): Φ as pointwise
   Conv1d layers *without biases* plus a "real particle" input channel (its weight acts as Φ's bias for real
   particles only), so padded slots give Φ = 0 exactly and the firmware needs no mask input; the sum over
-  particles is an AvgPool1d (the mean; the 1/N is absorbed by F's first layer).
+  particles is an AvgPool1d (the mean; the 1/N is absorbed by F's first layer). `jet_features: true` adds
+  the jet MLP's standardised observables as per-particle channels (real particles only).
 - `attention`: one multi-head self-attention block over the same leading particles, an HGQ2 (Keras 3) model
   in a torch wrapper (`fpga/attention.py`): hls4ml's PyTorch frontend has no attention layer.
 """
@@ -41,7 +42,13 @@ class JetMLPStudent(JetMLP):
 
 
 class DeepSetsStudent(nn.Module):
-    """logits = F(mean_i Φ([x_i, 1])) over the leading particles, Φ(padding) = 0 by construction."""
+    """logits = F(mean_i Φ([x_i, 1])) over the leading particles, Φ(padding) = 0 by construction.
+
+    `jet_features`: Φ also sees the jet observables, standardised as `JetMLP`'s (its `fit_input` and
+    `features` on the same buffers, fitted on the training set), as extra channels of every real particle and
+    zeros on padded slots ([x_i, 1, j]·1_real), so Φ(padding) = 0 still holds and the firmware input stays one
+    (C, particles) tensor.
+    """
 
     def __init__(
         self,
@@ -50,12 +57,19 @@ class DeepSetsStudent(nn.Module):
         particles: int = 16,
         phi_dims: tuple[int, ...] = (32, 32),
         f_dims: tuple[int, ...] = (32,),
+        jet_features: bool = False,
+        num_jet_features: int = 0,
     ) -> None:
         super().__init__()
-        self.particles = particles
-        self.input_shape = (num_features + 1, particles)
+        self.particles, self.jet_features = particles, bool(jet_features)
+        width = num_features + 1 + (num_jet_features if self.jet_features else 0)
+        if self.jet_features:
+            if num_jet_features < 1:
+                raise ValueError("jet_features needs the data's jet observables (num_jet_features >= 1)")
+            self.register_buffer("shift", torch.zeros(num_jet_features))
+            self.register_buffer("scale", torch.ones(num_jet_features))
+        self.input_shape = (width, particles)
         layers: list[nn.Module] = []
-        width = num_features + 1
         for d in phi_dims:
             layers += [nn.Conv1d(width, d, kernel_size=1, bias=False), nn.ReLU()]
             width = d
@@ -64,6 +78,12 @@ class DeepSetsStudent(nn.Module):
         self.input_quant: nn.Module = nn.Identity()
         self.register_buffer("dtype_probe", torch.zeros(()), persistent=False)
 
+    @torch.no_grad()
+    def fit_input(self, jet_features: torch.Tensor) -> None:
+        """`JetMLP.fit_input` when Φ sees the jet observables (nothing to fit otherwise)."""
+        if self.jet_features:
+            JetMLP.fit_input(self, jet_features)  # type: ignore[arg-type]
+
     def features(
         self,
         part_features: torch.Tensor,
@@ -71,8 +91,13 @@ class DeepSetsStudent(nn.Module):
         part_mask: torch.Tensor,
         jet_features: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """(B, F + 1, particles): leading particles' features and a 1 for real ones, zeros for padding."""
-        return leading_particles(part_features, part_mask, self.particles).transpose(1, 2)
+        """(B, C, particles): leading particles' features and a 1 for real ones (and with `jet_features` the
+        standardised jet observables on real ones), zeros for padding."""
+        x = leading_particles(part_features, part_mask, self.particles)
+        if self.jet_features:
+            jets = JetMLP.features(self, None, None, None, jet_features)  # type: ignore[arg-type]
+            x = torch.cat([x, jets.to(x.dtype).unsqueeze(1) * x[..., -1:]], dim=-1)
+        return x.transpose(1, 2)
 
     def forward(self, part_features, part_vectors, part_mask, jet_features=None):  # type: ignore[no-untyped-def]
         x = self.features(part_features, part_vectors, part_mask, jet_features)
@@ -92,7 +117,7 @@ def build_student(
         if kind == "jet_mlp":
             return JetMLPStudent(num_jet_features, num_classes, **size)
         if kind == "deepsets":
-            return DeepSetsStudent(num_features, num_classes, **size)
+            return DeepSetsStudent(num_features, num_classes, num_jet_features=num_jet_features, **size)
         if kind == "attention":
             from jetfm.fpga.attention import AttentionStudent  # imports Keras (torch backend) and HGQ2
 
