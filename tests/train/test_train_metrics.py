@@ -67,3 +67,22 @@ def test_ece_by_hand() -> None:
 def test_auc_with_one_class_is_a_clear_error() -> None:
     with pytest.raises(ValueError, match="both classes"):
         m.roc_auc(np.ones(5, bool), np.arange(5.0))
+
+
+def test_accuracy_ratio_se_matches_a_paired_bootstrap_and_is_below_the_independent_one():
+    """A student right on mostly the teacher's jets: the delta-method SE of acc_s / acc_t equals the spread
+    of the ratio over resampled jets, and is well below what independent binomial errors would give."""
+    rng = np.random.default_rng(3)
+    n = 4000
+    teacher = rng.random(n) < 0.56
+    student = np.where(rng.random(n) < 0.85, teacher, rng.random(n) < 0.5)  # mostly the teacher's calls
+    got = m.accuracy_ratio(student, teacher)
+    assert got["n"] == n and got["ratio"] == pytest.approx(student.mean() / teacher.mean())
+    idx = rng.integers(0, n, size=(2000, n))
+    boot = student[idx].mean(1) / teacher[idx].mean(1)
+    assert got["se"] == pytest.approx(boot.std(ddof=1), rel=0.1)
+    a, b = student.mean(), teacher.mean()
+    independent = got["ratio"] * np.sqrt(a * (1 - a) / (n * a**2) + b * (1 - b) / (n * b**2))
+    assert got["se"] < 0.7 * independent
+    with pytest.raises(ValueError, match="accuracy_ratio"):
+        m.accuracy_ratio(student, teacher[:10])

@@ -44,7 +44,7 @@ from jetfm.provenance import make_provenance
 from jetfm.train.checkpoint import load_checkpoint
 from jetfm.train.config import TrainConfig, from_workflow
 from jetfm.train.data import H5JetStream, make_loader, read_meta
-from jetfm.train.metrics import classification_metrics
+from jetfm.train.metrics import accuracy_ratio, classification_metrics
 from jetfm.train.objectives import is_main_rank, predict
 
 
@@ -280,6 +280,16 @@ def write_emulation(
     metrics = {k: classification_metrics(p, labels, classes) for k, p in probs.items()}
     if rtl_out is not None:  # on the RTL-simulated jets only (`n` says how many)
         metrics["rtl"] = classification_metrics(_softmax(rtl_out), labels[: len(rtl_out)], classes)
+    teacher_right = probs["float_teacher"].argmax(1) == labels
+    ratios = {
+        k: accuracy_ratio(p.argmax(1) == labels, teacher_right)
+        for k, p in probs.items()
+        if k != "float_teacher"
+    }
+    if rtl_out is not None:
+        ratios["rtl"] = accuracy_ratio(
+            rtl_out.argmax(1) == labels[: len(rtl_out)], teacher_right[: len(rtl_out)]
+        )
     rates = tuple(config["fpga"].get("trigger_rates", DEFAULT_RATES))
     teacher_log_p = np.log(np.clip(probs["float_teacher"], 1e-30, None))
     trigger = operating_points(emulated.astype(np.float64), labels, classes, rates, reference=teacher_log_p)
@@ -294,6 +304,7 @@ def write_emulation(
         **extras,
         "rtl": rtl,
         "summary": {k: {m: v[m] for m in SUMMARY_KEYS} for k, v in metrics.items()},
+        "ratio_to_teacher": ratios,  # accuracy / the teacher's on the same jets, paired (delta-method) SE
         "metrics": metrics,
         "trigger": trigger,
         "compile_s": round(timing["compile_s"], 3),
@@ -458,6 +469,7 @@ def write_tables(
                 "student": e["student"], "model": name, "accuracy": f"{s['accuracy']:.4f}",
                 "macro_auc": f"{s['macro_auc']:.4f}" if s["macro_auc"] is not None else "",
                 "accuracy_over_teacher": f"{s['accuracy'] / teacher_acc:.4f}" if teacher_acc else "",
+                "accuracy_over_teacher_se": _ratio_se(e, name),
                 "n_test": s["n"], "argmax_agreement": f"{e['argmax_agreement']:.6f}",
                 "max_abs_output_diff": f"{e['max_abs_output_diff']:.3g}",
                 "multiplications": e["operations"]["totals"].get("multiplications", 0),
@@ -480,6 +492,12 @@ def write_tables(
             plot_pareto(prows, pareto_plot)
 
 
+def _ratio_se(emulation: dict[str, Any], model: str) -> str:
+    """The paired SE of a model's accuracy ratio to the teacher ("" where not recorded, or the teacher)."""
+    ratio = (emulation.get("ratio_to_teacher") or {}).get(model)
+    return f"{ratio['se']:.4f}" if ratio else ""
+
+
 def headline_rst(emulations: list[dict[str, Any]], syntheses: list[dict[str, Any]]) -> str:
     """The report front page's firmware lines, one per student: firmware accuracy against the teacher, whether
     emulation and RTL match PyTorch bit for bit, resources, latency and II (vendor report when there is one,
@@ -494,7 +512,8 @@ def headline_rst(emulations: list[dict[str, Any]], syntheses: list[dict[str, Any
             ", RTL bit-exact" if rtl.get("bit_exact") else (", RTL differs" if rtl else ", no RTL simulated")
         )
         hw = _hardware_summary(synth.get(e["student"], {}))
-        ratio = f"{acc / teacher:.2f} x teacher {teacher:.3f}"
+        se = (e.get("ratio_to_teacher") or {}).get("emulation", {}).get("se")
+        ratio = f"{acc / teacher:.2f}{f' +- {se:.2f}' if se is not None else ''} x teacher {teacher:.3f}"
         lines.append(f"- ``{e['student']}``: accuracy {acc:.3f} ({ratio}); {exact}; {hw}.")
     return "\n".join(lines) + "\n"
 

@@ -137,3 +137,16 @@ def classification_metrics(
         "confusion_matrix": cm[np.ix_(present, present)].tolist(),
         "confusion_classes": [classes[c] for c in present],
     }
+
+
+def accuracy_ratio(correct: np.ndarray, reference: np.ndarray) -> dict[str, float | int]:
+    """acc(correct) / acc(reference) on the same jets, with its standard error by the delta method on the
+    paired per-jet correctness (a student and its teacher are right on mostly the same jets, so independent
+    binomial errors would overstate the spread of the ratio)."""
+    a, b = np.asarray(correct, np.float64), np.asarray(reference, np.float64)
+    n = len(a)
+    if n == 0 or len(b) != n or b.mean() == 0:
+        raise ValueError(f"accuracy_ratio: {n} and {len(b)} jets, reference accuracy {b.mean() if n else 0}")
+    ratio = a.mean() / b.mean()
+    se = float((a - ratio * b).std(ddof=1) / b.mean() / np.sqrt(n)) if n > 1 else float("nan")
+    return {"ratio": float(ratio), "se": se, "n": n}
