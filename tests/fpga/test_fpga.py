@@ -221,7 +221,7 @@ def test_deepsets_distils_compresses_and_emulates_the_whole_test_split(teacher_r
     assert e["summary"]["emulation"] == e["summary"]["quantised_student"]
     ratio, acc = e["ratio_to_teacher"]["emulation"], e["summary"]
     assert ratio["ratio"] == pytest.approx(acc["emulation"]["accuracy"] / acc["float_teacher"]["accuracy"])
-    assert ratio["n"] == 250 and 0 < ratio["se"] < 0.5
+    assert ratio["n"] == 250 and 0 <= ratio["se"] < 0.5  # 0 when student and teacher err on the same jets
     assert e["operations"]["layers"][0]["positions"] == 8  # Φ runs once per particle slot
     saved = json.loads((out / "emulation.json").read_text())
     assert saved["max_abs_output_diff"] == 0.0 and (out / "hls" / "firmware" / "myproject.cpp").is_file()
