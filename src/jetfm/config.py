@@ -17,8 +17,6 @@ from typing import Any
 import jsonschema
 import yaml
 
-from jetfm.fpga.kinds import check_students
-
 SCHEMA_PATH = Path(__file__).with_name("config.schema.yaml")
 
 
@@ -63,11 +61,23 @@ def validate_config(
     # A second pass validates the filled-in defaults themselves.
     jsonschema.Draft202012Validator(_schema()).validate(config)
     _check_inputs(config, source)
-    try:
-        check_students(config["fpga"])
-    except ValueError as exc:
-        raise ValueError(f"invalid config: {source}: {exc}") from None
+    _check_student_kinds(config["fpga"], source)
     return config
+
+
+def _check_student_kinds(fpga: dict[str, Any], source: str) -> None:
+    """Every name in fpga.students / sizes / overrides is a student kind or names one in
+    fpga.sizes.<name>.kind (the schema checks an explicit kind against the same list, `fpga.kinds.KINDS`)."""
+    kinds = _schema()["properties"]["fpga"]["properties"]["sizes"]["additionalProperties"]["properties"]
+    known = kinds["kind"]["enum"]
+    sizes = fpga.get("sizes") or {}
+    for name in dict.fromkeys([*fpga.get("students", []), *sizes, *(fpga.get("overrides") or {})]):
+        if (sizes.get(name) or {}).get("kind", name) not in known:
+            raise ValueError(
+                f"invalid config: {source}: student {name!r} is not a student kind and has no "
+                f"fpga.sizes.{name}.kind (expected one of {', '.join(known)}, or fpga.sizes.{name}.kind "
+                "naming one)"
+            )
 
 
 def _blame(error: jsonschema.ValidationError, source: str, origins: dict[str, str]) -> str:

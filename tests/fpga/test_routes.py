@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from jetfm.config import load_config
-from jetfm.fpga.kinds import kind_of, split_kind
+from jetfm.fpga.kinds import KINDS, kind_of, split_kind
 from jetfm.fpga.pareto import pareto_optimal, pareto_rows, plot_pareto
 from jetfm.fpga.routes import route_of
 from jetfm.fpga.rules import student_pattern
@@ -40,7 +40,7 @@ def test_an_unknown_kind_fails_in_one_line_naming_field_value_and_expectation() 
         build_student("foo", 17, 8, 10, {})
     for overrides, field in (
         ({"fpga.students": ["jet_mlp", "foo"]}, "student 'foo' is not a student kind"),
-        ({"fpga.sizes.b0": {"kind": "hgqmlp"}}, "fpga.sizes.b0.kind is 'hgqmlp'"),
+        ({"fpga.sizes.b0": {"kind": "hgqmlp"}}, "fpga.sizes.b0.kind: 'hgqmlp' is not one of"),
         ({"fpga.overrides.jet_mpl": {"qat": {"lr": 0.1}}}, "student 'jet_mpl' is not a student kind"),
     ):
         with pytest.raises(ValueError) as err:
@@ -105,3 +105,10 @@ def test_pareto_rows_and_figure_from_the_stage_outputs(tmp_path: Path) -> None:
     assert rows[1]["accuracy_over_teacher"] == pytest.approx(0.8)
     plot_pareto(rows, tmp_path / "pareto.png")
     assert (tmp_path / "pareto.png").stat().st_size > 0
+
+
+def test_the_config_schema_lists_the_same_kinds() -> None:
+    from jetfm.config import _schema
+
+    sizes = _schema()["properties"]["fpga"]["properties"]["sizes"]
+    assert sizes["additionalProperties"]["properties"]["kind"]["enum"] == list(KINDS)
