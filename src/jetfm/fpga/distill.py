@@ -15,6 +15,7 @@ memory stays bounded (~200 B per cached jet).
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from pathlib import Path
 from typing import Any
@@ -26,7 +27,7 @@ from torch import nn
 
 from jetfm.fpga.compress import CompressSpec, Quantize, apply_compression, prune_to, sparsity
 from jetfm.fpga.students import build_student
-from jetfm.fpga.transfer import TransferSet, count_jets
+from jetfm.fpga.transfer import TransferSet
 from jetfm.models import build_model, count_parameters
 from jetfm.train.checkpoint import load_checkpoint
 from jetfm.train.config import TrainConfig
@@ -119,21 +120,16 @@ class Distill(Supervised):
     def stream(self, files: list[str], cfg: TrainConfig, rank: int, world_size: int) -> H5JetStream:
         """The supervised stream over the transfer set; records what it holds (`training_set`) for the
         metrics, and refuses a transfer set of views whose shards hold none."""
-        nominal_only = self._nominal_only(cfg)
-        stream = H5JetStream(
-            files, cfg.batch_size, seed=cfg.seed, block_size=cfg.block_size,
-            shuffle_buffer=cfg.shuffle_buffer, bucket_by_length=cfg.bucket_by_length,
-            nominal_only=nominal_only, rank=rank, world_size=world_size,
-        )  # fmt: skip
-        jets = count_jets(files)
-        if self.transfer.views and jets["views"] == 0:
+        cfg = dataclasses.replace(cfg, nominal_only=self._nominal_only(cfg))
+        stream = super().stream(files, cfg, rank, world_size)
+        views = stream.rows - stream.nominal_rows  # 0 when the stream keeps nominal jets only
+        if self.transfer.views and views == 0:
             raise ValueError(
                 f"fpga.transfer.views is true but the training shards {files} hold no re-simulation view "
                 "rows (view >= 0): expected shards preprocessed with resimulate.enabled: true"
             )
-        self.training_set = {"files": list(files), "jets": stream.rows, "nominal_jets": jets["nominal"],
-                             "view_jets": 0 if nominal_only else jets["views"],
-                             "transfer": vars(self.transfer)}  # fmt: skip
+        self.training_set = {"files": list(files), "jets": stream.rows, "nominal_jets": stream.nominal_rows,
+                             "view_jets": views, "transfer": vars(self.transfer)}  # fmt: skip
         return stream
 
     @staticmethod

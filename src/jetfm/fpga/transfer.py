@@ -11,11 +11,7 @@ with every row; validation and test stay nominal.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
-
-import h5py
-import numpy as np
 
 from jetfm import paths
 from jetfm.configkeys import strict_fields
@@ -60,15 +56,3 @@ def view_shards(config: dict[str, Any], groups: dict[int, list[str]]) -> list[st
         for g, files in groups.items()
         if any(str(f).endswith(VIEWS_SUFFIX) for f in files)
     ]
-
-
-def count_jets(files: list[str], block: int = 1 << 20) -> dict[str, int]:
-    """Nominal and view jets of the shards, streamed over the `view` column."""
-    nominal = views = 0
-    for path in files:
-        with h5py.File(Path(path), "r") as f:
-            for a in range(0, f["view"].shape[0], block):
-                v = f["view"][a : a + block]
-                n = int(np.count_nonzero(v == -1))
-                nominal, views = nominal + n, views + len(v) - n
-    return {"nominal": nominal, "views": views}

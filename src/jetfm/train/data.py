@@ -223,6 +223,7 @@ class H5JetStream(IterableDataset):
         self.epoch = 0
         self.blocks: list[Block] = []
         self.rows = 0  # usable rows (nominal-only filter applied)
+        self.nominal_rows = 0  # rows with view == -1, whatever the filter
         for i, path in enumerate(self.paths):
             with h5py.File(path, "r") as f:
                 n = f["label"].shape[0]
@@ -230,7 +231,9 @@ class H5JetStream(IterableDataset):
                 view = f["view"][:]
             step = max(chunk, -(-block_size // chunk) * chunk)  # whole chunks only
             self.blocks += [Block(i, s, min(s + step, n)) for s in range(0, n, step)]
-            self.rows += int((view == -1).sum()) if nominal_only else n
+            nominal = int((view == -1).sum())
+            self.nominal_rows += nominal
+            self.rows += nominal if nominal_only else n
         if self.rows == 0:
             raise ValueError(f"no usable rows in {self.paths} (nominal_only={nominal_only})")
 
