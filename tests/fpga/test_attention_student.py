@@ -26,11 +26,11 @@ pytestmark = [
     pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning"),  # Keras 3.15, numpy 2
 ]
 
-from jetfm.config import load_config  # noqa: E402
+from fixtures.fpga import config_with_teacher, phase  # noqa: E402
+
 from jetfm.fpga import stage  # noqa: E402
 from jetfm.fpga.hgq import convert_hgq  # noqa: E402
 from jetfm.fpga.students import build_student  # noqa: E402
-from jetfm.train.run import run_training  # noqa: E402
 
 SIZE = {"particles": 8, "embed_dim": 8, "heads": 2, "key_dim": 4, "head_dims": [8]}
 TINY = {"particles": 4, "embed_dim": 4, "heads": 1, "key_dim": 2, "head_dims": [4]}  # Verilator: ~50 s
@@ -90,16 +90,9 @@ def test_attention_student_emulates_bit_exactly_and_padding_is_inert(tmp_path: P
 def teacher_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, dict[str, list[str]], Path]:
     root = tmp_path_factory.mktemp("attention")
     files = make_dataset(root / "h5", n_train=256, n_val=64, n_test=200, max_particles=16)
-    config = load_config(Path(__file__).parents[2] / "config" / "config.yaml")
-    config["train"].update(max_steps=10, eval_every=10, checkpoint_every=10, progress=False, warmup_steps=2)
-    config["train"]["sizes"]["pfn"] = {"phi_dims": [8], "f_dims": [8]}
-    run_training(config, "pfn", files, root / "teacher", overrides={"lr": 0.003})
-    config["fpga"].update(
-        teacher=str(root / "teacher" / "checkpoint.pt"),
-        sizes={"attention": TINY, "hgq_mlp_t": {"kind": "hgq_mlp", "dims": [4], "ebops_beta": 1e-6}},
-        train={"max_steps": 12, "eval_every": 12, "checkpoint_every": 12, "warmup_steps": 2},
-        qat={"max_steps": 8, "eval_every": 8, "checkpoint_every": 8, "warmup_steps": 2},
-    )
+    sizes = {"attention": TINY, "hgq_mlp_t": {"kind": "hgq_mlp", "dims": [4], "ebops_beta": 1e-6}}
+    pfn = {"phi_dims": [8], "f_dims": [8]}
+    config = config_with_teacher(files, root, phase(10), pfn, phase(12), phase(8), sizes=sizes)
     config["fpga"]["hls"]["backend"] = "Vivado"
     config["fpga"]["open_flow"] = {"rtl_jets": 120, "yosys_max_luts": 1}  # RTL simulated; yosys not run
     return config, files, root

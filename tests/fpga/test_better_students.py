@@ -17,16 +17,15 @@ import h5py
 import numpy as np
 import pytest
 import torch
+from fixtures.fpga import config_with_teacher, phase
 from fixtures.train import make_split_dataset
 
-from jetfm.config import load_config
 from jetfm.fpga import stage
 from jetfm.fpga.distill import Distill
 from jetfm.fpga.students import build_student
 from jetfm.fpga.transfer import TransferSet, check_views, view_shards
 from jetfm.train.config import from_workflow
 from jetfm.train.objectives import classify
-from jetfm.train.run import run_training
 
 OPEN_TOOLS = all(shutil.which(t) for t in ("g++", "verilator", "yosys")) and bool(
     importlib.util.find_spec("da4ml")
@@ -44,16 +43,9 @@ def _rows(files: list[str]) -> tuple[int, int]:
 def views_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, dict[str, list[str]], Path]:
     root = tmp_path_factory.mktemp("transfer")
     files = make_split_dataset(root / "h5", n_events=500, n_view_events=100, views=4, max_particles=32)
-    config = load_config(Path(__file__).parents[2] / "config" / "config.yaml")
-    config["train"].update(max_steps=20, eval_every=20, checkpoint_every=20, progress=False, warmup_steps=2)
-    config["train"]["sizes"]["pfn"] = {"phi_dims": [16], "f_dims": [16]}
-    run_training(config, "pfn", files, root / "teacher", overrides={"lr": 0.003})
-    config["fpga"].update(
-        teacher=str(root / "teacher" / "checkpoint.pt"),
-        sizes={"deepsets": DEEPSETS},
-        transfer={"views": True},
-        train={"max_steps": 12, "eval_every": 12, "checkpoint_every": 12, "warmup_steps": 2},
-        qat={"max_steps": 8, "eval_every": 8, "checkpoint_every": 8, "warmup_steps": 2},
+    pfn, students = {"phi_dims": [16], "f_dims": [16]}, {"deepsets": DEEPSETS}
+    config = config_with_teacher(
+        files, root, phase(20), pfn, phase(12), phase(8), sizes=students, transfer={"views": True}
     )
     return config, files, root
 

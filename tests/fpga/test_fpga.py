@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from fixtures.fpga import config_with_teacher, phase
 from fixtures.train import make_dataset
 from torch import nn
 
@@ -34,7 +35,6 @@ from jetfm.fpga.hccs import HCCSSoftmax, calibrate, hccs, kl_to_softmax
 from jetfm.fpga.opcount import operation_counts
 from jetfm.fpga.students import build_student
 from jetfm.fpga.synth import parse_csynth_xml, synthesise
-from jetfm.train.run import run_training
 
 needs_gxx = pytest.mark.skipif(shutil.which("g++") is None, reason="hls4ml's C++ emulation needs g++")
 OPEN_TOOLS = all(shutil.which(t) for t in ("g++", "verilator", "yosys")) and bool(
@@ -187,16 +187,9 @@ def test_jet_mlp_emulation_rounds_raw_inputs_bit_exactly_and_trace_finds_a_plant
 def teacher_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, dict[str, list[str]], Path]:
     root = tmp_path_factory.mktemp("fpga")
     files = make_dataset(root / "h5", n_train=384, n_val=64, n_test=250, max_particles=32)
-    config = load_config(Path(__file__).parents[2] / "config" / "config.yaml")
-    config["train"].update(max_steps=30, eval_every=30, checkpoint_every=30, progress=False, warmup_steps=3)
-    config["train"]["sizes"]["pfn"] = {"phi_dims": [16, 16], "f_dims": [16]}
-    run_training(config, "pfn", files, root / "teacher", overrides={"lr": 0.003})
-    config["fpga"].update(
-        teacher=str(root / "teacher" / "checkpoint.pt"),
-        sizes={"deepsets": {"particles": 8, "phi_dims": [8], "f_dims": [8]}, "jet_mlp": {"dims": [8]}},
-        train={"max_steps": 20, "eval_every": 20, "checkpoint_every": 20, "warmup_steps": 2},
-        qat={"max_steps": 16, "eval_every": 16, "checkpoint_every": 16, "warmup_steps": 2},
-    )
+    sizes = {"deepsets": {"particles": 8, "phi_dims": [8], "f_dims": [8]}, "jet_mlp": {"dims": [8]}}
+    config = config_with_teacher(files, root, phase(30, warmup=3), {"phi_dims": [16, 16], "f_dims": [16]},
+                                 phase(20), phase(16), sizes=sizes)  # fmt: skip
     config["fpga"]["compress"]["sparsity"] = 0.6
     return config, files, root
 
